@@ -1,0 +1,366 @@
+// Package natclass turns STUN observations into a NAT diagnosis: mapping and
+// filtering behaviour (RFC 4787 section 4 and 5), the classic RFC 3489 NAT
+// type, and a verdict on how real-time traffic will get through. It holds
+// pure functions over data only: no sockets, no clock.
+package natclass
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Behavior is an RFC 4787 mapping or filtering behaviour. The zero value is
+// BehaviorUnknown.
+type Behavior int
+
+// Behaviours, in the vocabulary of RFC 4787 and RFC 5780.
+const (
+	BehaviorUnknown                   Behavior = iota // not determined
+	BehaviorNone                                      // no NAT (mapping) or no filtering at all
+	BehaviorEndpointIndependent                       // EIM / EIF
+	BehaviorAddressDependent                          // ADM / ADF
+	BehaviorAddressAndPortDependent                   // APDM / APDF
+)
+
+var behaviorNames = [...]string{"unknown", "none", "endpoint-independent", "address-dependent", "address-and-port-dependent"}
+
+func (b Behavior) String() string {
+	if b < 0 || int(b) >= len(behaviorNames) {
+		return fmt.Sprintf("Behavior(%d)", int(b))
+	}
+	return behaviorNames[b]
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (b Behavior) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (b *Behavior) UnmarshalText(t []byte) error { return unmarshalEnum(t, behaviorNames[:], (*int)(b), "behavior") }
+
+// Type is the classic RFC 3489 NAT type name people search for. The zero
+// value is TypeUnknown.
+type Type int
+
+// NAT types.
+const (
+	TypeUnknown            Type = iota
+	TypeOpenInternet            // no NAT, no filtering
+	TypeFirewall                // no NAT, unsolicited inbound dropped
+	TypeFullCone                // EIM + EIF
+	TypeRestrictedCone          // EIM + ADF
+	TypePortRestrictedCone      // EIM + APDF
+	TypeSymmetric               // ADM or APDM
+	TypeUDPBlocked              // no UDP reply from any server
+)
+
+var typeNames = [...]string{"unknown", "open-internet", "firewall", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"}
+
+func (t Type) String() string {
+	if t < 0 || int(t) >= len(typeNames) {
+		return fmt.Sprintf("Type(%d)", int(t))
+	}
+	return typeNames[t]
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (t Type) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (t *Type) UnmarshalText(b []byte) error { return unmarshalEnum(b, typeNames[:], (*int)(t), "NAT type") }
+
+// Tri is a yes/no answer that may also be unknown (the zero value). In JSON it
+// is true, false or null.
+type Tri int
+
+// Tri values.
+const (
+	Unknown Tri = iota
+	No
+	Yes
+)
+
+// TriOf returns Yes for true and No for false.
+func TriOf(b bool) Tri {
+	if b {
+		return Yes
+	}
+	return No
+}
+
+func (t Tri) String() string {
+	switch t {
+	case Yes:
+		return "yes"
+	case No:
+		return "no"
+	}
+	return "unknown"
+}
+
+// MarshalJSON encodes Yes as true, No as false and Unknown as null.
+func (t Tri) MarshalJSON() ([]byte, error) {
+	switch t {
+	case Yes:
+		return []byte("true"), nil
+	case No:
+		return []byte("false"), nil
+	}
+	return []byte("null"), nil
+}
+
+// UnmarshalJSON decodes true, false and null.
+func (t *Tri) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "true":
+		*t = Yes
+	case "false":
+		*t = No
+	case "null":
+		*t = Unknown
+	default:
+		return fmt.Errorf("natclass: %q is not true, false or null", b)
+	}
+	return nil
+}
+
+// Likelihood is the overall answer to "will direct UDP work?". The zero
+// value is LikelihoodUnknown.
+type Likelihood int
+
+// Likelihoods.
+const (
+	LikelihoodUnknown    Likelihood = iota
+	LikelihoodLikely                // direct with every kind of NAT peer
+	LikelihoodPossible              // direct with some kinds of peer; which could not be fully told
+	LikelihoodUnlikely              // relay needed with the most common home-router peers
+	LikelihoodImpossible            // UDP does not get out
+)
+
+var likelihoodNames = [...]string{"unknown", "likely", "possible", "unlikely", "impossible"}
+
+func (l Likelihood) String() string {
+	if l < 0 || int(l) >= len(likelihoodNames) {
+		return fmt.Sprintf("Likelihood(%d)", int(l))
+	}
+	return likelihoodNames[l]
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (l Likelihood) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *Likelihood) UnmarshalText(b []byte) error {
+	return unmarshalEnum(b, likelihoodNames[:], (*int)(l), "likelihood")
+}
+
+// Path is how traffic to one kind of peer will flow. The zero value is
+// PathUnknown.
+type Path int
+
+// Paths.
+const (
+	PathUnknown        Path = iota
+	PathDirect                // UDP hole punching works
+	PathProbablyDirect        // works in most cases (EIM + APDF on both sides)
+	PathRelay                 // a TURN relay is needed
+)
+
+var pathNames = [...]string{"unknown", "direct", "probably-direct", "relay"}
+
+func (p Path) String() string {
+	if p < 0 || int(p) >= len(pathNames) {
+		return fmt.Sprintf("Path(%d)", int(p))
+	}
+	return pathNames[p]
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (p *Path) UnmarshalText(b []byte) error { return unmarshalEnum(b, pathNames[:], (*int)(p), "path") }
+
+func unmarshalEnum(b []byte, names []string, v *int, what string) error {
+	for i, n := range names {
+		if n == string(b) {
+			*v = i
+			return nil
+		}
+	}
+	return fmt.Errorf("natclass: unknown %s %q", what, b)
+}
+
+// Status is the outcome of one STUN transaction. The zero value StatusNotRun
+// means the request was never sent, or the run ended before its waiting
+// window did: that is "unknown", never "no reply".
+type Status int
+
+// Statuses.
+const (
+	StatusNotRun     Status = iota
+	StatusNoReply           // sent (with retransmissions) and nothing came back within the window
+	StatusReply             // a success response arrived
+	StatusErrorReply        // an error response arrived (e.g. 420 Unknown Attribute)
+)
+
+var statusNames = [...]string{"not-run", "no-reply", "reply", "error-reply"}
+
+func (s Status) String() string {
+	if s < 0 || int(s) >= len(statusNames) {
+		return fmt.Sprintf("Status(%d)", int(s))
+	}
+	return statusNames[s]
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Status) UnmarshalText(b []byte) error { return unmarshalEnum(b, statusNames[:], (*int)(s), "status") }
+
+// Probe is one STUN Binding transaction as the engine saw it: what was sent,
+// from which local socket, to where, and what came back.
+type Probe struct {
+	Local      netip.AddrPort `json:"local"`       // the socket's own, concrete address
+	Dest       netip.AddrPort `json:"dest"`        // where the request was sent
+	ChangeIP   bool           `json:"change_ip"`   // CHANGE-REQUEST change-IP flag sent
+	ChangePort bool           `json:"change_port"` // CHANGE-REQUEST change-port flag sent
+	Sent       int            `json:"sent"`        // transmissions, retransmissions included
+	Status     Status         `json:"status"`
+
+	// Reply fields; zero unless Status is StatusReply or StatusErrorReply.
+	From           netip.AddrPort `json:"from,omitzero"`            // the reply's source address
+	ResponseOrigin netip.AddrPort `json:"response_origin,omitzero"` // RESPONSE-ORIGIN
+	Mapped         netip.AddrPort `json:"mapped,omitzero"`          // XOR-MAPPED-ADDRESS
+	LegacyMapped   netip.AddrPort `json:"legacy_mapped,omitzero"`   // MAPPED-ADDRESS, if sent
+	Other          netip.AddrPort `json:"other,omitzero"`           // OTHER-ADDRESS
+	ErrorCode      int            `json:"error_code,omitempty"`     // STUN error code of an error reply
+	RTT            time.Duration  `json:"-"`                        // first transmission to reply
+}
+
+// Replied reports whether a success response arrived.
+func (p Probe) Replied() bool { return p.Status == StatusReply }
+
+// Source is where the reply says it came from: RESPONSE-ORIGIN when the server
+// sent it, else the packet's source address.
+func (p Probe) Source() netip.AddrPort {
+	if p.From.IsValid() {
+		return p.From
+	}
+	return p.ResponseOrigin
+}
+
+// Server is one configured STUN server and Test I (a plain Binding request)
+// sent to it from the shared mapping socket.
+type Server struct {
+	Name         string         `json:"name"`                    // as the user gave it
+	Address      netip.AddrPort `json:"address,omitzero"`        // resolved address; zero if resolution failed
+	ResolveError string         `json:"resolve_error,omitempty"` // why it could not be resolved
+	Binding      Probe          `json:"binding"`                 // Test I from the mapping socket
+}
+
+// RFC5780Tests are the behaviour-discovery tests of RFC 5780 section 4 run
+// against one server that advertised OTHER-ADDRESS in Test I.
+type RFC5780Tests struct {
+	Server int `json:"server"` // index into Observations.Servers
+
+	// Mapping tests (4.3) on the mapping socket, after Test I.
+	MappingII  Probe `json:"mapping_ii"`  // to alternate IP, primary port
+	MappingIII Probe `json:"mapping_iii"` // to alternate IP, alternate port
+
+	// Filtering tests (4.4) on a fresh socket that never talked to the
+	// alternate address.
+	FilteringI   Probe `json:"filtering_i"`   // plain request to the primary address
+	FilteringII  Probe `json:"filtering_ii"`  // change-IP and change-port
+	FilteringIII Probe `json:"filtering_iii"` // change-port only
+
+	// Control is sent from the mapping socket after Mapping Test III opened
+	// its filter towards the alternate address: a change-IP and change-port
+	// request whose reply, from the alternate address, proves that the server
+	// honours CHANGE-REQUEST.
+	Control Probe `json:"control"`
+}
+
+// Observations is everything the probe engine saw for one address family.
+type Observations struct {
+	Family  string         `json:"family"` // "ipv4" or "ipv6"
+	Servers []Server       `json:"servers"`
+	RFC5780 []RFC5780Tests `json:"rfc5780,omitempty"`
+	// Hairpin is a Binding request sent from another socket to the mapping
+	// socket's mapped address; StatusReply means the mapping socket received
+	// it. Nil when the test was not run.
+	Hairpin *Probe `json:"hairpin,omitempty"`
+	// Extra holds further plain Binding transactions on other sockets (for
+	// instance a fresh socket's Test I) used for port-preservation evidence.
+	Extra []Probe `json:"extra,omitempty"`
+}
+
+// Peer kinds of the verdict, named like the NAT types they stand for.
+const (
+	PeerOpen               = "open"
+	PeerFullCone           = "full-cone"
+	PeerRestrictedCone     = "restricted-cone"
+	PeerPortRestrictedCone = "port-restricted-cone"
+	PeerSymmetric          = "symmetric"
+	PeerUDPBlocked         = "udp-blocked"
+)
+
+// PeerPath is how traffic to one kind of peer will flow.
+type PeerPath struct {
+	Peer string `json:"peer"`
+	Path Path   `json:"path"`
+}
+
+// Relay transports a verdict can call for, in ICE's order of preference.
+const (
+	RelayTURNUDP = "turn-udp"
+	RelayTURNTCP = "turn-tcp"
+	RelayTURNTLS = "turn-tls"
+)
+
+// Verdict says how real-time traffic will get through from here.
+type Verdict struct {
+	// DirectUDP is the overall answer for direct UDP to typical peers.
+	DirectUDP Likelihood `json:"direct_udp"`
+	// Peers holds, for each kind of peer, direct or relay.
+	Peers []PeerPath `json:"peers"`
+	// Relay lists the TURN transports to use when direct fails, best first.
+	Relay []string `json:"relay"`
+	// Summary is the one-line answer for a person.
+	Summary string `json:"summary"`
+}
+
+// Result is the diagnosis of one address family.
+type Result struct {
+	Family string `json:"family"`
+	// UDP is true when any UDP STUN reply arrived.
+	UDP       bool     `json:"udp"`
+	Mapping   Behavior `json:"mapping"`
+	Filtering Behavior `json:"filtering"`
+	Type      Type     `json:"type"`
+	// BehindNAT: the public address differs from the local one.
+	BehindNAT Tri `json:"behind_nat"`
+	// MappingVariesByDestination: one socket got different public addresses
+	// from servers on different IP addresses.
+	MappingVariesByDestination Tri `json:"mapping_varies_by_destination"`
+	// PortPreservation: the NAT kept the local port as the public port.
+	PortPreservation Tri `json:"port_preservation"`
+	// CGNAT: the public address seen by a public server is itself private or
+	// in 100.64.0.0/10, so there is another NAT beyond the first.
+	CGNAT Tri `json:"cgnat"`
+	// ALG: MAPPED-ADDRESS differed from XOR-MAPPED-ADDRESS, so something on
+	// the path rewrites addresses inside packets. Unknown when no server sent
+	// MAPPED-ADDRESS.
+	ALG Tri `json:"alg"`
+	// Hairpin: a packet sent to our own public address came back to us.
+	// Unknown when not tested (opt-in).
+	Hairpin Tri `json:"hairpin"`
+	// PublicAddresses are the distinct XOR-MAPPED-ADDRESSes seen.
+	PublicAddresses []netip.AddrPort `json:"public_addresses"`
+	// RFC5780Server names the server whose behaviour tests were used, if any.
+	RFC5780Server string `json:"rfc5780_server,omitempty"`
+	Verdict       Verdict `json:"verdict"`
+	// Reasons explain the diagnosis in plain words, tied to observations.
+	Reasons []string `json:"reasons"`
+}
