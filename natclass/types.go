@@ -16,11 +16,11 @@ type Behavior int
 
 // Behaviours, in the vocabulary of RFC 4787 and RFC 5780.
 const (
-	BehaviorUnknown                   Behavior = iota // not determined
-	BehaviorNone                                      // no NAT (mapping) or no filtering at all
-	BehaviorEndpointIndependent                       // EIM / EIF
-	BehaviorAddressDependent                          // ADM / ADF
-	BehaviorAddressAndPortDependent                   // APDM / APDF
+	BehaviorUnknown                 Behavior = iota // not determined
+	BehaviorNone                                    // no NAT (mapping) or no filtering at all
+	BehaviorEndpointIndependent                     // EIM / EIF
+	BehaviorAddressDependent                        // ADM / ADF
+	BehaviorAddressAndPortDependent                 // APDM / APDF
 )
 
 var behaviorNames = [...]string{"unknown", "none", "endpoint-independent", "address-dependent", "address-and-port-dependent"}
@@ -36,7 +36,9 @@ func (b Behavior) String() string {
 func (b Behavior) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
-func (b *Behavior) UnmarshalText(t []byte) error { return unmarshalEnum(t, behaviorNames[:], (*int)(b), "behavior") }
+func (b *Behavior) UnmarshalText(t []byte) error {
+	return unmarshalEnum(t, behaviorNames[:], (*int)(b), "behavior")
+}
 
 // Type is the classic RFC 3489 NAT type name people search for. The zero
 // value is TypeUnknown.
@@ -67,7 +69,9 @@ func (t Type) String() string {
 func (t Type) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
-func (t *Type) UnmarshalText(b []byte) error { return unmarshalEnum(b, typeNames[:], (*int)(t), "NAT type") }
+func (t *Type) UnmarshalText(b []byte) error {
+	return unmarshalEnum(b, typeNames[:], (*int)(t), "NAT type")
+}
 
 // Tri is a yes/no answer that may also be unknown (the zero value). In JSON it
 // is true, false or null.
@@ -161,9 +165,9 @@ type Path int
 // Paths.
 const (
 	PathUnknown        Path = iota
-	PathDirect                // UDP hole punching works
-	PathProbablyDirect        // works in most cases (EIM + APDF on both sides)
-	PathRelay                 // a TURN relay is needed
+	PathDirect              // UDP hole punching works
+	PathProbablyDirect      // works in most cases (EIM + APDF on both sides)
+	PathRelay               // a TURN relay is needed
 )
 
 var pathNames = [...]string{"unknown", "direct", "probably-direct", "relay"}
@@ -179,7 +183,9 @@ func (p Path) String() string {
 func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
-func (p *Path) UnmarshalText(b []byte) error { return unmarshalEnum(b, pathNames[:], (*int)(p), "path") }
+func (p *Path) UnmarshalText(b []byte) error {
+	return unmarshalEnum(b, pathNames[:], (*int)(p), "path")
+}
 
 func unmarshalEnum(b []byte, names []string, v *int, what string) error {
 	for i, n := range names {
@@ -217,7 +223,9 @@ func (s Status) String() string {
 func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
-func (s *Status) UnmarshalText(b []byte) error { return unmarshalEnum(b, statusNames[:], (*int)(s), "status") }
+func (s *Status) UnmarshalText(b []byte) error {
+	return unmarshalEnum(b, statusNames[:], (*int)(s), "status")
+}
 
 // Probe is one STUN Binding transaction as the engine saw it: what was sent,
 // from which local socket, to where, and what came back.
@@ -359,7 +367,7 @@ type Result struct {
 	// PublicAddresses are the distinct XOR-MAPPED-ADDRESSes seen.
 	PublicAddresses []netip.AddrPort `json:"public_addresses"`
 	// RFC5780Server names the server whose behaviour tests were used, if any.
-	RFC5780Server string `json:"rfc5780_server,omitempty"`
+	RFC5780Server string  `json:"rfc5780_server,omitempty"`
 	Verdict       Verdict `json:"verdict"`
 	// Reasons explain the diagnosis in plain words, tied to observations.
 	Reasons []string `json:"reasons"`
