@@ -1,0 +1,416 @@
+package natclass
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Classify turns the observations of one address family into a diagnosis.
+// It never guesses: whatever the observations do not settle is Unknown, with a
+// reason saying why.
+func Classify(obs Observations) Result {
+	r := Result{Family: obs.Family}
+	c := classifier{obs: obs, r: &r}
+	c.udp()
+	if !r.UDP {
+		r.Verdict = Decide(r)
+		return r
+	}
+	c.mapping()
+	c.filtering()
+	r.Type = TypeOf(r.Mapping, r.Filtering, r.MappingVariesByDestination)
+	c.extras()
+	r.Verdict = Decide(r)
+	return r
+}
+
+type classifier struct {
+	obs Observations
+	r   *Result
+}
+
+func (c *classifier) reason(format string, args ...any) {
+	c.r.Reasons = append(c.r.Reasons, fmt.Sprintf(format, args...))
+}
+
+// allProbes returns every transaction with a server, in a stable order.
+func (c *classifier) allProbes() []Probe {
+	var ps []Probe
+	for _, s := range c.obs.Servers {
+		ps = append(ps, s.Binding)
+	}
+	for _, t := range c.obs.RFC5780 {
+		ps = append(ps, t.MappingII, t.MappingIII, t.FilteringI, t.FilteringII, t.FilteringIII, t.Control)
+	}
+	return append(ps, c.obs.Extra...)
+}
+
+// udp decides whether UDP gets out, and if not, whether that is known.
+func (c *classifier) udp() {
+	for _, p := range c.allProbes() {
+		if p.Status == StatusReply || p.Status == StatusErrorReply {
+			c.r.UDP = true
+			return
+		}
+	}
+	addrs := map[netip.Addr]bool{}
+	var failed []string
+	cutShort := false
+	for _, s := range c.obs.Servers {
+		if !s.Address.IsValid() {
+			failed = append(failed, s.Name)
+			continue
+		}
+		addrs[s.Address.Addr()] = true
+		if s.Binding.Status == StatusNotRun {
+			cutShort = true
+		}
+	}
+	switch {
+	case len(c.obs.Servers) == 0:
+		c.reason("no STUN server was configured for %s", c.obs.Family)
+	case len(addrs) == 0:
+		c.reason("no server name could be resolved (%s): DNS is failing or the names are wrong, so nothing was measured", strings.Join(failed, ", "))
+	case cutShort:
+		c.reason("the run ended before any server could answer: raise --timeout")
+	case len(addrs) == 1:
+		c.reason("the only server address tried did not answer over UDP: UDP may be blocked, or that server is down; try a second server")
+	default:
+		c.r.Type = TypeUDPBlocked
+		c.reason("none of %d server addresses answered a UDP Binding request despite retransmissions: UDP is blocked on this network", len(addrs))
+	}
+}
+
+type sample struct {
+	local, dest, mapped netip.AddrPort
+}
+
+func (c *classifier) mappingSamples() []sample {
+	var ss []sample
+	add := func(p Probe) {
+		if p.Replied() && p.Mapped.IsValid() && !p.ChangeIP && !p.ChangePort {
+			ss = append(ss, sample{p.Local, p.Dest, p.Mapped})
+		}
+	}
+	for _, s := range c.obs.Servers {
+		add(s.Binding)
+	}
+	for _, t := range c.obs.RFC5780 {
+		add(t.MappingII)
+		add(t.MappingIII)
+	}
+	return ss
+}
+
+// mapping classifies mapping behaviour from the samples of the shared mapping
+// socket (RFC 5780 section 4.3 generalised: Test I/II compare two destination
+// IP addresses, Test II/III two ports of one address).
+func (c *classifier) mapping() {
+	ss := c.mappingSamples()
+	if len(ss) == 0 {
+		c.reason("no server returned a mapped address to the mapping socket")
+		return
+	}
+	nat, same := 0, 0
+	for _, s := range ss {
+		if s.local.Addr().IsUnspecified() {
+			continue
+		}
+		if s.mapped == s.local {
+			same++
+		} else {
+			nat++
+		}
+	}
+	switch {
+	case same > 0 && nat == 0:
+		c.r.BehindNAT = No
+		c.r.Mapping = BehaviorNone
+		c.r.MappingVariesByDestination = No
+		c.reason("the public address %s is this host's own address: there is no NAT", ss[0].mapped)
+		return
+	case same > 0 && nat > 0:
+		c.reason("some servers saw this host's own address and others a translated one: mapping cannot be told")
+		return
+	case nat > 0:
+		c.r.BehindNAT = Yes
+	}
+
+	var crossIPDiff, crossIPSame, portDiff, portSame *[2]sample
+	for i := range ss {
+		for j := i + 1; j < len(ss); j++ {
+			a, b := ss[i], ss[j]
+			if a.dest == b.dest {
+				continue
+			}
+			pair := &[2]sample{a, b}
+			sameIP := a.dest.Addr() == b.dest.Addr()
+			switch {
+			case !sameIP && a.mapped != b.mapped && crossIPDiff == nil:
+				crossIPDiff = pair
+			case !sameIP && a.mapped == b.mapped && crossIPSame == nil:
+				crossIPSame = pair
+			case sameIP && a.mapped != b.mapped && portDiff == nil:
+				portDiff = pair
+			case sameIP && a.mapped == b.mapped && portSame == nil:
+				portSame = pair
+			}
+		}
+	}
+	switch {
+	case portDiff != nil:
+		c.r.Mapping = BehaviorAddressAndPortDependent
+		c.r.MappingVariesByDestination = Yes
+		c.reason("one socket got %s from %s but %s from %s, the same IP on another port: mapping is address-and-port-dependent",
+			portDiff[0].mapped, portDiff[0].dest, portDiff[1].mapped, portDiff[1].dest)
+	case crossIPDiff != nil && portSame != nil:
+		c.r.Mapping = BehaviorAddressDependent
+		c.r.MappingVariesByDestination = Yes
+		c.reason("one socket got %s from %s but %s from %s; two ports of %s gave the same address: mapping is address-dependent",
+			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest, portSame[0].dest.Addr())
+	case crossIPDiff != nil:
+		c.r.MappingVariesByDestination = Yes
+		c.reason("one socket got %s from %s but %s from %s: the mapping varies by destination (symmetric NAT); no two ports of one server were compared, so address-dependent and address-and-port-dependent cannot be told apart",
+			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest)
+	case crossIPSame != nil:
+		c.r.Mapping = BehaviorEndpointIndependent
+		c.r.MappingVariesByDestination = No
+		c.reason("one socket got the same public address %s from %s and from %s: mapping is endpoint-independent",
+			crossIPSame[0].mapped, crossIPSame[0].dest, crossIPSame[1].dest)
+	default:
+		c.reason("only one server IP address answered the mapping socket, so mapping behaviour cannot be told; add a server on another address or one that supports RFC 5780")
+	}
+}
+
+// filterOutcome is what one RFC 5780 server says about filtering.
+type filterOutcome struct {
+	server   string
+	behavior Behavior // unknown when this server could not tell
+}
+
+// filtering classifies filtering behaviour (RFC 5780 section 4.4), checking
+// that each reply came from where CHANGE-REQUEST asked it to come from.
+func (c *classifier) filtering() {
+	if len(c.obs.RFC5780) == 0 {
+		c.reason("no server supports RFC 5780 (none sent OTHER-ADDRESS): filtering behaviour cannot be learned from plain servers")
+		return
+	}
+	var definite []filterOutcome
+	for _, t := range c.obs.RFC5780 {
+		if t.Server < 0 || t.Server >= len(c.obs.Servers) {
+			continue
+		}
+		o := c.filterOne(t)
+		if o.behavior != BehaviorUnknown {
+			definite = append(definite, o)
+		}
+	}
+	if len(definite) == 0 {
+		return
+	}
+	for _, o := range definite[1:] {
+		if o.behavior != definite[0].behavior {
+			c.reason("RFC 5780 servers disagree on filtering (%s says %s, %s says %s)", definite[0].server, definite[0].behavior, o.server, o.behavior)
+			return
+		}
+	}
+	c.r.Filtering = definite[0].behavior
+	c.r.RFC5780Server = definite[0].server
+	if c.r.Mapping == BehaviorNone && c.r.Filtering == BehaviorEndpointIndependent {
+		c.r.Filtering = BehaviorNone
+	}
+}
+
+type replyKind int
+
+const (
+	replyUnknown  replyKind = iota // not run, cut short, or error response
+	replyNone                      // no reply within the window
+	replyRight                     // reply from the address CHANGE-REQUEST asked for
+	replyWrong                     // reply from another address: CHANGE-REQUEST ignored
+	replyRejected                  // error response: CHANGE-REQUEST unsupported
+)
+
+func judge(p Probe, want netip.AddrPort) replyKind {
+	switch p.Status {
+	case StatusNoReply:
+		return replyNone
+	case StatusErrorReply:
+		return replyRejected
+	case StatusReply:
+		if p.From == want || (!p.From.IsValid() && p.ResponseOrigin == want) {
+			return replyRight
+		}
+		return replyWrong
+	}
+	return replyUnknown
+}
+
+func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
+	srv := c.obs.Servers[t.Server]
+	name := srv.Name
+	out := filterOutcome{server: name}
+	p, a := srv.Address, srv.Binding.Other
+	switch {
+	case !a.IsValid():
+		c.reason("%s sent no OTHER-ADDRESS", name)
+		return out
+	case a.Addr() == p.Addr() || a.Port() == p.Port():
+		c.reason("%s advertises OTHER-ADDRESS %s, which does not differ from %s in both IP and port: not usable for behaviour tests", name, a, p)
+		return out
+	case a.Addr().Is4() != p.Addr().Is4():
+		c.reason("%s advertises OTHER-ADDRESS %s of another address family: not usable", name, a)
+		return out
+	}
+	if !t.FilteringI.Replied() {
+		c.reason("the fresh filtering socket got no answer from %s even without CHANGE-REQUEST: its filtering tests cannot be read", name)
+		return out
+	}
+	wantII := a                                       // alternate IP, alternate port
+	wantIII := netip.AddrPortFrom(p.Addr(), a.Port()) // primary IP, alternate port
+	ii, iii, ctl := judge(t.FilteringII, wantII), judge(t.FilteringIII, wantIII), judge(t.Control, wantII)
+
+	for _, x := range []struct {
+		k    replyKind
+		p    Probe
+		want netip.AddrPort
+	}{{ii, t.FilteringII, wantII}, {iii, t.FilteringIII, wantIII}, {ctl, t.Control, wantII}} {
+		switch x.k {
+		case replyWrong:
+			c.reason("%s answered a CHANGE-REQUEST from %s instead of %s: it does not honour CHANGE-REQUEST, so filtering is unknown", name, x.p.From, x.want)
+			return out
+		case replyRejected:
+			c.reason("%s rejected CHANGE-REQUEST (error %d): it does not support it, so filtering is unknown", name, x.p.ErrorCode)
+			return out
+		}
+	}
+	switch {
+	case ii == replyRight:
+		out.behavior = BehaviorEndpointIndependent
+		c.reason("a socket that never talked to %s received its reply (change IP and port): filtering is endpoint-independent", wantII)
+	case ii == replyNone && iii == replyRight:
+		out.behavior = BehaviorAddressDependent
+		c.reason("a fresh socket received a reply from %s (same IP, other port) but none from %s: filtering is address-dependent", wantIII, wantII)
+	case ii == replyNone && iii == replyNone && ctl == replyRight:
+		out.behavior = BehaviorAddressAndPortDependent
+		c.reason("a fresh socket received no reply from %s or %s, though %s does answer from there once a socket has sent to it: filtering is address-and-port-dependent", wantII, wantIII, name)
+	case ii == replyNone && iii == replyNone:
+		c.reason("no reply came from %s or %s, and it could not be confirmed that %s honours CHANGE-REQUEST from behind this NAT: filtering is unknown", wantII, wantIII, name)
+	default:
+		c.reason("the filtering tests against %s did not complete: filtering is unknown", name)
+	}
+	return out
+}
+
+// extras fills in port preservation, CGNAT, ALG, hairpinning and the public
+// addresses.
+func (c *classifier) extras() {
+	r := c.r
+	seen := map[netip.AddrPort]bool{}
+	preserved, changed := 0, 0
+	cgnat, publicSeen := 0, 0
+	algYes, algNo := 0, 0
+	for _, p := range c.allProbes() {
+		if !p.Replied() || !p.Mapped.IsValid() {
+			continue
+		}
+		if !seen[p.Mapped] {
+			seen[p.Mapped] = true
+			r.PublicAddresses = append(r.PublicAddresses, p.Mapped)
+		}
+		if p.Mapped.Port() == p.Local.Port() {
+			preserved++
+		} else {
+			changed++
+		}
+		if isGlobal(p.Dest.Addr()) && p.Mapped != p.Local {
+			if isPrivateOrShared(p.Mapped.Addr()) {
+				cgnat++
+			} else {
+				publicSeen++
+			}
+		}
+		if p.LegacyMapped.IsValid() {
+			if p.LegacyMapped != p.Mapped {
+				algYes++
+			} else {
+				algNo++
+			}
+		}
+	}
+	slices.SortFunc(r.PublicAddresses, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	switch {
+	case changed > 0:
+		r.PortPreservation = No
+	case preserved > 0:
+		r.PortPreservation = Yes
+	}
+	switch {
+	case cgnat > 0:
+		r.CGNAT = Yes
+		c.reason("a public server saw a private or shared (100.64.0.0/10) address: there is another NAT beyond this one (carrier-grade NAT)")
+	case publicSeen > 0:
+		r.CGNAT = No
+	}
+	switch {
+	case algYes > 0:
+		r.ALG = Yes
+		c.reason("MAPPED-ADDRESS differed from XOR-MAPPED-ADDRESS: something on the path rewrites addresses inside packets (an ALG), which can break STUN and ICE")
+	case algNo > 0:
+		r.ALG = No
+	}
+	if h := c.obs.Hairpin; h != nil {
+		switch h.Status {
+		case StatusReply:
+			r.Hairpin = Yes
+			c.reason("a packet sent to our own public address %s came back: the NAT hairpins", h.Dest)
+		case StatusNoReply:
+			r.Hairpin = No
+			c.reason("a packet sent to our own public address %s did not come back: the NAT does not hairpin, so two peers behind it need a relay or their local addresses", h.Dest)
+		}
+	}
+}
+
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+func isPrivateOrShared(a netip.Addr) bool {
+	return a.IsPrivate() || sharedSpace.Contains(a.Unmap())
+}
+
+// isGlobal reports whether a server at a is on the public side: not private,
+// shared, loopback or link-local.
+func isGlobal(a netip.Addr) bool {
+	return a.IsValid() && !isPrivateOrShared(a) && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsUnspecified()
+}
+
+// TypeOf names the classic RFC 3489 NAT type for a mapping and filtering
+// behaviour.
+func TypeOf(mapping, filtering Behavior, varies Tri) Type {
+	switch mapping {
+	case BehaviorNone:
+		switch filtering {
+		case BehaviorNone, BehaviorEndpointIndependent:
+			return TypeOpenInternet
+		case BehaviorAddressDependent, BehaviorAddressAndPortDependent:
+			return TypeFirewall
+		}
+	case BehaviorEndpointIndependent:
+		switch filtering {
+		case BehaviorNone, BehaviorEndpointIndependent:
+			return TypeFullCone
+		case BehaviorAddressDependent:
+			return TypeRestrictedCone
+		case BehaviorAddressAndPortDependent:
+			return TypePortRestrictedCone
+		}
+	case BehaviorAddressDependent, BehaviorAddressAndPortDependent:
+		return TypeSymmetric
+	case BehaviorUnknown:
+		if varies == Yes {
+			return TypeSymmetric
+		}
+	}
+	return TypeUnknown
+}

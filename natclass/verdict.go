@@ -1,0 +1,162 @@
+package natclass
+
+import "fmt"
+
+// row is a line of the hole-punching table in ../shared/nat-testing.md: a
+// host's NAT as far as UDP hole punching is concerned.
+type row int
+
+const (
+	rowOpen row = iota // no NAT or EIM, with no filtering or EIF
+	rowADF             // EIM (or no NAT) with address-dependent filtering
+	rowAPDF            // EIM (or no NAT) with address-and-port-dependent filtering
+	rowSym             // ADM or APDM mapping
+)
+
+// punch is the hole-punching table: punch[local][peer], both sides sending.
+// EIM+APDF on both sides is only probably direct: Linux masquerade, for
+// one, can lose the client's port when the peer's check arrives first.
+var punch = [4][4]Path{
+	rowOpen: {PathDirect, PathDirect, PathDirect, PathDirect},
+	rowADF:  {PathDirect, PathDirect, PathDirect, PathDirect},
+	rowAPDF: {PathDirect, PathDirect, PathProbablyDirect, PathRelay},
+	rowSym:  {PathDirect, PathDirect, PathRelay, PathRelay},
+}
+
+// peers lists the peer kinds of a verdict with their row in the table.
+var peers = []struct {
+	name string
+	row  row
+}{
+	{PeerOpen, rowOpen},
+	{PeerFullCone, rowOpen},
+	{PeerRestrictedCone, rowADF},
+	{PeerPortRestrictedCone, rowAPDF},
+	{PeerSymmetric, rowSym},
+}
+
+// possibleRows returns the rows consistent with what is known.
+func possibleRows(mapping, filtering Behavior, varies Tri) []row {
+	var mapRows []row // rows allowed by mapping alone
+	switch {
+	case mapping == BehaviorAddressDependent || mapping == BehaviorAddressAndPortDependent || varies == Yes:
+		return []row{rowSym}
+	case mapping == BehaviorNone || mapping == BehaviorEndpointIndependent:
+		mapRows = []row{rowOpen, rowADF, rowAPDF}
+	default:
+		mapRows = []row{rowOpen, rowADF, rowAPDF, rowSym}
+	}
+	var out []row
+	for _, r := range mapRows {
+		switch {
+		case r == rowSym:
+			out = append(out, r)
+		case filtering == BehaviorUnknown,
+			r == rowOpen && (filtering == BehaviorNone || filtering == BehaviorEndpointIndependent),
+			r == rowADF && filtering == BehaviorAddressDependent,
+			r == rowAPDF && filtering == BehaviorAddressAndPortDependent:
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// combine merges the outcomes of all possible rows: one answer if they agree,
+// probably-direct if all are some kind of direct, else unknown.
+func combine(paths []Path) Path {
+	if len(paths) == 0 {
+		return PathUnknown
+	}
+	allDirect := true
+	for _, p := range paths {
+		if p != PathDirect && p != PathProbablyDirect {
+			allDirect = false
+		}
+	}
+	for _, p := range paths[1:] {
+		if p != paths[0] {
+			if allDirect {
+				return PathProbablyDirect
+			}
+			return PathUnknown
+		}
+	}
+	return paths[0]
+}
+
+// Decide makes the verdict from a classified result: for each kind of peer,
+// direct or relay; the overall answer for direct UDP; and the TURN transports
+// to fall back on.
+func Decide(r Result) Verdict {
+	var v Verdict
+	if !r.UDP {
+		v.Relay = []string{RelayTURNTCP, RelayTURNTLS}
+		path := PathUnknown
+		if r.Type == TypeUDPBlocked {
+			path = PathRelay
+			v.DirectUDP = LikelihoodImpossible
+			v.Summary = "UDP is blocked: real-time traffic needs a TURN relay over TCP or TLS (port 443 gets through most firewalls)"
+		} else {
+			v.Relay = []string{RelayTURNUDP, RelayTURNTCP, RelayTURNTLS}
+			v.Summary = "Nothing could be measured: no STUN server answered"
+		}
+		for _, p := range peers {
+			v.Peers = append(v.Peers, PeerPath{p.name, path})
+		}
+		v.Peers = append(v.Peers, PeerPath{PeerUDPBlocked, path})
+		return v
+	}
+
+	v.Relay = []string{RelayTURNUDP, RelayTURNTCP, RelayTURNTLS}
+	rows := possibleRows(r.Mapping, r.Filtering, r.MappingVariesByDestination)
+	for _, p := range peers {
+		var paths []Path
+		for _, lr := range rows {
+			paths = append(paths, punch[lr][p.row])
+		}
+		v.Peers = append(v.Peers, PeerPath{p.name, combine(paths)})
+	}
+	// A peer whose UDP is blocked can only be reached through its relay.
+	v.Peers = append(v.Peers, PeerPath{PeerUDPBlocked, PathRelay})
+
+	symOnly := len(rows) == 1 && rows[0] == rowSym
+	eimOnly := !symOnly
+	for _, lr := range rows {
+		if lr == rowSym {
+			eimOnly = false
+		}
+	}
+	switch {
+	case eimOnly:
+		v.DirectUDP = LikelihoodLikely
+	case symOnly:
+		v.DirectUDP = LikelihoodUnlikely
+	default:
+		v.DirectUDP = LikelihoodPossible
+	}
+	v.Summary = summary(r, v)
+	return v
+}
+
+func summary(r Result, v Verdict) string {
+	name := r.Type.String()
+	switch r.Type {
+	case TypeOpenInternet:
+		return "Direct UDP likely: this host has a public address and nothing filters inbound UDP"
+	case TypeFirewall:
+		return fmt.Sprintf("Direct UDP likely: no NAT, but a firewall filters inbound UDP (%s)", r.Filtering)
+	case TypeFullCone, TypeRestrictedCone:
+		return fmt.Sprintf("Direct UDP likely: %s NAT; direct with every kind of peer", name)
+	case TypePortRestrictedCone:
+		return "Direct UDP likely: port-restricted cone NAT; peers behind symmetric NATs need a TURN relay"
+	case TypeSymmetric:
+		return "Direct UDP unlikely: symmetric NAT; peers behind port-restricted or symmetric NATs (most home routers) need a TURN relay"
+	}
+	switch v.DirectUDP {
+	case LikelihoodLikely:
+		return "Direct UDP likely: the NAT keeps one public address for all destinations; whether peers behind symmetric NATs need a relay depends on filtering, which could not be told"
+	case LikelihoodPossible:
+		return "Direct UDP possible: UDP gets out, but the NAT's mapping could not be told; use servers on two addresses or one with RFC 5780"
+	}
+	return "UDP gets out; the NAT's behaviour could not be told"
+}
