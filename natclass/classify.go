@@ -58,17 +58,22 @@ func (c *classifier) udp() {
 	addrs := map[netip.Addr]bool{}
 	var failed []string
 	cutShort := false
+	var sendErr string
 	for _, s := range c.obs.Servers {
 		if !s.Address.IsValid() {
 			failed = append(failed, s.Name)
 			continue
 		}
 		addrs[s.Address.Addr()] = true
-		if s.Binding.Status == StatusNotRun {
+		if s.Binding.Error != "" {
+			sendErr = s.Binding.Error
+		} else if s.Binding.Status == StatusNotRun {
 			cutShort = true
 		}
 	}
 	switch {
+	case sendErr != "" && !cutShort:
+		c.reason("requests could not be sent (%s): this host has no working %s route", sendErr, c.obs.Family)
 	case len(c.obs.Servers) == 0:
 		c.reason("no STUN server was configured for %s", c.obs.Family)
 	case len(addrs) == 0:
@@ -257,11 +262,8 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 	case !a.IsValid():
 		c.reason("%s sent no OTHER-ADDRESS", name)
 		return out
-	case a.Addr() == p.Addr() || a.Port() == p.Port():
-		c.reason("%s advertises OTHER-ADDRESS %s, which does not differ from %s in both IP and port: not usable for behaviour tests", name, a, p)
-		return out
-	case a.Addr().Is4() != p.Addr().Is4():
-		c.reason("%s advertises OTHER-ADDRESS %s of another address family: not usable", name, a)
+	case !UsableOther(p, a):
+		c.reason("%s advertises OTHER-ADDRESS %s, which is not usable for behaviour tests: it must differ from %s in both IP and port, in the same family", name, a, p)
 		return out
 	}
 	if !t.FilteringI.Replied() {
@@ -413,4 +415,51 @@ func TypeOf(mapping, filtering Behavior, varies Tri) Type {
 		}
 	}
 	return TypeUnknown
+}
+
+// UsableOther reports whether an OTHER-ADDRESS a advertised by the server at
+// p can serve the RFC 5780 behaviour tests: it must differ from p in both IP
+// address and port, in the same address family.
+func UsableOther(p, a netip.AddrPort) bool {
+	return a.IsValid() && p.IsValid() && a.Addr() != p.Addr() && a.Port() != p.Port() && a.Addr().Is4() == p.Addr().Is4()
+}
+
+// Change-request support of a server, as ChangeRequestSupport reports it.
+const (
+	ChangeRequestHonoured    = "honoured"
+	ChangeRequestIgnored     = "ignored"
+	ChangeRequestRejected    = "rejected"
+	ChangeRequestUnconfirmed = "unconfirmed"
+)
+
+// ChangeRequestSupport says how server i treated CHANGE-REQUEST in the RFC
+// 5780 tests: honoured (a reply came from the address asked for), ignored
+// (a reply came from elsewhere), rejected (an error reply), unconfirmed, or
+// "" when no CHANGE-REQUEST was sent to it.
+func ChangeRequestSupport(obs Observations, i int) string {
+	if i < 0 || i >= len(obs.Servers) {
+		return ""
+	}
+	srv := obs.Servers[i]
+	p, a := srv.Address, srv.Binding.Other
+	for _, t := range obs.RFC5780 {
+		if t.Server != i {
+			continue
+		}
+		kinds := []replyKind{
+			judge(t.FilteringII, a),
+			judge(t.FilteringIII, netip.AddrPortFrom(p.Addr(), a.Port())),
+			judge(t.Control, a),
+		}
+		switch {
+		case slices.Contains(kinds, replyWrong):
+			return ChangeRequestIgnored
+		case slices.Contains(kinds, replyRejected):
+			return ChangeRequestRejected
+		case slices.Contains(kinds, replyRight):
+			return ChangeRequestHonoured
+		}
+		return ChangeRequestUnconfirmed
+	}
+	return ""
 }

@@ -244,6 +244,7 @@ type Probe struct {
 	LegacyMapped   netip.AddrPort `json:"legacy_mapped,omitzero"`   // MAPPED-ADDRESS, if sent
 	Other          netip.AddrPort `json:"other,omitzero"`           // OTHER-ADDRESS
 	ErrorCode      int            `json:"error_code,omitempty"`     // STUN error code of an error reply
+	Error          string         `json:"error,omitempty"`          // why the request could not be sent
 	RTT            time.Duration  `json:"-"`                        // first transmission to reply
 }
 

@@ -1,0 +1,494 @@
+// Package probe is natcheck's measurement engine: it owns local UDP sockets,
+// sends STUN Binding requests (RFC 8489) and the behaviour-discovery tests of
+// RFC 5780 section 4, and records what came back, from where and when, as
+// natclass.Observations.
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/stun/v3"
+	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/rfc5780"
+)
+
+// Family is an address family: "ipv4" or "ipv6".
+type Family string
+
+// Address families.
+const (
+	IPv4 Family = "ipv4"
+	IPv6 Family = "ipv6"
+)
+
+// Resolver looks up host names; *net.Resolver implements it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Config configures a diagnosis. The zero value of every field but Servers
+// is a documented default.
+type Config struct {
+	// Servers are the STUN servers to probe.
+	Servers []Target
+	// Net is the network to use; nil means the host's real sockets.
+	// pion/transport's vnet makes the same code run on simulated NATs.
+	Net transport.Net
+	// Resolver looks up server names; nil means net.DefaultResolver.
+	Resolver Resolver
+	// Hairpin enables the hairpinning test (RFC 5780 section 4.7). Some
+	// firewalls flag it as an attack, so it is opt-in.
+	Hairpin bool
+	// Trace, when set, receives one Event per packet sent or received.
+	// It must be safe for concurrent use.
+	Trace func(Event)
+	// FirstWait bounds how long the first requests wait for any server
+	// to answer; zero means 3 s. The context's deadline always wins.
+	FirstWait time.Duration
+}
+
+// EventKind says what happened in a trace Event.
+type EventKind string
+
+// Event kinds.
+const (
+	EventSend       EventKind = "send"
+	EventRetransmit EventKind = "retransmit"
+	EventReply      EventKind = "reply"
+	EventTimeout    EventKind = "timeout"
+	EventDropped    EventKind = "dropped"
+	EventError      EventKind = "error"
+)
+
+// Event is one line of the per-transaction trace.
+type Event struct {
+	Time       time.Time
+	Kind       EventKind
+	Test       string // e.g. "mapping-I", "filtering-II"
+	SocketName string
+	Socket     netip.AddrPort // local socket
+	Peer       netip.AddrPort // destination, or source of a received packet
+	ID         string         // transaction ID, hex
+	Detail     string
+}
+
+// Run is the outcome for one family: the observations, or why the family
+// was skipped.
+type Run struct {
+	Family       Family
+	Skipped      string // non-empty when the family was not tested, and why
+	Observations natclass.Observations
+}
+
+// timing constants of the waiting windows.
+const (
+	firstInterval  = 100 * time.Millisecond // first retransmission before any RTT is known
+	maxInterval    = 800 * time.Millisecond
+	minWindow      = 200 * time.Millisecond // shortest wait before "no reply" is a result
+	windowRTTs     = 3                      // window = windowRTTs*RTT + minWindow
+	retransPerWin  = 10                     // retransmissions inside a window
+	minRetransmit  = 10 * time.Millisecond
+	lateServerWait = 700 * time.Millisecond // others' wait after the first server answered
+)
+
+// window returns how long to wait for a reply given a measured round-trip
+// time: long enough that "no reply" means the packet was filtered, short
+// enough not to waste the user's time.
+func window(rtt time.Duration) time.Duration { return windowRTTs*rtt + minWindow }
+
+// retransmitEvery spaces retransmissions so that retransPerWin fit in the
+// window, but never faster than the RTT (a reply could be on its way).
+func retransmitEvery(rtt time.Duration) time.Duration {
+	return max(window(rtt)/retransPerWin, rtt+rtt/2, minRetransmit)
+}
+
+// Diagnose resolves the servers once and probes each requested family in
+// parallel. With families empty it probes IPv4 and IPv6, skipping a family
+// the host or the servers do not have.
+func Diagnose(ctx context.Context, cfg Config, families ...Family) []Run {
+	explicit := len(families) > 0
+	if !explicit {
+		families = []Family{IPv4, IPv6}
+	}
+	res := resolveAll(ctx, cfg, families)
+	runs := make([]Run, len(families))
+	var wg sync.WaitGroup
+	for i, fam := range families {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i] = runFamily(ctx, cfg, fam, res[fam], explicit)
+		}()
+	}
+	wg.Wait()
+	return runs
+}
+
+type resolved struct {
+	target Target
+	addr   netip.Addr // zero if none in this family
+	err    string
+}
+
+// resolveAll looks up every target once for every family, all at once.
+func resolveAll(ctx context.Context, cfg Config, families []Family) map[Family][]resolved {
+	r := cfg.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	out := map[Family][]resolved{}
+	for _, f := range families {
+		out[f] = make([]resolved, len(cfg.Servers))
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i, t := range cfg.Servers {
+		if a, err := netip.ParseAddr(t.Host); err == nil {
+			a = a.Unmap()
+			for _, f := range families {
+				rr := resolved{target: t}
+				if (f == IPv4) == a.Is4() {
+					rr.addr = a
+				} else {
+					rr.err = fmt.Sprintf("%s is not an %s address", a, f)
+				}
+				out[f][i] = rr
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addrs, err := r.LookupNetIP(ctx, "ip", t.Host)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, f := range families {
+				rr := resolved{target: t}
+				if err != nil {
+					rr.err = describeDNSError(err)
+				} else {
+					for _, a := range addrs {
+						a = a.Unmap()
+						if (f == IPv4) == a.Is4() {
+							rr.addr = a
+							break
+						}
+					}
+					if !rr.addr.IsValid() {
+						rr.err = fmt.Sprintf("%s has no %s address", t.Host, f)
+					}
+				}
+				out[f][i] = rr
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func describeDNSError(err error) string {
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		switch {
+		case de.IsNotFound:
+			return fmt.Sprintf("DNS: no such host %s", de.Name)
+		case de.IsTimeout:
+			return fmt.Sprintf("DNS: lookup of %s timed out", de.Name)
+		}
+		return "DNS: " + de.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return "DNS: lookup cut short by the timeout"
+	}
+	return "DNS: " + err.Error()
+}
+
+// engine holds the state of one family's run.
+type engine struct {
+	cfg      Config
+	net      transport.Net
+	fam      Family
+	localIP  netip.Addr
+	deadline time.Time // budget end: windows end by then
+	sockets  []*socket
+}
+
+func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, explicit bool) Run {
+	run := Run{Family: fam, Observations: natclass.Observations{Family: string(fam)}}
+	obs := &run.Observations
+	var first netip.Addr
+	for _, r := range res {
+		s := natclass.Server{Name: r.target.String(), ResolveError: r.err}
+		if r.addr.IsValid() {
+			s.Address = netip.AddrPortFrom(r.addr, r.target.Port)
+			if !first.IsValid() {
+				first = r.addr
+			}
+		}
+		obs.Servers = append(obs.Servers, s)
+	}
+	if !first.IsValid() && !explicit {
+		run.Skipped = fmt.Sprintf("no server has an %s address", fam)
+		return run
+	}
+	n := cfg.Net
+	if n == nil {
+		var err error
+		if n, err = stdnet.NewNet(); err != nil {
+			run.Skipped = "cannot open the host's network: " + err.Error()
+			return run
+		}
+	}
+	e := &engine{cfg: cfg, net: n, fam: fam}
+	defer e.closeAll()
+	if !first.IsValid() {
+		return run // explicit family, nothing resolved: the classifier explains
+	}
+	local, err := e.sourceAddr(first, res)
+	if err != nil {
+		if !explicit {
+			run.Skipped = fmt.Sprintf("this host has no %s route (%v)", fam, err)
+			return run
+		}
+		for i := range obs.Servers {
+			if obs.Servers[i].Address.IsValid() {
+				obs.Servers[i].Binding = natclass.Probe{Dest: obs.Servers[i].Address, Error: err.Error()}
+			}
+		}
+		return run
+	}
+	e.localIP = local
+	e.deadline = budgetEnd(ctx)
+	e.probe(ctx, obs)
+	return run
+}
+
+// budgetEnd leaves a little of the context's time for reporting, so that
+// windows end before the context does.
+func budgetEnd(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(time.Hour)
+	}
+	return d.Add(-min(100*time.Millisecond, time.Until(d)/10))
+}
+
+// sourceAddr finds the concrete local address the host would send from: a
+// socket bound to it lets "mapped == local" detect the absence of NAT,
+// which comparing against 0.0.0.0 never can.
+func (e *engine) sourceAddr(first netip.Addr, res []resolved) (netip.Addr, error) {
+	network := "udp4"
+	if e.fam == IPv6 {
+		network = "udp6"
+	}
+	var lastErr error
+	for _, r := range res {
+		if !r.addr.IsValid() {
+			continue
+		}
+		c, err := e.net.Dial(network, netip.AddrPortFrom(r.addr, r.target.Port).String())
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		la := addrPortOf(c.LocalAddr())
+		_ = c.Close()
+		if la.Addr().IsValid() && !la.Addr().IsUnspecified() {
+			return la.Addr(), nil
+		}
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no local address")
+	}
+	return netip.Addr{}, lastErr
+}
+
+func (e *engine) newSocket(name string) (*socket, error) {
+	network := "udp4"
+	if e.fam == IPv6 {
+		network = "udp6"
+	}
+	conn, err := e.net.ListenPacket(network, netip.AddrPortFrom(e.localIP, 0).String())
+	if err != nil {
+		return nil, fmt.Errorf("open %s socket: %w", name, err)
+	}
+	s, err := newSocket(conn, name, e.cfg.Trace)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	e.sockets = append(e.sockets, s)
+	return s, nil
+}
+
+func (e *engine) closeAll() {
+	for _, s := range e.sockets {
+		s.close()
+	}
+}
+
+// probe runs all tests of one family. Test I goes from one mapping socket to
+// every server at once; each RFC 5780 server then gets its mapping tests
+// II and III on that socket and its filtering tests on a fresh socket, all
+// in parallel.
+func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
+	ms, err := e.newSocket("mapping")
+	if err != nil {
+		for i := range obs.Servers {
+			obs.Servers[i].Binding = natclass.Probe{Dest: obs.Servers[i].Address, Error: err.Error()}
+		}
+		return
+	}
+	firstWait := e.cfg.FirstWait
+	if firstWait == 0 {
+		firstWait = 3 * time.Second
+	}
+	start := time.Now()
+	// Test I's window: FirstWait at most, shrunk once some server answered.
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	closeStop := func() { stopOnce.Do(func() { close(stop) }) }
+	firstDeadline := minTime(start.Add(firstWait), e.deadline)
+	shrink := time.AfterFunc(time.Until(firstDeadline), closeStop)
+	defer shrink.Stop()
+	var shrinkOnce sync.Once
+	answered := func(rtt time.Duration) {
+		shrinkOnce.Do(func() {
+			d := minTime(time.Now().Add(max(lateServerWait, 8*rtt)), firstDeadline)
+			shrink.Reset(time.Until(d))
+		})
+	}
+
+	var mu sync.Mutex // guards obs.RFC5780 and obs.Hairpin
+	var wg sync.WaitGroup
+	for i := range obs.Servers {
+		srv := &obs.Servers[i]
+		if !srv.Address.IsValid() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srv.Binding = e.transact(ctx, ms, "binding", srv.Address, rfc5780.ChangeRequest{}, wait{
+				deadline: firstDeadline, stop: stop, interval: firstInterval, minWait: 500 * time.Millisecond,
+			})
+			if !srv.Binding.Replied() {
+				return
+			}
+			answered(srv.Binding.RTT)
+			if natclass.UsableOther(srv.Address, srv.Binding.Other) {
+				t := e.rfc5780(ctx, ms, i, srv)
+				mu.Lock()
+				obs.RFC5780 = append(obs.RFC5780, t)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sortTests(obs.RFC5780)
+	if e.cfg.Hairpin {
+		obs.Hairpin = e.hairpin(ctx, ms, obs)
+	}
+}
+
+// rfc5780 runs mapping tests II and III and the filtering tests against one
+// server that advertised a usable OTHER-ADDRESS.
+func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass.Server) natclass.RFC5780Tests {
+	t := natclass.RFC5780Tests{Server: idx}
+	p, a := srv.Address, srv.Binding.Other
+	rtt := srv.Binding.RTT
+	w := e.windowFor(rtt)
+	var wg sync.WaitGroup
+	run := func(dst *natclass.Probe, s *socket, name string, to netip.AddrPort, cr rfc5780.ChangeRequest) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*dst = e.transact(ctx, s, name, to, cr, w)
+		}()
+	}
+	// Filtering (4.4) on a fresh socket that never talked to A.
+	fs, err := e.newSocket(fmt.Sprintf("filtering-%d", idx))
+	if err != nil {
+		t.FilteringI = natclass.Probe{Dest: p, Error: err.Error()}
+	} else {
+		run(&t.FilteringI, fs, "filtering-I", p, rfc5780.ChangeRequest{})
+		run(&t.FilteringII, fs, "filtering-II", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+		run(&t.FilteringIII, fs, "filtering-III", p, rfc5780.ChangeRequest{ChangePort: true})
+	}
+	// Mapping (4.3) on the mapping socket; then the control, which needs
+	// Test III to have opened the filter towards A:a.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var w2 sync.WaitGroup
+		w2.Add(1)
+		go func() {
+			defer w2.Done()
+			t.MappingII = e.transact(ctx, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), rfc5780.ChangeRequest{}, w)
+		}()
+		t.MappingIII = e.transact(ctx, ms, "mapping-III", a, rfc5780.ChangeRequest{}, w)
+		t.Control = e.transact(ctx, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, w)
+		w2.Wait()
+	}()
+	wg.Wait()
+	return t
+}
+
+// windowFor returns the waiting window for a server with the given RTT,
+// clipped to the run's budget.
+func (e *engine) windowFor(rtt time.Duration) wait {
+	d := window(rtt)
+	return wait{
+		deadline: minTime(time.Now().Add(d), e.deadline),
+		interval: retransmitEvery(rtt),
+		minWait:  d,
+		fixed:    true,
+	}
+}
+
+// hairpin sends a Binding request from a fresh socket to the mapping
+// socket's public address and watches whether the mapping socket gets it
+// (RFC 5780 section 4.7).
+func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observations) *natclass.Probe {
+	var target netip.AddrPort
+	var rtt time.Duration
+	for _, s := range obs.Servers {
+		if s.Binding.Replied() && s.Binding.Mapped.IsValid() {
+			target, rtt = s.Binding.Mapped, s.Binding.RTT
+			break
+		}
+	}
+	if !target.IsValid() {
+		return nil
+	}
+	hs, err := e.newSocket("hairpin")
+	if err != nil {
+		return &natclass.Probe{Dest: target, Error: err.Error()}
+	}
+	msg, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	if err != nil {
+		return &natclass.Probe{Dest: target, Error: err.Error()}
+	}
+	ch := ms.register(msg.TransactionID, true)
+	defer ms.unregister(msg.TransactionID)
+	p := natclass.Probe{Local: hs.local, Dest: target}
+	w := e.windowFor(rtt)
+	e.retransmitLoop(ctx, hs, "hairpin", msg, &p, w, ch)
+	return &p
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,191 @@
+package probe
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/pion/stun/v3"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/rfc5780"
+)
+
+// attrChangedAddress is RFC 3489's CHANGED-ADDRESS, which older servers send
+// instead of OTHER-ADDRESS.
+const attrChangedAddress stun.AttrType = 0x0005
+
+// wait is the waiting window of one transaction.
+type wait struct {
+	deadline time.Time       // the window ends here
+	stop     <-chan struct{} // or when this closes
+	interval time.Duration   // first retransmission interval
+	fixed    bool            // keep the interval instead of doubling it
+	// minWait is the shortest window after which silence counts as "no
+	// reply"; a window clipped shorter by the run's budget gives "not run".
+	minWait time.Duration
+}
+
+// transact runs one Binding transaction with retransmissions and returns
+// what happened.
+func (e *engine) transact(ctx context.Context, s *socket, test string, dest netip.AddrPort, cr rfc5780.ChangeRequest, w wait) natclass.Probe {
+	p := natclass.Probe{Local: s.local, Dest: dest, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort}
+	setters := []stun.Setter{stun.TransactionID, stun.BindingRequest}
+	if cr.ChangeIP || cr.ChangePort {
+		setters = append(setters, cr)
+	}
+	setters = append(setters, stun.Fingerprint)
+	msg, err := stun.Build(setters...)
+	if err != nil {
+		p.Error = err.Error()
+		return p
+	}
+	ch := s.register(msg.TransactionID, false)
+	defer s.unregister(msg.TransactionID)
+	e.retransmitLoop(ctx, s, test, msg, &p, w, ch)
+	return p
+}
+
+// retransmitLoop sends msg from s to p.Dest until a message arrives on ch or
+// the window ends, and fills in p.
+func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg *stun.Message, p *natclass.Probe, w wait, ch chan response) {
+	id := hex.EncodeToString(msg.TransactionID[:])
+	dst := net.UDPAddrFromAddrPort(p.Dest)
+	start := time.Now()
+	interval := w.interval
+	for {
+		if _, err := s.conn.WriteTo(msg.Raw, dst); err != nil {
+			p.Error = fmt.Sprintf("send to %s: %v", p.Dest, unwrapOp(err))
+			s.emit(Event{Kind: EventError, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: p.Error})
+			return
+		}
+		kind := EventSend
+		if p.Sent > 0 {
+			kind = EventRetransmit
+		}
+		p.Sent++
+		s.emit(Event{Kind: kind, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: changeDetail(p)})
+		wake := minTime(time.Now().Add(interval), w.deadline)
+		if !w.fixed {
+			interval = min(interval*2, maxInterval)
+		}
+		timer := time.NewTimer(time.Until(wake))
+		select {
+		case r := <-ch:
+			timer.Stop()
+			fill(p, r, start)
+			s.emit(Event{Kind: EventReply, Test: test, Socket: s.local, Peer: r.from, ID: id, Detail: replyDetail(p)})
+			return
+		case <-ctx.Done():
+			timer.Stop()
+			p.Status = natclass.StatusNotRun // cut short: unknown, not "no reply"
+			return
+		case <-w.stop:
+			timer.Stop()
+			e.endWindow(s, test, id, p, start, w)
+			return
+		case <-timer.C:
+			if !time.Now().Before(w.deadline) {
+				e.endWindow(s, test, id, p, start, w)
+				return
+			}
+		}
+	}
+}
+
+func (e *engine) endWindow(s *socket, test, id string, p *natclass.Probe, start time.Time, w wait) {
+	if time.Since(start) >= w.minWait*9/10 {
+		p.Status = natclass.StatusNoReply
+		s.emit(Event{Kind: EventTimeout, Test: test, Socket: s.local, Peer: p.Dest, ID: id,
+			Detail: fmt.Sprintf("no reply after %d sends in %v", p.Sent, time.Since(start).Round(time.Millisecond))})
+		return
+	}
+	p.Status = natclass.StatusNotRun
+	s.emit(Event{Kind: EventTimeout, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: "cut short by --timeout"})
+}
+
+// fill records a response in p.
+func fill(p *natclass.Probe, r response, start time.Time) {
+	m := r.msg
+	p.RTT = r.at.Sub(start)
+	p.From = r.from
+	if m.Type.Class == stun.ClassErrorResponse {
+		p.Status = natclass.StatusErrorReply
+		var ec stun.ErrorCodeAttribute
+		if ec.GetFrom(m) == nil {
+			p.ErrorCode = int(ec.Code)
+		}
+		return
+	}
+	p.Status = natclass.StatusReply
+	var xor stun.XORMappedAddress
+	if xor.GetFrom(m) == nil {
+		p.Mapped = toAddrPort(xor.IP, xor.Port)
+	}
+	var legacy stun.MappedAddress
+	if legacy.GetFrom(m) == nil {
+		p.LegacyMapped = toAddrPort(legacy.IP, legacy.Port)
+		if !p.Mapped.IsValid() { // an RFC 3489 server: nothing to compare with
+			p.Mapped, p.LegacyMapped = p.LegacyMapped, netip.AddrPort{}
+		}
+	}
+	var other stun.OtherAddress
+	if other.GetFrom(m) == nil {
+		p.Other = toAddrPort(other.IP, other.Port)
+	} else {
+		var changed stun.MappedAddress
+		if changed.GetFromAs(m, attrChangedAddress) == nil {
+			p.Other = toAddrPort(changed.IP, changed.Port)
+		}
+	}
+	var origin stun.ResponseOrigin
+	if origin.GetFrom(m) == nil {
+		p.ResponseOrigin = toAddrPort(origin.IP, origin.Port)
+	}
+}
+
+func toAddrPort(ip net.IP, port int) netip.AddrPort {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok || port < 0 || port > 65535 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port))
+}
+
+func changeDetail(p *natclass.Probe) string {
+	switch {
+	case p.ChangeIP && p.ChangePort:
+		return "CHANGE-REQUEST change-ip|change-port"
+	case p.ChangeIP:
+		return "CHANGE-REQUEST change-ip"
+	case p.ChangePort:
+		return "CHANGE-REQUEST change-port"
+	}
+	return ""
+}
+
+func replyDetail(p *natclass.Probe) string {
+	if p.Status == natclass.StatusErrorReply {
+		return fmt.Sprintf("error %d in %v", p.ErrorCode, p.RTT.Round(time.Microsecond))
+	}
+	s := fmt.Sprintf("mapped %s in %v", p.Mapped, p.RTT.Round(time.Microsecond))
+	if p.Other.IsValid() {
+		s += fmt.Sprintf(", other %s", p.Other)
+	}
+	return s
+}
+
+func unwrapOp(err error) error {
+	if oe, ok := err.(*net.OpError); ok && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+func sortTests(ts []natclass.RFC5780Tests) {
+	slices.SortFunc(ts, func(a, b natclass.RFC5780Tests) int { return a.Server - b.Server })
+}

@@ -1,0 +1,280 @@
+// Package report holds the Report struct, natcheck's JSON schema, and the
+// renderers that print it: a table for people, JSON and JSON lines for
+// scripts.
+package report
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/natcheck/natcheck/natclass"
+)
+
+// SchemaVersion is the version of the JSON report. Fields are only ever
+// added; a removal or a change of meaning bumps it.
+const SchemaVersion = 1
+
+// Report is the result of one natcheck run. It is the JSON schema and the
+// input of every renderer.
+type Report struct {
+	SchemaVersion int       `json:"schema_version"`
+	Tool          string    `json:"tool"`
+	Version       string    `json:"version"`
+	StartedAt     time.Time `json:"started_at"`
+	DurationMS    int64     `json:"duration_ms"`
+	// UDP is true when any UDP STUN reply arrived, in any family.
+	UDP bool `json:"udp"`
+	// Family names the address family that NAT, PublicAddresses, Verdict and
+	// Reasons describe: IPv4 when it was tested, else IPv6. Every family's
+	// own result is in Families.
+	Family          string           `json:"family"`
+	NAT             NAT              `json:"nat"`
+	PublicAddresses []string         `json:"public_addresses"`
+	Verdict         natclass.Verdict `json:"verdict"`
+	Reasons         []string         `json:"reasons"`
+	// Servers lists every server of every family tested.
+	Servers  []Server       `json:"servers"`
+	Families []FamilyResult `json:"families"`
+	// Measured is false when no server answered at all (exit code 3).
+	Measured bool `json:"measured"`
+}
+
+// NAT is the NAT behaviour of one family.
+type NAT struct {
+	Mapping                    natclass.Behavior `json:"mapping"`
+	Filtering                  natclass.Behavior `json:"filtering"`
+	Type                       natclass.Type     `json:"type"`
+	BehindNAT                  natclass.Tri      `json:"behind_nat"`
+	MappingVariesByDestination natclass.Tri      `json:"mapping_varies_by_destination"`
+	PortPreservation           natclass.Tri      `json:"port_preservation"`
+	CGNAT                      natclass.Tri      `json:"cgnat"`
+	ALG                        natclass.Tri      `json:"alg"`
+	Hairpin                    natclass.Tri      `json:"hairpin"`
+	// RFC5780Server names the server whose behaviour tests decided filtering.
+	RFC5780Server string `json:"rfc5780_server,omitempty"`
+}
+
+// FamilyResult is the whole diagnosis of one address family.
+type FamilyResult struct {
+	Family string `json:"family"`
+	// Skipped says why the family was not tested; empty when it was.
+	Skipped         string           `json:"skipped,omitempty"`
+	UDP             bool             `json:"udp"`
+	NAT             NAT              `json:"nat"`
+	PublicAddresses []string         `json:"public_addresses"`
+	Verdict         natclass.Verdict `json:"verdict"`
+	Reasons         []string         `json:"reasons"`
+	Tests           []Test           `json:"tests"`
+}
+
+// Server is one STUN server as seen from one family.
+type Server struct {
+	Name    string `json:"name"`
+	Family  string `json:"family"`
+	Address string `json:"address,omitempty"`
+	// Answered is true when the server replied to a plain Binding request.
+	Answered bool `json:"answered"`
+	// RTTMS is the round-trip time of that request; null without a reply.
+	RTTMS *float64 `json:"rtt_ms"`
+	// RFC5780 is true when the server advertised a usable OTHER-ADDRESS
+	// (different IP and port), false when it did not, null without reply.
+	RFC5780      natclass.Tri `json:"rfc5780"`
+	OtherAddress string       `json:"other_address,omitempty"`
+	// ChangeRequest says how the server treated CHANGE-REQUEST: honoured,
+	// ignored (answered from the wrong address), rejected (error reply),
+	// unconfirmed, or empty when not tried.
+	ChangeRequest string `json:"change_request,omitempty"`
+	Mapped        string `json:"mapped_address,omitempty"`
+	Error         string `json:"error,omitempty"`
+}
+
+// Test is one STUN transaction of the diagnosis.
+type Test struct {
+	Name          string          `json:"name"`
+	Server        string          `json:"server"`
+	Local         string          `json:"local,omitempty"`
+	Dest          string          `json:"dest"`
+	ChangeRequest string          `json:"change_request,omitempty"`
+	Sent          int             `json:"sent"`
+	Status        natclass.Status `json:"status"`
+	From          string          `json:"from,omitempty"`
+	Mapped        string          `json:"mapped,omitempty"`
+	RTTMS         *float64        `json:"rtt_ms"`
+	ErrorCode     int             `json:"error_code,omitempty"`
+	Error         string          `json:"error,omitempty"`
+}
+
+// Input is one family's observations and diagnosis, or why it was skipped.
+type Input struct {
+	Family       string
+	Skipped      string
+	Observations natclass.Observations
+	Result       natclass.Result
+}
+
+// Build assembles a Report from the per-family results.
+func Build(version string, started time.Time, duration time.Duration, in []Input) Report {
+	r := Report{
+		SchemaVersion: SchemaVersion,
+		Tool:          "natcheck",
+		Version:       version,
+		StartedAt:     started.UTC(),
+		DurationMS:    duration.Milliseconds(),
+		Servers:       []Server{},
+		Families:      []FamilyResult{},
+	}
+	var primary *FamilyResult
+	for _, f := range in {
+		fr := FamilyResult{Family: f.Family, Skipped: f.Skipped, Tests: []Test{}}
+		if f.Skipped == "" {
+			res := f.Result
+			fr.UDP = res.UDP
+			fr.NAT = natOf(res)
+			fr.PublicAddresses = addrStrings(res.PublicAddresses)
+			fr.Verdict = res.Verdict
+			fr.Reasons = res.Reasons
+			fr.Tests = tests(f.Observations)
+			r.Servers = append(r.Servers, servers(f.Observations)...)
+			r.UDP = r.UDP || res.UDP
+			r.Measured = r.Measured || res.UDP
+		}
+		if fr.PublicAddresses == nil {
+			fr.PublicAddresses = []string{}
+		}
+		if fr.Reasons == nil {
+			fr.Reasons = []string{}
+		}
+		r.Families = append(r.Families, fr)
+	}
+	for i := range r.Families {
+		f := &r.Families[i]
+		if f.Skipped != "" {
+			continue
+		}
+		// IPv4 leads when tested; a family that measured something beats one
+		// that did not.
+		if primary == nil || (!primary.UDP && f.UDP) {
+			primary = f
+		}
+	}
+	if primary != nil {
+		r.Family = primary.Family
+		r.NAT = primary.NAT
+		r.PublicAddresses = primary.PublicAddresses
+		r.Verdict = primary.Verdict
+		r.Reasons = primary.Reasons
+	} else {
+		r.PublicAddresses, r.Reasons = []string{}, []string{}
+		r.Verdict = natclass.Decide(natclass.Result{})
+	}
+	return r
+}
+
+func natOf(res natclass.Result) NAT {
+	return NAT{
+		Mapping:                    res.Mapping,
+		Filtering:                  res.Filtering,
+		Type:                       res.Type,
+		BehindNAT:                  res.BehindNAT,
+		MappingVariesByDestination: res.MappingVariesByDestination,
+		PortPreservation:           res.PortPreservation,
+		CGNAT:                      res.CGNAT,
+		ALG:                        res.ALG,
+		Hairpin:                    res.Hairpin,
+		RFC5780Server:              res.RFC5780Server,
+	}
+}
+
+func addrStrings(as []netip.AddrPort) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func ms(d time.Duration) *float64 {
+	v := float64(d.Microseconds()) / 1000
+	return &v
+}
+
+func str(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func servers(obs natclass.Observations) []Server {
+	var out []Server
+	for i, s := range obs.Servers {
+		sv := Server{Name: s.Name, Family: obs.Family, Address: str(s.Address), Error: s.ResolveError}
+		b := s.Binding
+		switch {
+		case b.Replied():
+			sv.Answered = true
+			sv.RTTMS = ms(b.RTT)
+			sv.Mapped = str(b.Mapped)
+			sv.OtherAddress = str(b.Other)
+			sv.RFC5780 = natclass.TriOf(natclass.UsableOther(s.Address, b.Other))
+			sv.ChangeRequest = natclass.ChangeRequestSupport(obs, i)
+		case b.Error != "":
+			sv.Error = b.Error
+		case b.Status == natclass.StatusErrorReply:
+			sv.Error = "error response " + strconv.Itoa(b.ErrorCode)
+		case b.Status == natclass.StatusNoReply:
+			sv.Error = "no reply over UDP after " + strconv.Itoa(b.Sent) + " sends"
+		case s.Address.IsValid():
+			sv.Error = "not tried: the run ended first"
+		}
+		out = append(out, sv)
+	}
+	return out
+}
+
+func tests(obs natclass.Observations) []Test {
+	out := []Test{}
+	add := func(name, server string, p natclass.Probe) {
+		if p.Sent == 0 && p.Error == "" {
+			return
+		}
+		t := Test{
+			Name: name, Server: server, Local: str(p.Local), Dest: str(p.Dest), Sent: p.Sent, Status: p.Status,
+			From: str(p.From), Mapped: str(p.Mapped), ErrorCode: p.ErrorCode, Error: p.Error,
+		}
+		if p.ChangeIP || p.ChangePort {
+			t.ChangeRequest = changeName(p)
+		}
+		if p.Status == natclass.StatusReply || p.Status == natclass.StatusErrorReply {
+			t.RTTMS = ms(p.RTT)
+		}
+		out = append(out, t)
+	}
+	for _, s := range obs.Servers {
+		add("binding", s.Name, s.Binding)
+	}
+	for _, t := range obs.RFC5780 {
+		name := obs.Servers[t.Server].Name
+		add("mapping-II", name, t.MappingII)
+		add("mapping-III", name, t.MappingIII)
+		add("filtering-I", name, t.FilteringI)
+		add("filtering-II", name, t.FilteringII)
+		add("filtering-III", name, t.FilteringIII)
+		add("change-request-control", name, t.Control)
+	}
+	if obs.Hairpin != nil {
+		add("hairpin", "", *obs.Hairpin)
+	}
+	return out
+}
+
+func changeName(p natclass.Probe) string {
+	switch {
+	case p.ChangeIP && p.ChangePort:
+		return "change-ip|change-port"
+	case p.ChangeIP:
+		return "change-ip"
+	}
+	return "change-port"
+}
