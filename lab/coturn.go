@@ -1,0 +1,283 @@
+package lab
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// TURNServerName is the DNS name in the TLS certificate.
+const TURNServerName = "turn.lab.natcheck.test"
+
+func (l *Lab) startServers(ctx context.Context) error {
+	if err := l.writeCerts(); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	l.TURN = TURNServer{
+		UDP:        netip.AddrPortFrom(STUNAddr, STUNPort),
+		TCP:        netip.AddrPortFrom(STUNAddr, STUNPort),
+		TLS:        netip.AddrPortFrom(STUNAddr, TURNTLSPort),
+		User:       TURNUser,
+		Password:   TURNPassword,
+		Realm:      TURNRealm,
+		CACertFile: l.path("ca.pem"),
+		ServerName: TURNServerName,
+		RelayAddr:  STUNAddr,
+		RelayMin:   RelayMinPort,
+		RelayMax:   RelayMaxPort,
+	}
+	rfc := coturnRFC5780Flag()
+	main := []string{
+		"listening-ip=" + STUNAddr.String(),
+		"listening-ip=" + STUNAltAddr.String(),
+		fmt.Sprintf("listening-port=%d", STUNPort),
+		fmt.Sprintf("alt-listening-port=%d", STUNAltPort),
+		fmt.Sprintf("tls-listening-port=%d", TURNTLSPort),
+		fmt.Sprintf("alt-tls-listening-port=%d", TURNTLSPort+1),
+		"relay-ip=" + STUNAddr.String(),
+		fmt.Sprintf("min-port=%d", RelayMinPort),
+		fmt.Sprintf("max-port=%d", RelayMaxPort),
+		"fingerprint",
+		"lt-cred-mech",
+		"user=" + TURNUser + ":" + TURNPassword,
+		"realm=" + TURNRealm,
+		"cert=" + l.path("turn-cert.pem"),
+		"pkey=" + l.path("turn-key.pem"),
+		"no-dtls",
+		"no-multicast-peers",
+		"allowed-peer-ip=198.18.0.0-198.19.255.255",
+		"no-cli",
+		"no-stdout-log",
+		"simple-log",
+		"verbose",
+		"log-file=" + l.path("coturn.log"),
+		"pidfile=" + l.path("coturn.pid"),
+		"userdb=" + l.path("coturn.db"),
+	}
+	if rfc != "" {
+		main = append(main, rfc)
+	}
+	plain := []string{
+		"listening-ip=" + PlainSTUNAddr.String(),
+		fmt.Sprintf("listening-port=%d", STUNPort),
+		"stun-only",
+		"no-tls",
+		"no-dtls",
+		"no-cli",
+		"no-stdout-log",
+		"simple-log",
+		"log-file=" + l.path("plainstun.log"),
+		"pidfile=" + l.path("plainstun.pid"),
+		"userdb=" + l.path("plainstun.db"),
+	}
+	if coturnHas("--no-rfc5780") {
+		plain = append(plain, "no-rfc5780")
+	}
+	if err := l.startTurnserver("coturn", main); err != nil {
+		return err
+	}
+	if err := l.startTurnserver("plainstun", plain); err != nil {
+		return err
+	}
+	return l.waitServers(ctx)
+}
+
+var (
+	helpOnce sync.Once
+	helpText string
+)
+
+// coturnHas reports whether `turnserver --help` mentions option.
+func coturnHas(option string) bool {
+	helpOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		out, _ := exec.CommandContext(ctx, "turnserver", "--help").CombinedOutput()
+		helpText = string(out)
+	})
+	for _, f := range strings.Fields(helpText) {
+		if f == option || strings.HasPrefix(f, option+"=") || strings.HasPrefix(f, option+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// coturnRFC5780Flag returns the configuration line that turns RFC 5780 on
+// (coturn 4.7 and later have it off by default), or "" when it is on by
+// default (coturn 4.6).
+func coturnRFC5780Flag() string {
+	if coturnHas("--rfc5780") {
+		return "rfc5780"
+	}
+	return ""
+}
+
+func (l *Lab) startTurnserver(name string, conf []string) error {
+	file := l.path(name + ".conf")
+	if err := os.WriteFile(file, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	out, err := os.Create(l.path(name + ".out"))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.Command("ip", "netns", "exec", l.Internet, "turnserver", "-c", file)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	// A test binary that dies takes its servers with it; RemoveStale deletes
+	// the namespaces later.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logs: []string{out.Name(), l.path(name + ".log")}, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return nil
+}
+
+// waitServers polls every STUN endpoint from inside the internet namespace
+// until it answers a Binding request, and the TCP and TLS ports until they
+// accept, for at most 15 seconds.
+func (l *Lab) waitServers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	udp := []netip.AddrPort{
+		l.STUN,
+		netip.AddrPortFrom(STUNAddr, STUNAltPort),
+		netip.AddrPortFrom(STUNAltAddr, STUNPort),
+		l.STUNAlt,
+		l.PlainSTUN,
+	}
+	tcp := []netip.AddrPort{l.TURN.TCP, l.TURN.TLS}
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		err := l.checkServers(udp, tcp)
+		if err == nil {
+			l.logf("lab: servers answer after %v", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if exited := l.exitedProc(); exited != "" {
+			return fmt.Errorf("%s exited: %v", exited, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("servers not ready after %v: %w", time.Since(start).Round(time.Millisecond), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Lab) exitedProc() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.procs {
+		select {
+		case <-p.done:
+			return p.name
+		default:
+		}
+	}
+	return ""
+}
+
+func (l *Lab) checkServers(udp, tcp []netip.AddrPort) error {
+	for _, a := range udp {
+		if _, err := l.Binding(l.Internet, netip.AddrPortFrom(PlainSTUNAddr, 0), a, 300*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	for _, a := range tcp {
+		var c net.Conn
+		err := InNetns(l.Internet, func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", a.String(), 300*time.Millisecond)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+	return nil
+}
+
+// writeCerts writes a CA (ca.pem) and a TLS certificate signed by it
+// (turn-cert.pem, turn-key.pem) for the TURN server's names and addresses.
+func (l *Lab) writeCerts() error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "natcheck lab CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: TURNServerName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{TURNServerName},
+		IPAddresses:  []net.IP{STUNAddr.AsSlice(), STUNAltAddr.AsSlice()},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return errors.Join(
+		writePEM(l.path("ca.pem"), "CERTIFICATE", caDER),
+		writePEM(l.path("turn-cert.pem"), "CERTIFICATE", der),
+		writePEM(l.path("turn-key.pem"), "EC PRIVATE KEY", keyDER),
+	)
+}
+
+func writePEM(file, typ string, der []byte) error {
+	return os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}

@@ -1,0 +1,376 @@
+// Package lab builds network-namespace NAT topologies with nftables and coturn for natcheck's integration tests.
+//
+// A Lab is three network namespaces joined by veth pairs:
+//
+//	client (198.18.1.2) --lan-- router (198.18.1.1 | 198.19.0.1) --wan-- internet (198.19.0.2, .3, .4)
+//
+// The router applies one Mode with nftables; the internet namespace runs
+// coturn as an RFC 5780 STUN server on 198.19.0.2 and 198.19.0.3 (ports 3478
+// and 3479) that is also a TURN server over UDP, TCP and TLS, and a second,
+// plain STUN server (no OTHER-ADDRESS, like Google's) on 198.19.0.4:3478.
+// Every address lies in 198.18.0.0/15, the benchmarking range of RFC 2544,
+// and no packet leaves the namespaces.
+//
+// Namespace names carry the owning process id, so a later run removes the
+// namespaces of a run that died without cleaning up.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Mode is a router behaviour.
+type Mode string
+
+// Router behaviours.
+const (
+	// Routed forwards everything without NAT or filtering.
+	Routed Mode = "routed"
+	// Firewall forwards without NAT; inbound packets pass only when they
+	// belong to a connection the client started (conntrack).
+	Firewall Mode = "firewall"
+	// OneToOne maps the client 1:1 to its own public address 198.19.0.10
+	// (snat and dnat), with no filtering: EIM and EIF with preserved ports.
+	OneToOne Mode = "onetoone"
+	// Masquerade is a typical home router: nftables masquerade and a
+	// stateful forward filter.
+	Masquerade Mode = "masquerade"
+	// Symmetric is masquerade with fully-random source ports.
+	Symmetric Mode = "symmetric"
+	// UDPBlocked is masquerade with all forwarded UDP dropped; TCP passes.
+	UDPBlocked Mode = "udpblocked"
+)
+
+// Modes returns every router behaviour, in a stable order.
+func Modes() []Mode {
+	return []Mode{Routed, Firewall, OneToOne, Masquerade, Symmetric, UDPBlocked}
+}
+
+// Addresses of the topology. All of them lie in 198.18.0.0/15.
+var (
+	ClientAddr    = netip.MustParseAddr("198.18.1.2")  // the client on the LAN
+	RouterLANAddr = netip.MustParseAddr("198.18.1.1")  // the router on the LAN
+	RouterWANAddr = netip.MustParseAddr("198.19.0.1")  // the router on the WAN
+	OneToOneAddr  = netip.MustParseAddr("198.19.0.10") // the client's public address in OneToOne mode
+	STUNAddr      = netip.MustParseAddr("198.19.0.2")  // coturn, primary address
+	STUNAltAddr   = netip.MustParseAddr("198.19.0.3")  // coturn, alternate address
+	PlainSTUNAddr = netip.MustParseAddr("198.19.0.4")  // the plain STUN server
+)
+
+// Ports of the servers.
+const (
+	STUNPort     = 3478 // coturn's primary port (UDP and TCP), and the plain server's
+	STUNAltPort  = 3479 // coturn's alternate port
+	TURNTLSPort  = 5349 // coturn's TLS port
+	RelayMinPort = 49152
+	RelayMaxPort = 49999
+)
+
+// Long-term credentials of the TURN server.
+const (
+	TURNUser     = "natcheck"
+	TURNPassword = "lab-password"
+	TURNRealm    = "lab.natcheck.test"
+)
+
+// Options configures a Lab. The zero value is a Masquerade router without
+// loss.
+type Options struct {
+	Mode Mode
+	// LossPercent, if positive, makes the router drop that percentage of
+	// forwarded UDP packets in both directions (nft numgen; no netem needed).
+	LossPercent int
+	// Dir holds configuration, certificates and logs. Empty means a new
+	// temporary directory, removed by Close.
+	Dir string
+	// Logf, if set, receives progress lines.
+	Logf func(format string, args ...any)
+}
+
+// Lab is a running topology. Its fields are read-only.
+type Lab struct {
+	Mode        Mode
+	LossPercent int
+
+	// Network namespace names, for `ip netns exec`.
+	Client, Router, Internet string
+
+	// PublicAddr is the client's address as the internet sees it: the
+	// client's own address when the router does no NAT.
+	PublicAddr netip.Addr
+
+	// STUN is coturn's primary RFC 5780 address, STUNAlt its alternate
+	// (other) address, PlainSTUN the server without RFC 5780.
+	STUN, STUNAlt, PlainSTUN netip.AddrPort
+
+	// TURN describes coturn's TURN service.
+	TURN TURNServer
+
+	// Dir holds configuration, certificates and server logs.
+	Dir string
+
+	prefix  string
+	logf    func(string, ...any)
+	ownDir  bool
+	mu      sync.Mutex
+	procs   []*proc
+	closed  bool
+	created []string // namespaces created, in order
+}
+
+// TURNServer is coturn's TURN service in the lab.
+type TURNServer struct {
+	UDP, TCP, TLS      netip.AddrPort
+	User, Password     string
+	Realm              string
+	CACertFile         string // PEM of the CA that signed the TLS certificate
+	ServerName         string // a DNS name in the certificate; its IP SANs also cover UDP/TCP addresses
+	RelayAddr          netip.Addr
+	RelayMin, RelayMax int
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	logs []string // files to show when a test fails
+	done chan struct{}
+}
+
+// nsPrefix starts every namespace name the lab creates.
+const nsPrefix = "nclab-"
+
+// Available reports what this machine lacks to build a lab, or nil.
+func Available() error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "not root")
+	}
+	for _, bin := range []string{"ip", "nft", "turnserver"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin+" not found")
+		}
+	}
+	if len(missing) > 0 {
+		return errors.New(strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// New starts a lab for a test. It skips the test with one line when the
+// machine cannot build labs, fails it when the lab does not come up, and
+// closes the lab when the test ends, printing the server logs if the test
+// failed.
+func New(t testing.TB, opts Options) *Lab {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skip("lab: needs root and ip/nft/turnserver: " + err.Error())
+	}
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := Start(ctx, opts)
+	if errors.Is(err, errNoNetns) {
+		t.Skip("lab: needs root and ip/nft/turnserver: " + err.Error())
+	}
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			l.DumpLogs(t.Logf)
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("lab: close: %v", err)
+		}
+	})
+	return l
+}
+
+var errNoNetns = errors.New("cannot create network namespaces")
+
+// Start builds the topology and starts the servers. The caller must Close
+// the lab; on error Start has already cleaned up.
+func Start(ctx context.Context, opts Options) (l *Lab, err error) {
+	if opts.Mode == "" {
+		opts.Mode = Masquerade
+	}
+	if !validMode(opts.Mode) {
+		return nil, fmt.Errorf("unknown mode %q", opts.Mode)
+	}
+	if opts.LossPercent < 0 || opts.LossPercent > 100 {
+		return nil, fmt.Errorf("loss %d%% out of range", opts.LossPercent)
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if err := RemoveStale(ctx, logf); err != nil {
+		logf("lab: removing stale namespaces: %v", err)
+	}
+	prefix := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), randomHex(3))
+	l = &Lab{
+		Mode:        opts.Mode,
+		LossPercent: opts.LossPercent,
+		Client:      prefix + "-client",
+		Router:      prefix + "-router",
+		Internet:    prefix + "-inet",
+		STUN:        netip.AddrPortFrom(STUNAddr, STUNPort),
+		STUNAlt:     netip.AddrPortFrom(STUNAltAddr, STUNAltPort),
+		PlainSTUN:   netip.AddrPortFrom(PlainSTUNAddr, STUNPort),
+		Dir:         opts.Dir,
+		prefix:      prefix,
+		logf:        logf,
+	}
+	if l.Dir == "" {
+		d, err := os.MkdirTemp("", "natcheck-lab-")
+		if err != nil {
+			return nil, err
+		}
+		l.Dir, l.ownDir = d, true
+	}
+	switch opts.Mode {
+	case Routed, Firewall:
+		l.PublicAddr = ClientAddr
+	case OneToOne:
+		l.PublicAddr = OneToOneAddr
+	default:
+		l.PublicAddr = RouterWANAddr
+	}
+	defer func() {
+		if err != nil {
+			l.DumpLogs(logf)
+			l.Close()
+			l = nil
+		}
+	}()
+	if err := l.buildNetwork(ctx); err != nil {
+		return l, err
+	}
+	if err := l.startServers(ctx); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+func validMode(m Mode) bool {
+	for _, x := range Modes() {
+		if m == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Command returns a command that runs name with args inside namespace ns,
+// exactly as `ip netns exec ns name args...`. The process is killed if ctx
+// ends or if the calling process dies.
+func (l *Lab) Command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
+// ClientCommand is Command in the client namespace.
+func (l *Lab) ClientCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return l.Command(ctx, l.Client, name, args...)
+}
+
+// DumpLogs writes the server logs and the router's ruleset to logf.
+func (l *Lab) DumpLogs(logf func(string, ...any)) {
+	l.mu.Lock()
+	procs := append([]*proc(nil), l.procs...)
+	l.mu.Unlock()
+	for _, p := range procs {
+		for _, file := range p.logs {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				logf("lab: %s log: %v", p.name, err)
+				continue
+			}
+			logf("lab: ---- %s (%s) ----\n%s", p.name, file, tail(b, 8000))
+		}
+	}
+	if l.Router != "" {
+		out, err := runOut(context.Background(), "ip", "netns", "exec", l.Router, "nft", "list", "ruleset")
+		if err == nil {
+			logf("lab: ---- router ruleset ----\n%s", out)
+		}
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		return "...\n" + string(b[len(b)-n:])
+	}
+	return string(b)
+}
+
+// Close stops the servers, kills every process left in the lab's
+// namespaces and deletes them. It is safe to call more than once.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	procs := l.procs
+	created := l.created
+	l.mu.Unlock()
+
+	for _, p := range procs {
+		stopProc(p)
+	}
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := deleteNetns(ctx, created[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if l.ownDir {
+		os.RemoveAll(l.Dir)
+	}
+	return errors.Join(errs...)
+}
+
+func stopProc(p *proc) {
+	if p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+		p.cmd.Process.Kill()
+		select {
+		case <-p.done:
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+func (l *Lab) path(name string) string { return filepath.Join(l.Dir, name) }

@@ -1,0 +1,208 @@
+package lab
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// casesRan counts the lab cases that ran (were not skipped).
+var casesRan atomic.Int64
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if !testing.Short() {
+		fmt.Printf("lab: %d cases ran\n", casesRan.Load())
+	}
+	natcheckOnce.cleanup()
+	os.Exit(code)
+}
+
+// counted counts t as a lab case that ran, unless it is skipped.
+func counted(t *testing.T) {
+	t.Cleanup(func() {
+		if !t.Skipped() {
+			casesRan.Add(1)
+		}
+	})
+}
+
+// natcheckOnce builds cmd/natcheck once per test binary.
+var natcheckOnce builtBinary
+
+type builtBinary struct {
+	sync.Once
+	dir string
+	bin string
+	err error
+}
+
+func (n *builtBinary) cleanup() {
+	if n.dir != "" {
+		os.RemoveAll(n.dir)
+	}
+}
+
+// natcheckBinary returns the natcheck binary, building it on first use,
+// and skips t when cmd/natcheck does not exist yet.
+func natcheckBinary(t *testing.T) string {
+	t.Helper()
+	natcheckOnce.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			natcheckOnce.err = err
+			return
+		}
+		if _, err := os.Stat(filepath.Join(root, "cmd", "natcheck", "main.go")); err != nil {
+			natcheckOnce.err = ErrNoNatcheck
+			return
+		}
+		dir, err := os.MkdirTemp("", "natcheck-lab-bin-")
+		if err != nil {
+			natcheckOnce.err = err
+			return
+		}
+		natcheckOnce.dir = dir
+		natcheckOnce.bin, natcheckOnce.err = BuildNatcheck(context.Background(), root, dir)
+	})
+	if natcheckOnce.err == ErrNoNatcheck {
+		t.Skip("lab: natcheck not built: ../cmd/natcheck does not exist yet")
+	}
+	if natcheckOnce.err != nil {
+		t.Fatal(natcheckOnce.err)
+	}
+	return natcheckOnce.bin
+}
+
+// TestModes builds a lab per router mode and checks, in it, the topology
+// itself, coturn's turnutils_natdiscovery and natcheck.
+func TestModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab: skipped in -short mode")
+	}
+	for _, mode := range Modes() {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			l := New(t, Options{Mode: mode})
+			want := Expect(mode)
+			t.Run("topology", func(t *testing.T) {
+				counted(t)
+				testTopology(t, l)
+			})
+			t.Run("natdiscovery", func(t *testing.T) {
+				counted(t)
+				testNatdiscovery(t, l, want)
+			})
+			t.Run("natcheck", func(t *testing.T) {
+				bin := natcheckBinary(t)
+				counted(t)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				r, err := l.RunNatcheck(ctx, bin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("natcheck: exit %d in %v: udp=%v mapping=%s filtering=%s type=%s direct_udp=%s",
+					r.ExitCode, r.Duration.Round(time.Millisecond), r.UDP, r.NAT.Mapping, r.NAT.Filtering, r.NAT.Type, r.Verdict.DirectUDP)
+				if bad := want.CheckNatcheck(r, false); bad != nil {
+					t.Errorf("natcheck behind %s is wrong: %q\nstdout: %s\nstderr: %s", mode, bad, r.Stdout, r.Stderr)
+				}
+			})
+		})
+	}
+}
+
+// testTopology checks, with one Binding request from the client, that the
+// router maps the client as the mode says (or drops its UDP), and that
+// servers and router are reachable as designed.
+func testTopology(t *testing.T, l *Lab) {
+	local := netip.AddrPortFrom(ClientAddr, 0)
+	r, err := l.Binding(l.Client, local, l.STUN, 2*time.Second)
+	if l.Mode == UDPBlocked {
+		if err == nil {
+			t.Fatalf("UDP got through a udpblocked router: %+v", r)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("binding: local %v mapped %v other %v from %v", r.Local, r.Mapped, r.Other, r.From)
+	if r.Mapped.Addr() != l.PublicAddr {
+		t.Errorf("mapped address %v, want public address %v", r.Mapped.Addr(), l.PublicAddr)
+	}
+	if r.Other != l.STUNAlt {
+		t.Errorf("OTHER-ADDRESS %v, want %v (coturn's RFC 5780 is off?)", r.Other, l.STUNAlt)
+	}
+	if r.From != l.STUN {
+		t.Errorf("response from %v, want %v", r.From, l.STUN)
+	}
+	p, err := l.Binding(l.Client, local, l.PlainSTUN, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Other.IsValid() {
+		t.Errorf("plain STUN server sent OTHER-ADDRESS %v", p.Other)
+	}
+	// Unsolicited packets to the router itself are dropped, whatever the mode.
+	if _, err := l.Binding(l.Internet, netip.AddrPortFrom(STUNAddr, 0), netip.AddrPortFrom(RouterWANAddr, STUNPort), 300*time.Millisecond); err == nil {
+		t.Error("the router answered an unsolicited packet")
+	}
+}
+
+func testNatdiscovery(t *testing.T, l *Lab, want Expectation) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// -L: with its default 0.0.0.0 natdiscovery cannot see "no NAT".
+	r, err := l.RunNatdiscovery(ctx, "-L", ClientAddr.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, r.Output)
+	}
+	t.Logf("natdiscovery -L %s: %v: udp=%v mapping=%q filtering=%q type=%s (%d responses, %d timeouts)",
+		ClientAddr, r.Duration.Round(time.Millisecond), r.UDP, r.Mapping, r.Filtering, r.Type, r.Responses, r.Timeouts)
+	if bad := want.CheckNatdiscovery(r); bad != nil {
+		t.Errorf("natdiscovery behind %s disagrees with the expectation: %q\n%s", l.Mode, bad, r.Output)
+	}
+}
+
+// TestLoss runs natcheck several times behind masquerade with 10% of
+// forwarded UDP dropped each way: it may answer unknown, never wrong.
+func TestLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab: skipped in -short mode")
+	}
+	t.Parallel()
+	const runs, loss = 10, 10
+	bin := natcheckBinary(t)
+	l := New(t, Options{Mode: Masquerade, LossPercent: loss})
+	counted(t)
+	want := Expect(Masquerade)
+	deadline := time.Now().Add(3 * time.Minute)
+	var unknown, done int
+	for i := 0; i < runs && time.Now().Before(deadline); i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r, err := l.RunNatcheck(ctx, bin)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done++
+		t.Logf("run %d: exit %d in %v: mapping=%s filtering=%s type=%s direct_udp=%s", i, r.ExitCode, r.Duration.Round(time.Millisecond),
+			r.NAT.Mapping, r.NAT.Filtering, r.NAT.Type, r.Verdict.DirectUDP)
+		if bad := want.CheckNatcheck(r, true); bad != nil {
+			t.Errorf("run %d with %d%% loss gave a wrong answer: %q\nstdout: %s\nstderr: %s", i, loss, bad, r.Stdout, r.Stderr)
+		}
+		if r.NAT.Type == Unknown || r.NAT.Mapping == Unknown || r.NAT.Filtering == Unknown {
+			unknown++
+		}
+	}
+	t.Logf("lab: %d%% loss: %d of %d runs had an unknown field", loss, unknown, done)
+}
