@@ -327,8 +327,8 @@ func (c *classifier) extras() {
 		} else {
 			changed++
 		}
-		if isGlobal(p.Dest.Addr()) && p.Mapped != p.Local {
-			if isPrivateOrShared(p.Mapped.Addr()) {
+		if isGlobal(p.Dest.Addr()) {
+			if isPrivateOrShared(p.Mapped.Addr()) && p.Mapped != p.Local {
 				cgnat++
 			} else {
 				publicSeen++

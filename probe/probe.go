@@ -379,7 +379,7 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 		go func() {
 			defer wg.Done()
 			srv.Binding = e.transact(ctx, ms, "binding", srv.Address, rfc5780.ChangeRequest{}, wait{
-				deadline: firstDeadline, stop: stop, interval: firstInterval, minWait: 500 * time.Millisecond,
+				deadline: firstDeadline, stop: stop, interval: firstInterval, minWait: min(firstWait, 500*time.Millisecond),
 			})
 			if !srv.Binding.Replied() {
 				return

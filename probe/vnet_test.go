@@ -1,0 +1,262 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/transport/v4/vnet"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/stunserver"
+)
+
+// vlab is a virtual internet: an RFC 5780 server on 1.2.3.4 and 1.2.3.5, a
+// plain server on 5.6.7.9, and one client, behind a NAT or not.
+type vlab struct {
+	client   *vnet.Net
+	servers  []Target
+	extIP    netip.Addr
+	wan, lan *vnet.Router
+}
+
+type vlabOpts struct {
+	nat        *vnet.NATType // nil: client directly on the WAN
+	loss       int           // percent, each way, for the client's traffic
+	blockUDP   bool
+	noPlain    bool
+	serverConf stunserver.Config
+}
+
+func newVlab(t testing.TB, o vlabOpts) *vlab {
+	t.Helper()
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
+	must(err)
+	l := &vlab{wan: wan, extIP: netip.MustParseAddr("27.1.1.1")}
+	newNet := func(ips ...string) *vnet.Net {
+		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: ips})
+		must(err)
+		return n
+	}
+	rfcNet := newNet("1.2.3.4", "1.2.3.5")
+	must(wan.AddNet(rfcNet))
+	plainNet := newNet("5.6.7.9")
+	if !o.noPlain {
+		must(wan.AddNet(plainNet))
+	}
+	if o.nat == nil {
+		l.client = newNet("27.1.1.1")
+		if o.loss > 0 {
+			lf, err := vnet.NewLossFilter(l.client, o.loss)
+			must(err)
+			must(wan.AddNet(lf))
+		} else {
+			must(wan.AddNet(l.client))
+		}
+	} else {
+		lan, err := vnet.NewRouter(&vnet.RouterConfig{
+			CIDR: "10.0.0.0/24", StaticIPs: []string{l.extIP.String()}, NATType: o.nat, LoggerFactory: lf,
+		})
+		must(err)
+		l.lan = lan
+		l.client = newNet("10.0.0.2")
+		if o.loss > 0 {
+			lossNIC, err := vnet.NewLossFilter(l.client, o.loss)
+			must(err)
+			must(lan.AddNet(lossNIC))
+		} else {
+			must(lan.AddNet(l.client))
+		}
+		must(wan.AddRouter(lan))
+	}
+	if o.loss > 0 {
+		// Loss towards the servers too: requests are lost as well as replies.
+		wan.AddChunkFilter(func(c vnet.Chunk) bool {
+			return c.Network() != "udp" || lossRand(o.loss)
+		})
+	}
+	if o.blockUDP {
+		wan.AddChunkFilter(func(c vnet.Chunk) bool { return c.Network() != "udp" })
+	}
+	must(wan.Start())
+	t.Cleanup(func() { _ = wan.Stop() })
+
+	sc := o.serverConf
+	sc.Net = rfcNet
+	sc.Primary = netip.MustParseAddrPort("1.2.3.4:3478")
+	if !sc.Alternate.IsValid() {
+		sc.Alternate = netip.MustParseAddrPort("1.2.3.5:3479")
+	}
+	sc.ReflectionRate = -1 // repeated runs from one NAT address must not be rate limited
+	rs, err := stunserver.Start(context.Background(), sc)
+	must(err)
+	t.Cleanup(func() { _ = rs.Close() })
+	l.servers = append(l.servers, Target{Host: "1.2.3.4", Port: 3478})
+	if !o.noPlain {
+		ps, err := stunserver.Start(context.Background(), stunserver.Config{Net: plainNet, Primary: netip.MustParseAddrPort("5.6.7.9:3478")})
+		must(err)
+		t.Cleanup(func() { _ = ps.Close() })
+		l.servers = append(l.servers, Target{Host: "5.6.7.9", Port: 3478})
+	}
+	return l
+}
+
+func (l *vlab) run(t testing.TB, timeout time.Duration) (natclass.Observations, natclass.Result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client}, IPv4)
+	if runs[0].Skipped != "" {
+		t.Fatalf("skipped: %s", runs[0].Skipped)
+	}
+	return runs[0].Observations, natclass.Classify(runs[0].Observations)
+}
+
+var vnetBehaviors = []struct {
+	v vnet.EndpointDependencyType
+	b natclass.Behavior
+}{
+	{vnet.EndpointIndependent, natclass.BehaviorEndpointIndependent},
+	{vnet.EndpointAddrDependent, natclass.BehaviorAddressDependent},
+	{vnet.EndpointAddrPortDependent, natclass.BehaviorAddressAndPortDependent},
+}
+
+// TestVnetNineCombinations runs the whole engine through vnet NATs of every
+// mapping x filtering combination.
+func TestVnetNineCombinations(t *testing.T) {
+	for _, m := range vnetBehaviors {
+		for _, f := range vnetBehaviors {
+			t.Run(fmt.Sprintf("%s/%s", m.b, f.b), func(t *testing.T) {
+				l := newVlab(t, vlabOpts{nat: &vnet.NATType{MappingBehavior: m.v, FilteringBehavior: f.v}})
+				obs, r := l.run(t, 10*time.Second)
+				wantF := f.b
+				wantType := natclass.TypeOf(m.b, f.b, natclass.Unknown)
+				if m.b != natclass.BehaviorEndpointIndependent && f.b == natclass.BehaviorAddressAndPortDependent {
+					// Behind a symmetric NAT that filters, no socket can
+					// confirm the server honours CHANGE-REQUEST: unknown
+					// is the honest answer, and the type does not need it.
+					wantF = natclass.BehaviorUnknown
+				}
+				if r.Mapping != m.b || r.Filtering != wantF || r.Type != wantType || !r.UDP {
+					t.Fatalf("mapping %s filtering %s type %s udp %v; want %s %s %s\nreasons %q",
+						r.Mapping, r.Filtering, r.Type, r.UDP, m.b, wantF, wantType, r.Reasons)
+				}
+				if r.BehindNAT != natclass.Yes || r.PublicAddresses[0].Addr() != l.extIP {
+					t.Errorf("behind NAT %s, public %v", r.BehindNAT, r.PublicAddresses)
+				}
+				if r.PortPreservation != natclass.No {
+					t.Errorf("port preservation %s: vnet does not preserve ports", r.PortPreservation)
+				}
+				for _, s := range obs.Servers {
+					if !s.Binding.Replied() {
+						t.Errorf("server %s did not answer", s.Name)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestVnetNoNAT(t *testing.T) {
+	l := newVlab(t, vlabOpts{})
+	_, r := l.run(t, 10*time.Second)
+	if r.Type != natclass.TypeOpenInternet || r.BehindNAT != natclass.No || r.CGNAT != natclass.No {
+		t.Fatalf("type %s behind NAT %s cgnat %s; reasons %q", r.Type, r.BehindNAT, r.CGNAT, r.Reasons)
+	}
+}
+
+func TestVnetUDPBlocked(t *testing.T) {
+	l := newVlab(t, vlabOpts{blockUDP: true, nat: &vnet.NATType{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client, FirstWait: 600 * time.Millisecond}, IPv4)
+	r := natclass.Classify(runs[0].Observations)
+	if r.UDP || r.Type != natclass.TypeUDPBlocked || r.Verdict.DirectUDP != natclass.LikelihoodImpossible {
+		t.Fatalf("udp %v type %s direct %s; reasons %q", r.UDP, r.Type, r.Verdict.DirectUDP, r.Reasons)
+	}
+}
+
+func TestVnetCGNAT(t *testing.T) {
+	// A NAT whose outside is itself in the shared address space.
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	wan, _ := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
+	srvNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"1.2.3.4", "1.2.3.5"}})
+	if err := wan.AddNet(srvNet); err != nil {
+		t.Fatal(err)
+	}
+	cgn, _ := vnet.NewRouter(&vnet.RouterConfig{CIDR: "100.64.0.0/24", StaticIPs: []string{"27.1.1.1"}, NATType: &vnet.NATType{}, LoggerFactory: lf})
+	home, _ := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", StaticIPs: []string{"100.64.0.5"}, NATType: &vnet.NATType{}, LoggerFactory: lf})
+	client, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.2"}})
+	for _, err := range []error{home.AddNet(client), cgn.AddRouter(home), wan.AddRouter(cgn), wan.Start()} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() { _ = wan.Stop() }()
+	s, err := stunserver.Start(context.Background(), stunserver.Config{Net: srvNet,
+		Primary: netip.MustParseAddrPort("1.2.3.4:3478"), Alternate: netip.MustParseAddrPort("1.2.3.5:3479")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	runs := Diagnose(ctx, Config{Servers: []Target{{Host: "1.2.3.4", Port: 3478}}, Net: client}, IPv4)
+	r := natclass.Classify(runs[0].Observations)
+	// vnet NATs chain: the public server sees 27.1.1.1 and cannot know
+	// about the inner NAT. CGNAT is flagged only when the mapped address
+	// itself is private or shared, so here it must say no, not guess.
+	if r.CGNAT != natclass.No || r.BehindNAT != natclass.Yes {
+		t.Errorf("cgnat %s behind NAT %s", r.CGNAT, r.BehindNAT)
+	}
+}
+
+// TestVnetLossNoWrongVerdict repeats the diagnosis with 10% loss each way:
+// unknown is allowed, a wrong answer is not.
+func TestVnetLossNoWrongVerdict(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loss test repeats the diagnosis")
+	}
+	const runs = 12
+	cases := []struct {
+		nat       vnet.NATType
+		mapping   natclass.Behavior
+		filtering natclass.Behavior
+	}{
+		{vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent},
+			natclass.BehaviorEndpointIndependent, natclass.BehaviorAddressAndPortDependent},
+		{vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent},
+			natclass.BehaviorEndpointIndependent, natclass.BehaviorEndpointIndependent},
+	}
+	for _, c := range cases {
+		unknown := 0
+		for i := range runs {
+			l := newVlab(t, vlabOpts{nat: &c.nat, loss: 10})
+			_, r := l.run(t, 10*time.Second)
+			if (r.Mapping != natclass.BehaviorUnknown && r.Mapping != c.mapping) ||
+				(r.Filtering != natclass.BehaviorUnknown && r.Filtering != c.filtering) {
+				t.Errorf("run %d: wrong answer mapping %s filtering %s (want %s %s); reasons %q",
+					i, r.Mapping, r.Filtering, c.mapping, c.filtering, r.Reasons)
+			}
+			if r.Mapping == natclass.BehaviorUnknown || r.Filtering == natclass.BehaviorUnknown {
+				unknown++
+			}
+		}
+		t.Logf("%s/%s with 10%% loss each way: %d of %d runs unknown, none wrong", c.mapping, c.filtering, unknown, runs)
+		if unknown > runs/2 {
+			t.Errorf("%d of %d runs unknown: retransmission is not doing its job", unknown, runs)
+		}
+	}
+}
