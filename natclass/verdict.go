@@ -99,6 +99,9 @@ func Decide(r Result) Verdict {
 		} else {
 			v.Relay = []string{RelayTURNUDP, RelayTURNTCP, RelayTURNTLS}
 			v.Summary = "Nothing could be measured: no STUN server answered"
+			if len(r.Reasons) > 0 {
+				v.Summary = "Nothing could be measured: " + r.Reasons[0]
+			}
 		}
 		for _, p := range peers {
 			v.Peers = append(v.Peers, PeerPath{p.name, path})

@@ -120,6 +120,12 @@ func Diagnose(ctx context.Context, cfg Config, families ...Family) []Run {
 		families = []Family{IPv4, IPv6}
 	}
 	res := resolveAll(ctx, cfg, families)
+	if !explicit && !anyResolved(res) {
+		// Nothing resolved in any family: report IPv4 with the DNS errors
+		// rather than skipping everything silently.
+		families = families[:1]
+		explicit = true
+	}
 	runs := make([]Run, len(families))
 	var wg sync.WaitGroup
 	for i, fam := range families {
@@ -131,6 +137,17 @@ func Diagnose(ctx context.Context, cfg Config, families ...Family) []Run {
 	}
 	wg.Wait()
 	return runs
+}
+
+func anyResolved(res map[Family][]resolved) bool {
+	for _, rs := range res {
+		for _, r := range rs {
+			if r.addr.IsValid() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type resolved struct {

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/pion/transport/v4"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/probe"
+	"github.com/natcheck/natcheck/report"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// Exit codes.
+const (
+	exitOK          = 0 // diagnosis done
+	exitRequire     = 1 // a --require condition was not met
+	exitUsage       = 2 // usage or configuration error
+	exitNotMeasured = 3 // nothing could be measured: no server answered at all
+)
+
+// defaultServers mixes plain servers (Google, Cloudflare) with one that
+// implements RFC 5780 (stunprotocol.org runs stuntman), on different IP
+// addresses so mapping can be compared across destinations.
+var defaultServers = []string{
+	"stun.l.google.com:19302",
+	"stun.cloudflare.com:3478",
+	"stun.stunprotocol.org:3478",
+}
+
+// requirements are the conditions --require accepts.
+var requirements = map[string]string{
+	"udp":        "UDP gets out to at least one STUN server",
+	"direct-udp": "direct UDP to typical peers is expected (verdict direct_udp is likely)",
+}
+
+const usageText = `Usage: natcheck [flags]
+
+natcheck tells how real-time traffic (WebRTC, VoIP, games, VPNs) gets out of
+this network: directly over UDP or only through a TURN relay, and why. It
+sends STUN requests from several local sockets to several servers, runs the
+RFC 5780 NAT behaviour tests where a server supports them, and classifies the
+NAT's mapping and filtering behaviour.
+
+Flags:
+`
+
+const exitText = `
+Exit codes:
+  0  diagnosis done
+  1  a --require condition was not met
+  2  usage or configuration error
+  3  nothing could be measured: no server answered at all
+     (takes precedence over 1)
+
+Examples:
+  natcheck
+  natcheck --stun 127.0.0.1:3478 --stun [::1]:3478 --json
+  natcheck --require udp,direct-udp --format json-line
+`
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+type options struct {
+	servers  []probe.Target
+	families []probe.Family
+	timeout  time.Duration
+	format   string
+	color    bool
+	verbose  bool
+	hairpin  bool
+	require  []string
+}
+
+// errHelp means -h was given: usage was printed, exit 0.
+var errHelp = errors.New("help requested")
+
+// env is what run takes from the process: the environment and the
+// network (nil for the host's; tests pass a pion/transport vnet).
+type env struct {
+	getenv func(string) string
+	net    transport.Net
+}
+
+func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("natcheck", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var stun, require listFlag
+	fs.Var(&stun, "stun", "STUN server `HOST[:PORT]` (repeatable; replaces the defaults; IPv6 in brackets)")
+	v4 := fs.Bool("4", false, "test IPv4 only")
+	v6 := fs.Bool("6", false, "test IPv6 only")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "cap on the whole run")
+	asJSON := fs.Bool("json", false, "same as --format json")
+	fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text, json or json-line")
+	noColor := fs.Bool("no-color", false, "no colour in text output (also NO_COLOR, or when stdout is not a terminal)")
+	fs.BoolVar(&o.verbose, "v", false, "trace every STUN transaction on stderr, and list them in text output")
+	fs.BoolVar(&o.hairpin, "hairpin", false, "also test hairpinning (some firewalls flag it as an attack)")
+	fs.Var(&require, "require", "exit 1 unless `CONDITION[,...]` holds: udp, direct-udp")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {} // errors are reported in one line below
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			fmt.Fprint(stdout, exitText)
+			return o, errHelp
+		}
+		return o, fmt.Errorf("%v (see natcheck --help)", err)
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "natcheck %s\n", version)
+		return o, errHelp
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q: servers go after --stun (see natcheck --help)", fs.Arg(0))
+	}
+	if len(stun) == 0 {
+		stun = defaultServers
+	}
+	for _, s := range stun {
+		t, err := probe.ParseTarget(s)
+		if err != nil {
+			return o, fmt.Errorf("--stun: %w", err)
+		}
+		o.servers = append(o.servers, t)
+	}
+	switch {
+	case *v4 && *v6:
+		// both: the default, but both families are then required
+		o.families = []probe.Family{probe.IPv4, probe.IPv6}
+	case *v4:
+		o.families = []probe.Family{probe.IPv4}
+	case *v6:
+		o.families = []probe.Family{probe.IPv6}
+	}
+	if o.timeout <= 0 {
+		return o, fmt.Errorf("--timeout %v: give a positive duration such as 5s", o.timeout)
+	}
+	if *asJSON {
+		o.format = "json"
+	}
+	switch o.format {
+	case "text", "json", "json-line":
+	default:
+		return o, fmt.Errorf("--format %q: use text, json or json-line", o.format)
+	}
+	for _, r := range require {
+		for _, c := range strings.Split(r, ",") {
+			c = strings.TrimSpace(c)
+			if _, ok := requirements[c]; !ok {
+				return o, fmt.Errorf("--require %q: unknown condition; use udp or direct-udp", c)
+			}
+			o.require = append(o.require, c)
+		}
+	}
+	o.color = !*noColor && getenv("NO_COLOR") == "" && isTerminal(stdout)
+	return o, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// run is natcheck without the process: arguments in, exit code out.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int {
+	o, err := parseArgs(args, stdout, e.getenv)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "natcheck: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	cfg := probe.Config{Servers: o.servers, Hairpin: o.hairpin, Net: e.net}
+	if o.verbose {
+		var mu sync.Mutex
+		start := time.Now()
+		cfg.Trace = func(e probe.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintln(stderr, formatEvent(start, e))
+		}
+	}
+	r := diagnose(ctx, cfg, o.families)
+
+	switch o.format {
+	case "json":
+		err = report.WriteJSON(stdout, r)
+	case "json-line":
+		err = report.WriteJSONLine(stdout, r)
+	default:
+		err = report.WriteText(stdout, r, report.TextOptions{Color: o.color, Verbose: o.verbose})
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "natcheck: writing the report: %v\n", err)
+		return exitUsage
+	}
+	if !r.Measured {
+		return exitNotMeasured
+	}
+	code := exitOK
+	for _, c := range o.require {
+		if msg, ok := unmet(c, r); !ok {
+			fmt.Fprintf(stderr, "natcheck: --require %s not met: %s\n", c, msg)
+			code = exitRequire
+		}
+	}
+	return code
+}
+
+// diagnose runs the probe engine and the classifier and builds the report.
+func diagnose(ctx context.Context, cfg probe.Config, families []probe.Family) report.Report {
+	start := time.Now()
+	runs := probe.Diagnose(ctx, cfg, families...)
+	var in []report.Input
+	for _, run := range runs {
+		i := report.Input{Family: string(run.Family), Skipped: run.Skipped, Observations: run.Observations}
+		if run.Skipped == "" {
+			i.Result = natclass.Classify(run.Observations)
+		}
+		in = append(in, i)
+	}
+	return report.Build(version, start, time.Since(start), in)
+}
+
+// unmet checks one --require condition; it returns why it failed.
+func unmet(cond string, r report.Report) (string, bool) {
+	switch cond {
+	case "udp":
+		if !r.UDP {
+			return "no UDP STUN reply arrived", false
+		}
+	case "direct-udp":
+		if r.Verdict.DirectUDP != natclass.LikelihoodLikely {
+			return fmt.Sprintf("direct UDP is %s (%s)", r.Verdict.DirectUDP, r.Verdict.Summary), false
+		}
+	}
+	return "", true
+}
+
+func formatEvent(start time.Time, e probe.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%8.1fms %-10s %-13s %s", float64(e.Time.Sub(start).Microseconds())/1000, e.Kind, e.Test, e.Socket)
+	switch e.Kind {
+	case probe.EventReply, probe.EventDropped:
+		fmt.Fprintf(&b, " <- %s", e.Peer)
+	default:
+		fmt.Fprintf(&b, " -> %s", e.Peer)
+	}
+	if e.ID != "" {
+		fmt.Fprintf(&b, " id=%s", e.ID)
+	}
+	if e.Detail != "" {
+		fmt.Fprintf(&b, " %s", e.Detail)
+	}
+	return b.String()
+}
