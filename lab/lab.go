@@ -173,9 +173,7 @@ func Available() error {
 // failed.
 func New(t testing.TB, opts Options) *Lab {
 	t.Helper()
-	if err := Available(); err != nil {
-		t.Skip("lab: needs root and ip/nft/turnserver: " + err.Error())
-	}
+	SkipIfUnavailable(t)
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
@@ -200,6 +198,15 @@ func New(t testing.TB, opts Options) *Lab {
 		}
 	})
 	return l
+}
+
+// SkipIfUnavailable skips t with one line when the machine cannot build
+// labs.
+func SkipIfUnavailable(t testing.TB) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skip("lab: needs root and ip/nft/turnserver: " + err.Error())
+	}
 }
 
 var errNoNetns = errors.New("cannot create network namespaces")

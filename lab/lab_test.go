@@ -88,6 +88,7 @@ func TestModes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab: skipped in -short mode")
 	}
+	SkipIfUnavailable(t)
 	for _, mode := range Modes() {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
@@ -152,9 +153,25 @@ func testTopology(t *testing.T, l *Lab) {
 	if p.Other.IsValid() {
 		t.Errorf("plain STUN server sent OTHER-ADDRESS %v", p.Other)
 	}
-	// Unsolicited packets to the router itself are dropped, whatever the mode.
-	if _, err := l.Binding(l.Internet, netip.AddrPortFrom(STUNAddr, 0), netip.AddrPortFrom(RouterWANAddr, STUNPort), 300*time.Millisecond); err == nil {
-		t.Error("the router answered an unsolicited packet")
+	// Unsolicited packets to the router itself are dropped, whatever the
+	// mode: to the client's mapped port and to an arbitrary one.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before, err := l.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []uint16{r.Mapped.Port(), STUNPort} {
+		if _, err := l.Binding(l.Internet, netip.AddrPortFrom(PlainSTUNAddr, 0), netip.AddrPortFrom(RouterWANAddr, port), 200*time.Millisecond); err == nil {
+			t.Errorf("the router answered an unsolicited packet to port %d", port)
+		}
+	}
+	after, err := l.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after["unsolicited"] <= before["unsolicited"] {
+		t.Errorf("router's unsolicited-drop counter did not move: %d -> %d", before["unsolicited"], after["unsolicited"])
 	}
 }
 
@@ -179,6 +196,7 @@ func TestLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab: skipped in -short mode")
 	}
+	SkipIfUnavailable(t)
 	t.Parallel()
 	const runs, loss = 10, 10
 	bin := natcheckBinary(t)
@@ -195,7 +213,7 @@ func TestLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		done++
-		t.Logf("run %d: exit %d in %v: mapping=%s filtering=%s type=%s direct_udp=%s", i, r.ExitCode, r.Duration.Round(time.Millisecond),
+		t.Logf("run %d: exit %d in %v (duration_ms %d): mapping=%s filtering=%s type=%s direct_udp=%s", i, r.ExitCode, r.Duration.Round(time.Millisecond), r.DurationMS,
 			r.NAT.Mapping, r.NAT.Filtering, r.NAT.Type, r.Verdict.DirectUDP)
 		if bad := want.CheckNatcheck(r, true); bad != nil {
 			t.Errorf("run %d with %d%% loss gave a wrong answer: %q\nstdout: %s\nstderr: %s", i, loss, bad, r.Stdout, r.Stderr)
@@ -204,5 +222,14 @@ func TestLoss(t *testing.T) {
 			unknown++
 		}
 	}
-	t.Logf("lab: %d%% loss: %d of %d runs had an unknown field", loss, unknown, done)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := l.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c["loss"] == 0 {
+		t.Error("the router's loss rule dropped nothing")
+	}
+	t.Logf("lab: %d%% loss: %d of %d runs had an unknown field; the router dropped %d UDP packets", loss, unknown, done, c["loss"])
 }

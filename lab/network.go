@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -119,7 +120,7 @@ func Ruleset(mode Mode, loss int) string {
 	b.WriteString("\t\t# Anything else addressed to the router itself is unsolicited: drop it,\n")
 	b.WriteString("\t\t# so that masquerade never records an inbound probe as a connection\n")
 	b.WriteString("\t\t# to the router (see shared/nat-testing.md).\n")
-	b.WriteString("\t\tcounter drop\n\t}\n")
+	b.WriteString("\t\tcounter drop comment \"unsolicited\"\n\t}\n")
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
 	for _, r := range fwd {
 		b.WriteString("\t\t" + r + "\n")
@@ -141,4 +142,42 @@ func Ruleset(mode Mode, loss int) string {
 		b.WriteString("}\n")
 	}
 	return b.String()
+}
+
+// Counters returns the packet counts of the router's commented rules:
+// "unsolicited" (dropped packets addressed to the router itself), "loss"
+// (UDP dropped by the loss variant) and "udp blocked".
+func (l *Lab) Counters(ctx context.Context) (map[string]int64, error) {
+	out, err := nsexec(ctx, l.Router, "nft", "-j", "list", "ruleset")
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Nftables []struct {
+			Rule *struct {
+				Comment string            `json:"comment"`
+				Expr    []json.RawMessage `json:"expr"`
+			} `json:"rule"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return nil, fmt.Errorf("nft -j: %w", err)
+	}
+	counts := make(map[string]int64)
+	for _, item := range doc.Nftables {
+		if item.Rule == nil || item.Rule.Comment == "" {
+			continue
+		}
+		for _, e := range item.Rule.Expr {
+			var c struct {
+				Counter *struct {
+					Packets int64 `json:"packets"`
+				} `json:"counter"`
+			}
+			if json.Unmarshal(e, &c) == nil && c.Counter != nil {
+				counts[item.Rule.Comment] += c.Counter.Packets
+			}
+		}
+	}
+	return counts, nil
 }
