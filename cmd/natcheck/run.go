@@ -178,8 +178,21 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
+// subcommand is a command such as "natcheck serve"; each registers itself
+// in subcommands from its own file.
+type subcommand func(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int
+
+// subcommands maps a first argument to its command. It is filled by init
+// functions of this package only and never changed after.
+var subcommands = map[string]subcommand{}
+
 // run is natcheck without the process: arguments in, exit code out.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int {
+	if len(args) > 0 {
+		if sub, ok := subcommands[args[0]]; ok {
+			return sub(ctx, args[1:], stdout, stderr, e)
+		}
+	}
 	o, err := parseArgs(args, stdout, e.getenv)
 	if errors.Is(err, errHelp) {
 		return exitOK
