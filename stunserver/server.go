@@ -1,0 +1,478 @@
+// Package stunserver implements an RFC 5780 STUN server that answers Binding requests on two addresses and two ports and honours CHANGE-REQUEST and RESPONSE-PORT.
+package stunserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v3"
+	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
+)
+
+// Limits of the server.
+const (
+	// maxBindAttempts bounds the attempts to find free ports p and a such
+	// that all four sockets P:p, P:a, A:p and A:a can be bound.
+	maxBindAttempts = 32
+	// readBufferSize is the largest request read; longer ones are
+	// truncated and then dropped as malformed.
+	readBufferSize = 4096
+	// maxReadErrors is how many consecutive read errors, other than the
+	// socket being closed, stop a socket's reader.
+	maxReadErrors = 100
+	// maxReadBackoff caps the pause after a read error.
+	maxReadBackoff = 100 * time.Millisecond
+	// maxSoftwareLen is the limit of SOFTWARE, RFC 8489 section 14.14.
+	maxSoftwareLen = 763
+)
+
+// Config configures a Server. The zero value of every field except Primary
+// is a documented default.
+type Config struct {
+	// Net is the network to listen on; nil means the host's real sockets
+	// (stdnet.NewNet). A pion/transport vnet.Net runs the server inside a
+	// virtual network; its addresses must be static IPs of that Net.
+	Net transport.Net
+
+	// Primary is the primary address and port P:p. It is required and must
+	// be a concrete (not unspecified) IP address; port 0 picks a free port.
+	Primary netip.AddrPort
+
+	// Alternate is the alternate address and port A:a. The zero value
+	// selects single-address mode: one socket P:p, no OTHER-ADDRESS, and a
+	// CHANGE-REQUEST that asks for a change is answered with 420 (RFC 5780
+	// section 6.1). Otherwise A must be a concrete IP address of the same
+	// family as P and different from it, a must differ from p, and port 0
+	// picks a free port. The server listens on P:p, P:a, A:p and A:a.
+	Alternate netip.AddrPort
+
+	// IgnoreChangeRequest answers every request from the socket it arrived
+	// on, as some public servers do, also in single-address mode instead
+	// of the 420. RESPONSE-PORT is still honoured. It is a misbehaviour for
+	// testing clients.
+	IgnoreChangeRequest bool
+
+	// AdvertiseOther, if valid, is sent as OTHER-ADDRESS instead of the real
+	// alternate address, also in single-address mode. It is a misbehaviour
+	// for testing clients.
+	AdvertiseOther netip.AddrPort
+
+	// OmitMappedAddress leaves MAPPED-ADDRESS out of responses, as coturn
+	// does by default.
+	OmitMappedAddress bool
+
+	// MappedAddressOverride, if set, maps the request's source address to
+	// the address sent in MAPPED-ADDRESS, simulating an application-level
+	// gateway that rewrites addresses in packets (RFC 5780 section 4.9).
+	// An invalid result omits MAPPED-ADDRESS. It is called concurrently.
+	MappedAddressOverride func(netip.AddrPort) netip.AddrPort
+
+	// Software is sent as the SOFTWARE attribute if non-empty. It must be
+	// at most 763 bytes (RFC 8489 section 14.14).
+	Software string
+
+	// Logger receives the server's log records; nil discards them.
+	Logger *slog.Logger
+
+	// ReflectionRate limits, per second and per source IP address, the
+	// responses sent from another socket or to another port than the
+	// request came from and to (CHANGE-REQUEST or RESPONSE-PORT), as RFC
+	// 5780 section 9 asks. Excess responses are dropped. 0 means 50 per
+	// second; a negative value disables the limit.
+	ReflectionRate float64
+
+	// ReflectionBurst is the token bucket size of the reflection limit;
+	// 0 means twice ReflectionRate, rounded up.
+	ReflectionBurst int
+
+	// ReflectionSources bounds the number of source addresses the
+	// reflection limit tracks; 0 means 4096. When the table is full and no
+	// tracked source has been idle long enough to be forgotten, reflected
+	// responses to new sources are dropped.
+	ReflectionSources int
+}
+
+// Stats are counters of a Server since Start.
+type Stats struct {
+	// Requests counts Binding requests accepted for processing, including
+	// those answered with an error.
+	Requests uint64
+	// Responses counts success responses sent.
+	Responses uint64
+	// ErrorResponses counts error responses sent (400 and 420).
+	ErrorResponses uint64
+	// Malformed counts packets dropped without a reply: not STUN, not a
+	// request, not Binding, bad framing or a wrong FINGERPRINT.
+	Malformed uint64
+	// RateLimited counts reflected responses dropped by the reflection
+	// limit.
+	RateLimited uint64
+	// SendErrors counts responses that the network refused to send.
+	SendErrors uint64
+}
+
+// Server is a running STUN server. Its methods are safe for concurrent use.
+type Server struct {
+	h       handler
+	conns   []transport.UDPConn // indexed like handler.addrs
+	log     *slog.Logger
+	limiter *limiter // nil when unlimited
+
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	stopCtx   func() bool
+	wg        sync.WaitGroup
+
+	requests, responses, errorResponses atomic.Uint64
+	malformed, rateLimited, sendErrors  atomic.Uint64
+}
+
+// Start binds the server's sockets and starts answering requests on them.
+// The server runs until Close is called or ctx is done.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("stunserver: start: %w", err)
+	}
+	nw := cfg.Net
+	if nw == nil {
+		std, err := stdnet.NewNet()
+		if err != nil {
+			return nil, fmt.Errorf("stunserver: open host network: %w", err)
+		}
+		nw = std
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	s := &Server{
+		log: logger,
+		h: handler{
+			ignoreChange:   cfg.IgnoreChangeRequest,
+			advertiseOther: cfg.AdvertiseOther,
+			omitMapped:     cfg.OmitMappedAddress,
+			mappedOverride: cfg.MappedAddressOverride,
+		},
+	}
+	if cfg.Software != "" {
+		s.h.software = []byte(cfg.Software)
+	}
+	if cfg.ReflectionRate >= 0 {
+		rate := cfg.ReflectionRate
+		if rate == 0 {
+			rate = defaultReflectionRate
+		}
+		burst := cfg.ReflectionBurst
+		if burst == 0 {
+			burst = int(min(math.Ceil(2*rate), math.MaxInt32))
+		}
+		sources := cfg.ReflectionSources
+		if sources == 0 {
+			sources = defaultReflectionSources
+		}
+		s.limiter = newLimiter(rate, burst, sources, time.Now)
+	}
+
+	var err error
+	if !cfg.Alternate.IsValid() {
+		var c transport.UDPConn
+		c, s.h.addrs[sockPP], err = listen(nw, cfg.Primary)
+		if err != nil {
+			return nil, fmt.Errorf("stunserver: listen on primary address: %w", err)
+		}
+		s.conns = []transport.UDPConn{c}
+	} else {
+		s.h.dual = true
+		s.conns, err = listenFour(ctx, nw, cfg.Primary, cfg.Alternate, &s.h.addrs)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	for i := range s.conns {
+		s.wg.Add(1)
+		go s.serve(i)
+	}
+	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.close() })
+	logger.Info("stun server started", "primary", s.Primary(), "alternate", s.Alternate())
+	return s, nil
+}
+
+func (cfg *Config) validate() error {
+	p, a := cfg.Primary.Addr(), cfg.Alternate.Addr()
+	switch {
+	case !cfg.Primary.IsValid():
+		return errors.New("stunserver: primary address is required")
+	case p.IsUnspecified():
+		return fmt.Errorf("stunserver: primary address %v is unspecified, want a concrete address", p)
+	case len(cfg.Software) > maxSoftwareLen:
+		return fmt.Errorf("stunserver: software of %d bytes is longer than %d", len(cfg.Software), maxSoftwareLen)
+	case math.IsNaN(cfg.ReflectionRate) || math.IsInf(cfg.ReflectionRate, 0):
+		return fmt.Errorf("stunserver: reflection rate %v is not a number", cfg.ReflectionRate)
+	case cfg.ReflectionBurst < 0 || cfg.ReflectionSources < 0:
+		return errors.New("stunserver: reflection burst and sources must not be negative")
+	case !cfg.Alternate.IsValid():
+		return nil
+	case a.IsUnspecified():
+		return fmt.Errorf("stunserver: alternate address %v is unspecified, want a concrete address", a)
+	case p.Unmap().Is4() != a.Unmap().Is4():
+		return fmt.Errorf("stunserver: primary %v and alternate %v are of different families", p, a)
+	case p.Unmap() == a.Unmap():
+		return fmt.Errorf("stunserver: primary and alternate address are both %v", p)
+	case cfg.Primary.Port() != 0 && cfg.Primary.Port() == cfg.Alternate.Port():
+		return fmt.Errorf("stunserver: primary and alternate port are both %d", cfg.Primary.Port())
+	}
+	return nil
+}
+
+// listen binds one UDP socket to ap and returns it with its actual address.
+func listen(nw transport.Net, ap netip.AddrPort) (transport.UDPConn, netip.AddrPort, error) {
+	ip := ap.Addr().Unmap()
+	network := "udp4"
+	if !ip.Is4() {
+		network = "udp6"
+	}
+	c, err := nw.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, ap.Port())))
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	ua, ok := c.LocalAddr().(*net.UDPAddr)
+	if !ok || ua.Port <= 0 || ua.Port > math.MaxUint16 {
+		_ = c.Close()
+		return nil, netip.AddrPort{}, fmt.Errorf("unexpected local address %v", c.LocalAddr())
+	}
+	return c, netip.AddrPortFrom(ip, uint16(ua.Port)), nil
+}
+
+// listenFour binds P:p, P:a, A:p and A:a. A port given as 0 is chosen by
+// binding P:0 (or A:0) first and then trying the same port on the other
+// address; on a conflict it starts again, at most maxBindAttempts times.
+func listenFour(ctx context.Context, nw transport.Net, primary, alternate netip.AddrPort, addrs *[4]netip.AddrPort) ([]transport.UDPConn, error) {
+	retryable := primary.Port() == 0 || alternate.Port() == 0
+	var lastErr error
+	for range maxBindAttempts {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("stunserver: listen: %w", err)
+		}
+		conns, err := tryListenFour(nw, primary, alternate, addrs)
+		if err == nil {
+			return conns, nil
+		}
+		lastErr = err
+		var fatal fatalBindError
+		if !retryable || errors.As(err, &fatal) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("stunserver: listen on four sockets: %w", lastErr)
+}
+
+// fatalBindError marks a bind failure that choosing other ports cannot fix.
+type fatalBindError struct{ err error }
+
+func (e fatalBindError) Error() string { return e.err.Error() }
+func (e fatalBindError) Unwrap() error { return e.err }
+
+func tryListenFour(nw transport.Net, primary, alternate netip.AddrPort, addrs *[4]netip.AddrPort) (conns []transport.UDPConn, err error) {
+	conns = make([]transport.UDPConn, 4)
+	defer func() {
+		if err != nil {
+			for _, c := range conns {
+				if c != nil {
+					_ = c.Close()
+				}
+			}
+		}
+	}()
+	var got [4]netip.AddrPort
+	if conns[sockPP], got[sockPP], err = listen(nw, primary); err != nil {
+		// Nothing else is bound yet: another attempt cannot do better
+		// unless the port was chosen by the system.
+		if primary.Port() != 0 {
+			err = fatalBindError{err}
+		}
+		return conns, fmt.Errorf("%v: %w", primary, err)
+	}
+	p := got[sockPP].Port()
+	ap := netip.AddrPortFrom(alternate.Addr(), p)
+	if conns[sockAP], got[sockAP], err = listen(nw, ap); err != nil {
+		return conns, fmt.Errorf("%v: %w", ap, err)
+	}
+	if conns[sockAA], got[sockAA], err = listen(nw, alternate); err != nil {
+		return conns, fmt.Errorf("%v: %w", alternate, err)
+	}
+	pa := netip.AddrPortFrom(primary.Addr(), got[sockAA].Port())
+	if conns[sockPA], got[sockPA], err = listen(nw, pa); err != nil {
+		return conns, fmt.Errorf("%v: %w", pa, err)
+	}
+	*addrs = got
+	return conns, nil
+}
+
+// Close stops the server, closes its sockets and waits for its goroutines.
+// It is idempotent; later calls return nil.
+func (s *Server) Close() error {
+	s.stopCtx() // set before Start returned
+	return s.close()
+}
+
+// close is Close without releasing the context: it also runs when the
+// context of Start is done.
+func (s *Server) close() error {
+	first := false
+	s.closeOnce.Do(func() {
+		first = true
+		s.closing.Store(true)
+		var errs []error
+		for _, c := range s.conns {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("stunserver: close: %w", err)
+		}
+	})
+	s.wg.Wait()
+	if !first {
+		return nil
+	}
+	return s.closeErr
+}
+
+// Primary returns the bound primary address P:p.
+func (s *Server) Primary() netip.AddrPort { return s.h.addrs[sockPP] }
+
+// Alternate returns the bound alternate address A:a, or the zero value in
+// single-address mode.
+func (s *Server) Alternate() netip.AddrPort {
+	if !s.h.dual {
+		return netip.AddrPort{}
+	}
+	return s.h.addrs[sockAA]
+}
+
+// Addrs returns the addresses of the server's sockets: P:p alone in
+// single-address mode, else P:p, P:a, A:p and A:a in this order.
+func (s *Server) Addrs() []netip.AddrPort {
+	if !s.h.dual {
+		return []netip.AddrPort{s.h.addrs[sockPP]}
+	}
+	return append([]netip.AddrPort(nil), s.h.addrs[:]...)
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Requests:       s.requests.Load(),
+		Responses:      s.responses.Load(),
+		ErrorResponses: s.errorResponses.Load(),
+		Malformed:      s.malformed.Load(),
+		RateLimited:    s.rateLimited.Load(),
+		SendErrors:     s.sendErrors.Load(),
+	}
+}
+
+// addrPortConn is implemented by *net.UDPConn: it reads and writes without
+// allocating a net.UDPAddr per packet.
+type addrPortConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
+// serve reads and answers the requests arriving on socket i until the
+// socket is closed. It sets no read deadline: closing the socket unblocks
+// the read, with real sockets and with vnet alike.
+func (s *Server) serve(i int) {
+	defer s.wg.Done()
+	conn := s.conns[i]
+	fast, _ := conn.(addrPortConn)
+	buf := make([]byte, readBufferSize)
+	req, resp := new(stun.Message), stun.New()
+	errs := 0
+	backoff := time.Millisecond
+	for errs < maxReadErrors {
+		var (
+			n   int
+			src netip.AddrPort
+			err error
+		)
+		if fast != nil {
+			n, src, err = fast.ReadFromUDPAddrPort(buf)
+		} else {
+			var addr net.Addr
+			n, addr, err = conn.ReadFrom(buf)
+			if ua, ok := addr.(*net.UDPAddr); ok {
+				src = ua.AddrPort()
+			}
+		}
+		if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil && n <= 0 {
+			errs++
+			s.log.Debug("read error", "socket", s.h.addrs[i], "err", err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, maxReadBackoff)
+			continue
+		}
+		errs, backoff = 0, time.Millisecond
+		if err != nil { // e.g. vnet's io.ErrShortBuffer: a truncated packet
+			s.malformed.Add(1)
+			continue
+		}
+		s.answer(buf[:n], src, i, req, resp)
+	}
+	s.log.Error("socket reader stopped after repeated errors", "socket", s.h.addrs[i])
+}
+
+// answer handles one packet and sends the response, if any.
+func (s *Server) answer(pkt []byte, src netip.AddrPort, local int, req, resp *stun.Message) {
+	r := s.h.handle(pkt, src, local, req, resp)
+	if r.act == actDrop {
+		s.malformed.Add(1)
+		return
+	}
+	s.requests.Add(1)
+	if r.reflected && s.limiter != nil {
+		ok, logNow, dropped := s.limiter.allow(r.to.Addr())
+		if !ok {
+			s.rateLimited.Add(1)
+			if logNow {
+				s.log.Warn("reflected responses rate limited", "source", r.to.Addr(), "dropped", dropped)
+			}
+			return
+		}
+	}
+	var err error
+	if fast, ok := s.conns[r.from].(addrPortConn); ok {
+		_, err = fast.WriteToUDPAddrPort(resp.Raw, r.to)
+	} else {
+		_, err = s.conns[r.from].WriteTo(resp.Raw, net.UDPAddrFromAddrPort(r.to))
+	}
+	if err != nil {
+		s.sendErrors.Add(1)
+		s.log.Debug("send error", "from", s.h.addrs[r.from], "to", r.to, "err", err)
+		return
+	}
+	if r.act == actError {
+		s.errorResponses.Add(1)
+		s.log.Debug("error response", "to", r.to, "code", r.code)
+		return
+	}
+	s.responses.Add(1)
+}

@@ -1,0 +1,181 @@
+package stunserver
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/pion/logging"
+	"github.com/pion/stun/v3"
+	"github.com/pion/transport/v4/vnet"
+
+	"github.com/natcheck/natcheck/rfc5780"
+)
+
+// vnetLab is a virtual Internet: a WAN router holding a server host with
+// two static IPs, a client directly on the WAN and clients behind two NATs.
+type vnetLab struct {
+	server                *vnet.Net
+	public, eif, apdf     *vnet.Net // clients
+	eifExtIP, apdfExtIP   netip.Addr
+	publicIP              netip.Addr
+	serverIP, serverAltIP netip.Addr
+}
+
+func newVnetLab(t *testing.T) *vnetLab {
+	t.Helper()
+	lf := logging.NewDefaultLoggerFactory()
+	l := &vnetLab{
+		serverIP:    netip.MustParseAddr("1.2.3.4"),
+		serverAltIP: netip.MustParseAddr("1.2.3.5"),
+		publicIP:    netip.MustParseAddr("5.6.7.8"),
+		eifExtIP:    netip.MustParseAddr("27.0.0.1"),
+		apdfExtIP:   netip.MustParseAddr("28.0.0.1"),
+	}
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newNet := func(ips ...string) *vnet.Net {
+		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: ips})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	l.server = newNet(l.serverIP.String(), l.serverAltIP.String())
+	l.public = newNet(l.publicIP.String())
+	for _, n := range []*vnet.Net{l.server, l.public} {
+		if err := wan.AddNet(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addNAT := func(cidr string, ext netip.Addr, client string, filtering vnet.EndpointDependencyType) *vnet.Net {
+		lan, err := vnet.NewRouter(&vnet.RouterConfig{
+			CIDR:          cidr,
+			StaticIPs:     []string{ext.String()},
+			LoggerFactory: lf,
+			NATType: &vnet.NATType{
+				MappingBehavior:   vnet.EndpointIndependent,
+				FilteringBehavior: filtering,
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wan.AddRouter(lan); err != nil {
+			t.Fatal(err)
+		}
+		n := newNet(client)
+		if err := lan.AddNet(n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	l.eif = addNAT("10.0.0.0/24", l.eifExtIP, "10.0.0.2", vnet.EndpointIndependent)
+	l.apdf = addNAT("10.0.1.0/24", l.apdfExtIP, "10.0.1.2", vnet.EndpointAddrPortDependent)
+
+	// pion/transport v4.1.0: the whole tree is built before Start.
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := wan.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return l
+}
+
+func vnetClient(t *testing.T, n *vnet.Net, ip string) packetConn {
+	t.Helper()
+	c, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestVnet(t *testing.T) {
+	l := newVnetLab(t)
+	s := mustStart(t, Config{
+		Net:       l.server,
+		Primary:   netip.AddrPortFrom(l.serverIP, 0),
+		Alternate: netip.AddrPortFrom(l.serverAltIP, 0),
+	})
+	if s.Primary().Addr() != l.serverIP || s.Alternate().Addr() != l.serverAltIP {
+		t.Fatalf("bound %v and %v", s.Primary(), s.Alternate())
+	}
+
+	t.Run("public client", func(t *testing.T) {
+		c := vnetClient(t, l.public, l.publicIP.String())
+		checkChangeRequests(t, s, c, localAddr(t, c))
+	})
+
+	t.Run("RESPONSE-PORT", func(t *testing.T) {
+		c1 := vnetClient(t, l.public, l.publicIP.String())
+		c2 := vnetClient(t, l.public, l.publicIP.String())
+		req := send(t, c1, s.Primary(), rfc5780.ResponsePort(localAddr(t, c2).Port()), rfc5780.ChangeRequest{ChangePort: true})
+		m, from := mustReceive(t, c2, req)
+		if from != s.Addrs()[sockPA] {
+			t.Errorf("reply from %v, want %v", from, s.Addrs()[sockPA])
+		}
+		if got := getAddr(t, m, stun.AttrXORMappedAddress); got != localAddr(t, c1) {
+			t.Errorf("XOR-MAPPED-ADDRESS %v, want %v", got, localAddr(t, c1))
+		}
+	})
+
+	t.Run("behind EIM-EIF NAT", func(t *testing.T) {
+		c := vnetClient(t, l.eif, "10.0.0.2")
+		// Learn the mapping first; EIM keeps it for every destination.
+		m, _ := mustReceive(t, c, send(t, c, s.Primary()))
+		mapped := getAddr(t, m, stun.AttrXORMappedAddress)
+		if mapped.Addr() != l.eifExtIP {
+			t.Fatalf("XOR-MAPPED-ADDRESS %v, want the NAT's address %v", mapped, l.eifExtIP)
+		}
+		checkChangeRequests(t, s, c, mapped)
+	})
+
+	t.Run("behind EIM-APDF NAT", func(t *testing.T) {
+		// Only the reply from the socket the request went to passes an
+		// address-and-port-dependent filter: proof that the other
+		// replies really leave from other sockets.
+		c := vnetClient(t, l.apdf, "10.0.1.2")
+		for _, tc := range []struct {
+			change rfc5780.ChangeRequest
+			pass   bool
+		}{
+			{rfc5780.ChangeRequest{}, true},
+			{rfc5780.ChangeRequest{ChangePort: true}, false},
+			{rfc5780.ChangeRequest{ChangeIP: true}, false},
+			{rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, false},
+		} {
+			req := send(t, c, s.Primary(), tc.change)
+			timeout := replyTimeout
+			if !tc.pass {
+				timeout = silenceTimeout
+			}
+			if _, _, ok := receive(t, c, req, timeout); ok != tc.pass {
+				t.Errorf("%v: reply received %v, want %v", tc.change, ok, tc.pass)
+			}
+		}
+	})
+}
+
+func TestVnetSingleAddress(t *testing.T) {
+	l := newVnetLab(t)
+	s := mustStart(t, Config{Net: l.server, Primary: netip.AddrPortFrom(l.serverAltIP, 3478)})
+	if s.Primary() != netip.AddrPortFrom(l.serverAltIP, 3478) {
+		t.Fatalf("bound %v", s.Primary())
+	}
+	c := vnetClient(t, l.public, l.publicIP.String())
+	m, from := mustReceive(t, c, send(t, c, s.Primary()))
+	if from != s.Primary() || m.Contains(stun.AttrOtherAddress) {
+		t.Errorf("reply from %v, OTHER-ADDRESS present %v", from, m.Contains(stun.AttrOtherAddress))
+	}
+	m, _ = mustReceive(t, c, send(t, c, s.Primary(), rfc5780.ChangeRequest{ChangeIP: true}))
+	if errorCode(t, m) != 420 {
+		t.Errorf("change request: code %d, want 420", errorCode(t, m))
+	}
+}
