@@ -16,6 +16,9 @@ func Classify(obs Observations) Result {
 	c.udp()
 	if !r.UDP {
 		r.Verdict = Decide(r)
+		if c.summary != "" {
+			r.Verdict.Summary = c.summary
+		}
 		return r
 	}
 	c.mapping()
@@ -27,8 +30,9 @@ func Classify(obs Observations) Result {
 }
 
 type classifier struct {
-	obs Observations
-	r   *Result
+	obs     Observations
+	r       *Result
+	summary string // short cause when nothing was measured
 }
 
 func (c *classifier) reason(format string, args ...any) {
@@ -71,16 +75,26 @@ func (c *classifier) udp() {
 			cutShort = true
 		}
 	}
+	defer func() {
+		if c.summary != "" && c.r.Type != TypeUDPBlocked {
+			c.summary = "Nothing could be measured: " + c.summary
+		}
+	}()
 	switch {
-	case sendErr != "" && !cutShort:
-		c.reason("requests could not be sent (%s): this host has no working %s route", sendErr, c.obs.Family)
 	case len(c.obs.Servers) == 0:
+		c.summary = "no STUN server configured"
 		c.reason("no STUN server was configured for %s", c.obs.Family)
+	case sendErr != "" && !cutShort:
+		c.summary = "requests could not be sent"
+		c.reason("requests could not be sent (%s): this host has no working %s route", sendErr, c.obs.Family)
 	case len(addrs) == 0:
+		c.summary = "DNS failed for every server"
 		c.reason("no server name could be resolved (%s): DNS is failing or the names are wrong, so nothing was measured", strings.Join(failed, ", "))
 	case cutShort:
+		c.summary = "the run ended before any server answered"
 		c.reason("the run ended before any server could answer: raise --timeout")
 	case len(addrs) == 1:
+		c.summary = "the only server did not answer"
 		c.reason("the only server address tried did not answer over UDP: UDP may be blocked, or that server is down; try a second server")
 	default:
 		c.r.Type = TypeUDPBlocked
@@ -314,11 +328,17 @@ func (c *classifier) extras() {
 	preserved, changed := 0, 0
 	cgnat, publicSeen := 0, 0
 	algYes, algNo := 0, 0
+	mappingSocket := map[netip.AddrPort]bool{}
+	for _, s := range c.obs.Servers {
+		if s.Binding.Local.IsValid() {
+			mappingSocket[s.Binding.Local] = true
+		}
+	}
 	for _, p := range c.allProbes() {
 		if !p.Replied() || !p.Mapped.IsValid() {
 			continue
 		}
-		if !seen[p.Mapped] {
+		if mappingSocket[p.Local] && !seen[p.Mapped] {
 			seen[p.Mapped] = true
 			r.PublicAddresses = append(r.PublicAddresses, p.Mapped)
 		}

@@ -280,7 +280,7 @@ func TestExtras(t *testing.T) {
 	if r.PortPreservation != Yes {
 		t.Errorf("port preservation = %s, want yes", r.PortPreservation)
 	}
-	if len(r.PublicAddresses) != 2 || r.PublicAddresses[0] != pubX {
+	if len(r.PublicAddresses) != 1 || r.PublicAddresses[0] != pubX { // the mapping socket only
 		t.Errorf("public addresses = %v", r.PublicAddresses)
 	}
 

@@ -365,7 +365,9 @@ type Result struct {
 	// Hairpin: a packet sent to our own public address came back to us.
 	// Unknown when not tested (opt-in).
 	Hairpin Tri `json:"hairpin"`
-	// PublicAddresses are the distinct XOR-MAPPED-ADDRESSes seen.
+	// PublicAddresses are the distinct XOR-MAPPED-ADDRESSes the mapping
+	// socket got: one under an endpoint-independent NAT, several under a
+	// symmetric one.
 	PublicAddresses []netip.AddrPort `json:"public_addresses"`
 	// RFC5780Server names the server whose behaviour tests were used, if any.
 	RFC5780Server string  `json:"rfc5780_server,omitempty"`

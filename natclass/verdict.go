@@ -99,9 +99,6 @@ func Decide(r Result) Verdict {
 		} else {
 			v.Relay = []string{RelayTURNUDP, RelayTURNTCP, RelayTURNTLS}
 			v.Summary = "Nothing could be measured: no STUN server answered"
-			if len(r.Reasons) > 0 {
-				v.Summary = "Nothing could be measured: " + r.Reasons[0]
-			}
 		}
 		for _, p := range peers {
 			v.Peers = append(v.Peers, PeerPath{p.name, path})
@@ -155,10 +152,12 @@ func summary(r Result, v Verdict) string {
 	case TypeSymmetric:
 		return "Direct UDP unlikely: symmetric NAT; peers behind port-restricted or symmetric NATs (most home routers) need a TURN relay"
 	}
-	switch v.DirectUDP {
-	case LikelihoodLikely:
+	switch {
+	case r.Mapping == BehaviorNone:
+		return "Direct UDP likely: this host has a public address; whether a firewall filters inbound UDP could not be told"
+	case v.DirectUDP == LikelihoodLikely:
 		return "Direct UDP likely: the NAT keeps one public address for all destinations; whether peers behind symmetric NATs need a relay depends on filtering, which could not be told"
-	case LikelihoodPossible:
+	case v.DirectUDP == LikelihoodPossible:
 		return "Direct UDP possible: UDP gets out, but the NAT's mapping could not be told; use servers on two addresses or one with RFC 5780"
 	}
 	return "UDP gets out; the NAT's behaviour could not be told"

@@ -152,9 +152,9 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		if f.Skipped != "" {
 			continue
 		}
-		// IPv4 leads when tested; a family that measured something beats one
-		// that did not.
-		if primary == nil || (!primary.UDP && f.UDP) {
+		// A family that measured something beats one that did not; between
+		// equals, IPv4 leads.
+		if primary == nil || (!primary.UDP && f.UDP) || (primary.UDP == f.UDP && f.Family == "ipv4" && primary.Family != "ipv4") {
 			primary = f
 		}
 	}

@@ -178,7 +178,7 @@ func TestBuildPrimaryFamily(t *testing.T) {
 	}{
 		{"IPv4 leads", []Input{in(portRestricted()), in(ipv6Open())}, "ipv4"},
 		{"a family with replies beats one without", []Input{in(udpBlocked()), in(ipv6Open())}, "ipv6"},
-		{"the first with replies stays", []Input{in(ipv6Open()), in(portRestricted())}, "ipv6"},
+		{"IPv4 leads whatever the order", []Input{in(ipv6Open()), in(portRestricted())}, "ipv4"},
 		{"skipped families are ignored", []Input{skipped("ipv4", "no IPv4 route"), in(ipv6Open())}, "ipv6"},
 		{"no replies anywhere: IPv4 still leads", []Input{in(dnsFailure()), in(sendError())}, "ipv4"},
 		{"all skipped", []Input{skipped("ipv4", "disabled"), skipped("ipv6", "disabled")}, ""},
