@@ -14,9 +14,10 @@ func Classify(obs Observations) Result {
 	r := Result{Family: obs.Family}
 	c := classifier{obs: obs, r: &r}
 	c.udp()
+	c.paths()
 	if !r.UDP {
 		r.Verdict = Decide(r)
-		if c.summary != "" {
+		if c.summary != "" && r.TCP != Yes {
 			r.Verdict.Summary = c.summary
 		}
 		return r

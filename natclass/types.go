@@ -303,6 +303,40 @@ type Observations struct {
 	// Extra holds further plain Binding transactions on other sockets (for
 	// instance a fresh socket's Test I) used for port-preservation evidence.
 	Extra []Probe `json:"extra,omitempty"`
+	// Paths are the Binding requests sent over TCP and TLS.
+	Paths []PathProbe `json:"paths,omitempty"`
+}
+
+// Path transports.
+const (
+	TransportUDP = "udp"
+	TransportTCP = "tcp"
+	TransportTLS = "tls"
+)
+
+// PathProbe is one attempt to get a STUN Binding request through over TCP
+// (RFC 8489 section 6.2.2) or TLS (section 6.2.3).
+type PathProbe struct {
+	Transport string         `json:"transport"` // "tcp" or "tls"
+	Server    string         `json:"server"`    // the server as configured
+	Dest      netip.AddrPort `json:"dest"`
+	Local     netip.AddrPort `json:"local,omitzero"`
+	// SharedPort is true when the connection was made from the local port
+	// shared by all TCP probes, so that mapped addresses can be compared.
+	SharedPort bool `json:"shared_port,omitempty"`
+	// Connected: the TCP handshake completed, so TCP to this port gets out.
+	Connected bool `json:"connected"`
+	// OK: a Binding success response arrived.
+	OK     bool           `json:"ok"`
+	Mapped netip.AddrPort `json:"mapped,omitzero"`
+	// CertError is set when the TLS certificate failed verification; the
+	// path still proved that TCP to the port gets out.
+	CertError    string        `json:"cert_error,omitempty"`
+	CertNotAfter time.Time     `json:"cert_not_after,omitzero"`
+	Error        string        `json:"error,omitempty"`
+	Connect      time.Duration `json:"-"` // TCP handshake
+	Handshake    time.Duration `json:"-"` // TLS handshake
+	Total        time.Duration `json:"-"` // dial to Binding response
 }
 
 // Peer kinds of the verdict, named like the NAT types they stand for.
@@ -336,8 +370,32 @@ type Verdict struct {
 	Peers []PeerPath `json:"peers"`
 	// Relay lists the TURN transports to use when direct fails, best first.
 	Relay []string `json:"relay"`
+	// RelayVerified lists the relay transports proven by data through a
+	// TURN relay from here, best first (see FoldTURN); null when no TURN
+	// server was checked, empty when none worked.
+	RelayVerified []string `json:"relay_verified,omitzero"`
+	// WayOut is the first way out that works, in ICE's order: direct UDP,
+	// TURN over UDP, TURN over TCP, TURN over TLS.
+	WayOut WayOut `json:"way_out"`
 	// Summary is the one-line answer for a person.
 	Summary string `json:"summary"`
+}
+
+// Ways out, in ICE's order of preference.
+const (
+	WayDirectUDP = "direct-udp"
+	WayTURNUDP   = "turn-udp"
+	WayTURNTCP   = "turn-tcp"
+	WayTURNTLS   = "turn-tls"
+	WayNone      = "none"
+	WayUnknown   = "unknown"
+)
+
+// WayOut is how real-time media will leave this network.
+type WayOut struct {
+	Via  string `json:"via"`            // one of the Way constants
+	Port int    `json:"port,omitempty"` // the server port that got through, for TCP and TLS
+	Cost string `json:"cost"`           // what taking this way costs
 }
 
 // Result is the diagnosis of one address family.
@@ -369,6 +427,18 @@ type Result struct {
 	// socket got: one under an endpoint-independent NAT, several under a
 	// symmetric one.
 	PublicAddresses []netip.AddrPort `json:"public_addresses"`
+	// TCP: a TCP connection to some server got out (TLS included).
+	// Unknown when no TCP attempt was made.
+	TCP Tri `json:"tcp"`
+	// TCPPortsOpen and TLSPortsOpen list the server ports that TCP
+	// connections, and TLS handshakes, got through to.
+	TCPPortsOpen []int `json:"tcp_ports_open"`
+	TLSPortsOpen []int `json:"tls_ports_open"`
+	// TCPMappingEndpointIndependent: connections from one local port to
+	// servers on different IP addresses got the same public address.
+	TCPMappingEndpointIndependent Tri `json:"tcp_mapping_endpoint_independent"`
+	// TCPPortPreservation: the NAT kept the local TCP port.
+	TCPPortPreservation Tri `json:"tcp_port_preservation"`
 	// RFC5780Server names the server whose behaviour tests were used, if any.
 	RFC5780Server string  `json:"rfc5780_server,omitempty"`
 	Verdict       Verdict `json:"verdict"`

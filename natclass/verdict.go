@@ -92,11 +92,24 @@ func Decide(r Result) Verdict {
 	if !r.UDP {
 		v.Relay = []string{RelayTURNTCP, RelayTURNTLS}
 		path := PathUnknown
-		if r.Type == TypeUDPBlocked {
+		v.WayOut = wayOut(r, LikelihoodImpossible)
+		found := v.WayOut.Via == WayTURNTCP || v.WayOut.Via == WayTURNTLS
+		switch {
+		case r.Type == TypeUDPBlocked && found:
+			path = PathRelay
+			v.DirectUDP = LikelihoodImpossible
+			v.Summary = "UDP is blocked here; " + wayName(v.WayOut) + " gets out"
+		case r.Type == TypeUDPBlocked && v.WayOut.Via == WayNone:
+			path = PathRelay
+			v.DirectUDP = LikelihoodImpossible
+			v.Summary = "Nothing gets out: UDP is blocked and no TCP or TLS connection to any server succeeded"
+		case r.Type == TypeUDPBlocked:
 			path = PathRelay
 			v.DirectUDP = LikelihoodImpossible
 			v.Summary = "UDP is blocked: real-time traffic needs a TURN relay over TCP or TLS (port 443 gets through most firewalls)"
-		} else {
+		case found:
+			v.Summary = "No UDP reply arrived; " + wayName(v.WayOut) + " gets out"
+		default:
 			v.Relay = []string{RelayTURNUDP, RelayTURNTCP, RelayTURNTLS}
 			v.Summary = "Nothing could be measured: no STUN server answered"
 		}
@@ -134,6 +147,7 @@ func Decide(r Result) Verdict {
 	default:
 		v.DirectUDP = LikelihoodPossible
 	}
+	v.WayOut = wayOut(r, v.DirectUDP)
 	v.Summary = summary(r, v)
 	return v
 }

@@ -6,6 +6,7 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -54,6 +55,17 @@ type Config struct {
 	// FirstWait bounds how long the first requests wait for any server
 	// to answer; zero means 3 s. The context's deadline always wins.
 	FirstWait time.Duration
+	// TLSPorts are the ports tried with STUN over TLS for every UDP
+	// server; nil means DefaultTLSPorts (443 and 5349), empty means none.
+	TLSPorts []uint16
+	// NoPaths turns the TCP and TLS path probes off.
+	NoPaths bool
+	// PathTimeout bounds each TCP or TLS attempt; zero means 2 s.
+	PathTimeout time.Duration
+	// TLS is the base TLS configuration (for instance RootCAs for a
+	// private CA); nil means the system's roots. Verification is never
+	// skipped silently: a failure is recorded on the path.
+	TLS *tls.Config
 }
 
 // EventKind says what happened in a trace Event.
@@ -244,6 +256,12 @@ func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, expl
 	obs := &run.Observations
 	var first netip.Addr
 	for _, r := range res {
+		if !r.target.UDP() {
+			if r.addr.IsValid() && !first.IsValid() {
+				first = r.addr
+			}
+			continue
+		}
 		s := natclass.Server{Name: r.target.String(), ResolveError: r.err}
 		if r.addr.IsValid() {
 			s.Address = netip.AddrPortFrom(r.addr, r.target.Port)
@@ -285,7 +303,16 @@ func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, expl
 	}
 	e.localIP = local
 	e.deadline = budgetEnd(ctx)
+	var wg sync.WaitGroup
+	if !cfg.NoPaths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			obs.Paths = e.probePaths(ctx, e.pathJobs(res))
+		}()
+	}
 	e.probe(ctx, obs)
+	wg.Wait()
 	return run
 }
 

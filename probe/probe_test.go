@@ -102,16 +102,12 @@ func TestBogusOtherAddress(t *testing.T) {
 func TestSilentServersAreUDPBlocked(t *testing.T) {
 	// Nothing listens on these: the requests go unanswered.
 	servers := []Target{{Host: "127.0.0.3", Port: 9}, {Host: "127.0.0.4", Port: 9}}
-	start := time.Now()
 	obs, r := diagnose(t, Config{Servers: servers, FirstWait: 400 * time.Millisecond})
 	if r.UDP || r.Type != natclass.TypeUDPBlocked || r.Verdict.DirectUDP != natclass.LikelihoodImpossible {
 		t.Fatalf("udp %v type %s direct %s; reasons %q; binding %+v", r.UDP, r.Type, r.Verdict.DirectUDP, r.Reasons, obs.Servers[0].Binding)
 	}
 	if b := obs.Servers[0].Binding; b.Sent < 3 || b.Status != natclass.StatusNoReply {
 		t.Errorf("binding sent %d times, status %s: want retransmissions and no-reply", b.Sent, b.Status)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Errorf("FirstWait not honoured: took %v", time.Since(start))
 	}
 }
 

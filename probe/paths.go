@@ -1,0 +1,295 @@
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pion/stun/v3"
+
+	"github.com/natcheck/natcheck/natclass"
+)
+
+// DefaultTLSPorts are the ports tried with STUN over TLS for every server:
+// 443, which most firewalls let out, and the STUN/TURN TLS port.
+var DefaultTLSPorts = []uint16{443, DefaultTLSPort}
+
+// defaultPathTimeout bounds one TCP or TLS attempt: a dropped SYN must not
+// hold the run.
+const defaultPathTimeout = 2 * time.Second
+
+type pathJob struct {
+	transport string
+	server    string
+	host      string // for TLS server name
+	dest      netip.AddrPort
+}
+
+// pathJobs lists the TCP and TLS attempts for one family, without
+// duplicates: for every UDP target TCP on its port and TLS on each TLS port,
+// for a stun:...?transport=tcp target TCP, for a stuns: target TLS.
+func (e *engine) pathJobs(res []resolved) []pathJob {
+	seen := map[string]bool{}
+	var jobs []pathJob
+	add := func(transport string, r resolved, port uint16) {
+		j := pathJob{transport: transport, server: r.target.String(), host: r.target.Host, dest: netip.AddrPortFrom(r.addr, port)}
+		k := transport + " " + j.dest.String()
+		if !seen[k] {
+			seen[k] = true
+			jobs = append(jobs, j)
+		}
+	}
+	for _, r := range res {
+		if !r.addr.IsValid() {
+			continue
+		}
+		switch r.target.Transport {
+		case TransportTCP:
+			add(TransportTCP, r, r.target.Port)
+		case TransportTLS:
+			add(TransportTLS, r, r.target.Port)
+		default:
+			add(TransportTCP, r, r.target.Port)
+			ports := e.cfg.TLSPorts
+			if ports == nil {
+				ports = DefaultTLSPorts
+			}
+			for _, p := range ports {
+				add(TransportTLS, r, p)
+			}
+		}
+	}
+	return jobs
+}
+
+// probePaths runs every TCP and TLS attempt at once. The plain TCP attempts
+// share one local port, so that their mapped addresses show whether the
+// NAT's TCP mapping is endpoint-independent.
+func (e *engine) probePaths(ctx context.Context, jobs []pathJob) []natclass.PathProbe {
+	if len(jobs) == 0 {
+		return nil
+	}
+	timeout := e.cfg.PathTimeout
+	if timeout == 0 {
+		timeout = defaultPathTimeout
+	}
+	deadline := minTime(time.Now().Add(timeout), e.deadline)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+
+	var shared netip.AddrPort
+	if release, port, err := reserveTCPPort(e.localIP); err == nil {
+		defer release()
+		shared = netip.AddrPortFrom(e.localIP, port)
+	}
+	out := make([]natclass.PathProbe, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := netip.AddrPortFrom(e.localIP, 0)
+			if j.transport == TransportTCP && shared.IsValid() {
+				local = shared
+			}
+			out[i] = e.probePath(ctx, j, local)
+		}()
+	}
+	wg.Wait()
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Transport < out[b].Transport })
+	return out
+}
+
+func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort) natclass.PathProbe {
+	p := natclass.PathProbe{Transport: j.transport, Server: j.server, Dest: j.dest, SharedPort: local.Port() != 0}
+	start := time.Now()
+	d := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Control: reuseControl}
+	if local.Port() == 0 {
+		d.Control = nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		d.Deadline = dl
+	}
+	network := "tcp4"
+	if e.fam == IPv6 {
+		network = "tcp6"
+	}
+	conn, err := dial(ctx, e.net.CreateDialer(d), network, j.dest.String())
+	if err != nil {
+		p.Error = describeDialError(err, ctx)
+		e.emitPath(j, p, "connect failed: "+p.Error)
+		return p
+	}
+	defer conn.Close()
+	p.Connected = true
+	p.Connect = time.Since(start)
+	p.Local = addrPortOf(conn.LocalAddr())
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	rw := io.ReadWriter(conn)
+	if j.transport == TransportTLS {
+		tc, err := e.tlsHandshake(ctx, conn, j.host)
+		if tc != nil {
+			if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+				p.CertNotAfter = st.PeerCertificates[0].NotAfter.UTC()
+			}
+		}
+		if err != nil {
+			var ce *tls.CertificateVerificationError
+			if errors.As(err, &ce) {
+				p.CertError = describeCertError(ce)
+				if len(ce.UnverifiedCertificates) > 0 {
+					p.CertNotAfter = ce.UnverifiedCertificates[0].NotAfter.UTC()
+				}
+				p.Error = "TLS certificate rejected: " + p.CertError
+			} else {
+				p.Error = "TLS handshake: " + describeDialError(err, ctx)
+			}
+			p.Total = time.Since(start)
+			e.emitPath(j, p, p.Error)
+			return p
+		}
+		p.Handshake = time.Since(start) - p.Connect
+		rw = tc
+	}
+	m, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	if err != nil {
+		p.Error = err.Error()
+		return p
+	}
+	if _, err := rw.Write(m.Raw); err != nil {
+		p.Error = "send: " + describeDialError(err, ctx)
+		e.emitPath(j, p, p.Error)
+		return p
+	}
+	resp, err := readSTUN(rw)
+	p.Total = time.Since(start)
+	switch {
+	case err != nil:
+		p.Error = "no STUN response: " + describeDialError(err, ctx)
+	case resp.TransactionID != m.TransactionID:
+		p.Error = "response with another transaction ID"
+	case resp.Type != stun.BindingSuccess:
+		p.Error = "unexpected response " + resp.Type.String()
+	default:
+		var xor stun.XORMappedAddress
+		if xor.GetFrom(resp) == nil {
+			p.Mapped = toAddrPort(xor.IP, xor.Port)
+		}
+		p.OK = true
+	}
+	detail := p.Error
+	if p.OK {
+		detail = fmt.Sprintf("mapped %s in %v", p.Mapped, p.Total.Round(time.Microsecond))
+	}
+	e.emitPath(j, p, detail)
+	return p
+}
+
+func (e *engine) emitPath(j pathJob, p natclass.PathProbe, detail string) {
+	if e.cfg.Trace == nil {
+		return
+	}
+	kind := EventReply
+	if !p.OK {
+		kind = EventError
+	}
+	e.cfg.Trace(Event{Time: time.Now(), Kind: kind, Test: j.transport, SocketName: j.transport, Socket: p.Local, Peer: j.dest, Detail: detail})
+}
+
+func (e *engine) tlsHandshake(ctx context.Context, conn net.Conn, host string) (*tls.Conn, error) {
+	var cfg *tls.Config
+	if e.cfg.TLS != nil {
+		cfg = e.cfg.TLS.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	tc := tls.Client(conn, cfg)
+	return tc, tc.HandshakeContext(ctx)
+}
+
+// dial dials with the context when the dialer supports it (the host's
+// network does), else with the dialer's deadline alone.
+func dial(ctx context.Context, d interface {
+	Dial(network, address string) (net.Conn, error)
+}, network, addr string) (net.Conn, error) {
+	if cd, ok := d.(interface {
+		DialContext(ctx context.Context, network, address string) (net.Conn, error)
+	}); ok {
+		return cd.DialContext(ctx, network, addr)
+	}
+	return d.Dial(network, addr)
+}
+
+// maxSTUNOverTCP bounds the size of a response read from a stream.
+const maxSTUNOverTCP = 4096
+
+// readSTUN reads one STUN message from a stream (RFC 8489 section 6.2.2:
+// messages are self-delimiting by their header's length field).
+func readSTUN(r io.Reader) (*stun.Message, error) {
+	var hdr [20]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[2:4]))
+	if n > maxSTUNOverTCP || n%4 != 0 {
+		return nil, fmt.Errorf("not a STUN response (length %d)", n)
+	}
+	raw := make([]byte, 20+n)
+	copy(raw, hdr[:])
+	if _, err := io.ReadFull(r, raw[20:]); err != nil {
+		return nil, err
+	}
+	m := &stun.Message{Raw: raw}
+	if err := m.Decode(); err != nil {
+		return nil, fmt.Errorf("not a STUN response: %w", err)
+	}
+	return m, nil
+}
+
+func describeDialError(err error, ctx context.Context) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) && ctx.Err() != nil:
+		return "timed out (packets dropped on the way?)"
+	case ctx.Err() != nil:
+		return "timed out (packets dropped on the way?)"
+	case errors.Is(err, io.EOF):
+		return "connection closed by the server"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timed out (packets dropped on the way?)"
+	}
+	return unwrapOp(err).Error()
+}
+
+func describeCertError(ce *tls.CertificateVerificationError) string {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ie x509.CertificateInvalidError
+	switch {
+	case errors.As(ce.Err, &ua):
+		return "signed by an unknown authority (self-signed or private CA)"
+	case errors.As(ce.Err, &he):
+		return "not valid for this name: " + he.Error()
+	case errors.As(ce.Err, &ie) && ie.Reason == x509.Expired:
+		return "expired or not yet valid: " + ie.Error()
+	}
+	return ce.Err.Error()
+}
