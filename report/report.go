@@ -34,7 +34,10 @@ type Report struct {
 	Verdict         natclass.Verdict `json:"verdict"`
 	Reasons         []string         `json:"reasons"`
 	// Servers lists every server of every family tested.
-	Servers  []Server       `json:"servers"`
+	Servers []Server `json:"servers"`
+	// Paths lists every attempt to get a STUN request out, per transport:
+	// UDP from the UDP tests, TCP and TLS from the path probes.
+	Paths    []Path         `json:"paths"`
 	Families []FamilyResult `json:"families"`
 	// Measured is false when no server answered at all (exit code 3).
 	Measured bool `json:"measured"`
@@ -51,6 +54,10 @@ type NAT struct {
 	CGNAT                      natclass.Tri      `json:"cgnat"`
 	ALG                        natclass.Tri      `json:"alg"`
 	Hairpin                    natclass.Tri      `json:"hairpin"`
+	// TCP is true when a TCP connection to some server got out.
+	TCP                           natclass.Tri `json:"tcp"`
+	TCPMappingEndpointIndependent natclass.Tri `json:"tcp_mapping_endpoint_independent"`
+	TCPPortPreservation           natclass.Tri `json:"tcp_port_preservation"`
 	// RFC5780Server names the server whose behaviour tests decided filtering.
 	RFC5780Server string `json:"rfc5780_server,omitempty"`
 }
@@ -89,6 +96,29 @@ type Server struct {
 	Error         string `json:"error,omitempty"`
 }
 
+// Path is one attempt to get a STUN Binding request out of this network.
+type Path struct {
+	Transport string `json:"transport"` // udp, tcp or tls
+	Server    string `json:"server"`
+	Family    string `json:"family"`
+	Address   string `json:"address"`
+	Port      int    `json:"port"`
+	// OK is true when a Binding response came back.
+	OK bool `json:"ok"`
+	// Reachable is true when packets got through: a UDP reply, or a
+	// completed TCP handshake (even if TLS or STUN then failed).
+	Reachable bool `json:"reachable"`
+	// TimeMS is the time to the response, or until the attempt gave up.
+	TimeMS      *float64 `json:"time_ms"`
+	ConnectMS   *float64 `json:"connect_ms,omitempty"`
+	HandshakeMS *float64 `json:"handshake_ms,omitempty"`
+	Mapped      string   `json:"mapped_address,omitempty"`
+	// CertError is set when the TLS certificate failed verification.
+	CertError    string     `json:"cert_error,omitempty"`
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+	Error        string     `json:"error,omitempty"`
+}
+
 // Test is one STUN transaction of the diagnosis.
 type Test struct {
 	Name          string          `json:"name"`
@@ -122,6 +152,7 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		StartedAt:     started.UTC(),
 		DurationMS:    duration.Milliseconds(),
 		Servers:       []Server{},
+		Paths:         []Path{},
 		Families:      []FamilyResult{},
 	}
 	var primary *FamilyResult
@@ -136,6 +167,7 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 			fr.Reasons = res.Reasons
 			fr.Tests = tests(f.Observations)
 			r.Servers = append(r.Servers, servers(f.Observations)...)
+			r.Paths = append(r.Paths, paths(f.Observations)...)
 			r.UDP = r.UDP || res.UDP
 			r.Measured = r.Measured || res.UDP
 		}
@@ -173,16 +205,19 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 
 func natOf(res natclass.Result) NAT {
 	return NAT{
-		Mapping:                    res.Mapping,
-		Filtering:                  res.Filtering,
-		Type:                       res.Type,
-		BehindNAT:                  res.BehindNAT,
-		MappingVariesByDestination: res.MappingVariesByDestination,
-		PortPreservation:           res.PortPreservation,
-		CGNAT:                      res.CGNAT,
-		ALG:                        res.ALG,
-		Hairpin:                    res.Hairpin,
-		RFC5780Server:              res.RFC5780Server,
+		Mapping:                       res.Mapping,
+		Filtering:                     res.Filtering,
+		Type:                          res.Type,
+		BehindNAT:                     res.BehindNAT,
+		MappingVariesByDestination:    res.MappingVariesByDestination,
+		PortPreservation:              res.PortPreservation,
+		CGNAT:                         res.CGNAT,
+		ALG:                           res.ALG,
+		Hairpin:                       res.Hairpin,
+		RFC5780Server:                 res.RFC5780Server,
+		TCP:                           res.TCP,
+		TCPMappingEndpointIndependent: res.TCPMappingEndpointIndependent,
+		TCPPortPreservation:           res.TCPPortPreservation,
 	}
 }
 
@@ -229,6 +264,50 @@ func servers(obs natclass.Observations) []Server {
 			sv.Error = "not tried: the run ended first"
 		}
 		out = append(out, sv)
+	}
+	return out
+}
+
+func paths(obs natclass.Observations) []Path {
+	var out []Path
+	for _, s := range obs.Servers {
+		b := s.Binding
+		if !s.Address.IsValid() || (b.Sent == 0 && b.Error == "") {
+			continue
+		}
+		p := Path{Transport: natclass.TransportUDP, Server: s.Name, Family: obs.Family, Address: s.Address.String(),
+			Port: int(s.Address.Port()), OK: b.Replied(), Reachable: b.Status == natclass.StatusReply || b.Status == natclass.StatusErrorReply,
+			Mapped: str(b.Mapped), Error: b.Error}
+		if p.Reachable {
+			p.TimeMS = ms(b.RTT)
+		}
+		switch {
+		case b.Status == natclass.StatusNoReply:
+			p.Error = "no reply after " + strconv.Itoa(b.Sent) + " sends"
+		case b.Status == natclass.StatusErrorReply:
+			p.Error = "error response " + strconv.Itoa(b.ErrorCode)
+		case b.Status == natclass.StatusNotRun && p.Error == "":
+			p.Error = "cut short by the timeout"
+		}
+		out = append(out, p)
+	}
+	for _, pp := range obs.Paths {
+		p := Path{Transport: pp.Transport, Server: pp.Server, Family: obs.Family, Address: pp.Dest.String(), Port: int(pp.Dest.Port()),
+			OK: pp.OK, Reachable: pp.Connected, Mapped: str(pp.Mapped), CertError: pp.CertError, Error: pp.Error}
+		if pp.Total > 0 {
+			p.TimeMS = ms(pp.Total)
+		}
+		if pp.Connected {
+			p.ConnectMS = ms(pp.Connect)
+		}
+		if pp.Handshake > 0 {
+			p.HandshakeMS = ms(pp.Handshake)
+		}
+		if !pp.CertNotAfter.IsZero() {
+			t := pp.CertNotAfter
+			p.CertNotAfter = &t
+		}
+		out = append(out, p)
 	}
 	return out
 }

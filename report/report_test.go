@@ -115,6 +115,22 @@ func fullConeCGNAT() natclass.Observations {
 }
 
 // udpBlocked is a network that drops UDP: two servers, seven sends each.
+// udpBlockedTLS443 is UDP blocked where only TLS to port 443 gets out.
+func udpBlockedTLS443() natclass.Observations {
+	o := udpBlocked()
+	notAfter := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	o.Paths = []natclass.PathProbe{
+		{Transport: natclass.TransportTCP, Server: rfcName, Dest: srvP, Local: ap("192.168.1.10:45000"), SharedPort: true,
+			Error: "timed out (packets dropped on the way?)", Total: 2 * time.Second},
+		{Transport: natclass.TransportTLS, Server: rfcName, Dest: ap("203.0.113.1:443"), Local: ap("192.168.1.10:45001"),
+			Connected: true, OK: true, Mapped: ap("198.51.100.200:61000"), CertNotAfter: notAfter,
+			Connect: 21 * time.Millisecond, Handshake: 45 * time.Millisecond, Total: 90 * time.Millisecond},
+		{Transport: natclass.TransportTLS, Server: rfcName, Dest: ap("203.0.113.1:5349"), Local: ap("192.168.1.10:45002"),
+			Error: "timed out (packets dropped on the way?)", Total: 2 * time.Second},
+	}
+	return o
+}
+
 func udpBlocked() natclass.Observations {
 	return natclass.Observations{
 		Family: "ipv4",

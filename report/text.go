@@ -86,6 +86,21 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		}
 		fmt.Fprintf(&b, "If direct fails: TURN over %s\n", strings.Join(ts, ", "))
 	}
+	if w := r.Verdict.WayOut; w.Via != "" && w.Via != natclass.WayUnknown {
+		way := wayText(w)
+		c := p.good
+		switch w.Via {
+		case natclass.WayNone:
+			c = p.bad
+		case natclass.WayTURNUDP, natclass.WayTURNTCP, natclass.WayTURNTLS:
+			c = p.warn
+		}
+		fmt.Fprintf(&b, "Way out: %s", c.Sprint(way))
+		if w.Cost != "" {
+			fmt.Fprintf(&b, " (cost: %s)", w.Cost)
+		}
+		fmt.Fprintln(&b)
+	}
 
 	// 4. Why.
 	writeReasons(&b, "Why:", r.Reasons)
@@ -109,7 +124,21 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		}
 	}
 
-	// 6. Every transaction.
+	// 6. Paths out, per transport.
+	if len(r.Paths) > 0 {
+		fmt.Fprintln(&b)
+		fmt.Fprintln(&b, "Paths")
+		rows := make([][]string, 0, len(r.Paths))
+		for _, pa := range r.Paths {
+			rows = append(rows, pathRow(p, pa))
+		}
+		head := []string{"transport", "server", "address", "ok", "time ms", "result"}
+		if err := renderTable(&b, head, rows); err != nil {
+			return err
+		}
+	}
+
+	// 7. Every transaction.
 	if o.Verbose {
 		for _, f := range r.Families {
 			if f.Skipped != "" {
@@ -132,7 +161,7 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		}
 	}
 
-	// 7. Provenance.
+	// 8. Provenance.
 	fmt.Fprintln(&b)
 	name := "natcheck"
 	if r.Version != "" {
@@ -311,7 +340,52 @@ func familyRows(p palette, f FamilyResult) [][]string {
 		[]string{"hairpinning", p.tri(n.Hairpin, p.good, p.warn, hairpinUnknown)},
 		[]string{"RFC 5780 server", rfc},
 	)
+	if n.TCP != natclass.Unknown {
+		rows = append(rows,
+			[]string{"TCP out", p.tri(n.TCP, p.good, p.bad, "")},
+			[]string{"TCP mapping endpoint-independent", p.tri(n.TCPMappingEndpointIndependent, p.good, p.warn, "unknown (needs two server addresses)")},
+			[]string{"TCP port preservation", p.tri(n.TCPPortPreservation, p.good, p.plain, "")},
+		)
+	}
 	return rows
+}
+
+func wayText(w natclass.WayOut) string {
+	switch w.Via {
+	case natclass.WayDirectUDP:
+		return "direct UDP"
+	case natclass.WayTURNUDP:
+		return "TURN over UDP"
+	case natclass.WayTURNTCP:
+		return "TURN over TCP on port " + strconv.Itoa(w.Port)
+	case natclass.WayTURNTLS:
+		return "TURN over TLS on port " + strconv.Itoa(w.Port)
+	case natclass.WayNone:
+		return "none found"
+	}
+	return w.Via
+}
+
+func pathRow(p palette, pa Path) []string {
+	ok := p.bad.Sprint("no")
+	switch {
+	case pa.OK:
+		ok = p.good.Sprint("yes")
+	case pa.Reachable:
+		ok = p.warn.Sprint("reachable")
+	}
+	result := pa.Mapped
+	switch {
+	case pa.Error != "":
+		c := p.bad
+		if pa.Reachable {
+			c = p.warn
+		}
+		result = c.Sprint(pa.Error)
+	case result == "":
+		result = "-"
+	}
+	return []string{pa.Transport, pa.Server, pa.Address, ok, rtt(pa.TimeMS), result}
 }
 
 func serverRow(p palette, s Server) []string {

@@ -28,6 +28,7 @@ func goldenCases() []goldenCase {
 		{"port-restricted", build(in(portRestricted()))},
 		{"symmetric", build(in(symmetric()))},
 		{"udp-blocked", build(in(udpBlocked()))},
+		{"udp-blocked-tls443", build(in(udpBlockedTLS443()))},
 		{"dns-failure", build(in(dnsFailure()))},
 		{"ipv6-skipped", build(in(fullConeCGNAT()), skipped("ipv6", "no global IPv6 address on this host"))},
 		{"dual-stack", build(in(symmetric()), in(ipv6Open()))},
