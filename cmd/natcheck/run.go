@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -84,6 +85,8 @@ type options struct {
 	verbose  bool
 	hairpin  bool
 	require  []string
+	tlsPorts []uint16
+	udpOnly  bool
 }
 
 // errHelp means -h was given: usage was printed, exit 0.
@@ -111,9 +114,12 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	fs.BoolVar(&o.verbose, "v", false, "trace every STUN transaction on stderr, and list them in text output")
 	fs.BoolVar(&o.hairpin, "hairpin", false, "also test hairpinning (some firewalls flag it as an attack)")
 	fs.Var(&require, "require", "exit 1 unless `CONDITION[,...]` holds: udp, direct-udp")
+	tcpPorts := fs.String("tcp-ports", "443,5349", "`PORTS` tried with STUN over TLS for each server, besides TCP on its STUN port; \"none\" for none")
+	fs.BoolVar(&o.udpOnly, "udp-only", false, "skip the TCP and TLS path probes")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {} // errors are reported in one line below
-	if err := fs.Parse(args); err != nil {
+	var err error
+	if err = fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
 			fs.SetOutput(stdout)
@@ -149,6 +155,9 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	case *v6:
 		o.families = []probe.Family{probe.IPv6}
 	}
+	if o.tlsPorts, err = parsePorts(*tcpPorts); err != nil {
+		return o, fmt.Errorf("--tcp-ports: %w", err)
+	}
 	if o.timeout <= 0 {
 		return o, fmt.Errorf("--timeout %v: give a positive duration such as 5s", o.timeout)
 	}
@@ -171,6 +180,23 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	}
 	o.color = !*noColor && getenv("NO_COLOR") == "" && isTerminal(stdout)
 	return o, nil
+}
+
+// parsePorts parses a comma-separated list of ports, or "none".
+func parsePorts(s string) ([]uint16, error) {
+	ports := []uint16{}
+	if strings.TrimSpace(s) == "none" {
+		return ports, nil
+	}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		p, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || p == 0 {
+			return nil, fmt.Errorf("%q is not a port from 1 to 65535 (give a list such as 443,5349, or none)", f)
+		}
+		ports = append(ports, uint16(p))
+	}
+	return ports, nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -204,7 +230,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	cfg := probe.Config{Servers: o.servers, Hairpin: o.hairpin, Net: e.net}
+	cfg := probe.Config{Servers: o.servers, Hairpin: o.hairpin, Net: e.net, TLSPorts: o.tlsPorts, NoPaths: o.udpOnly}
 	if o.verbose {
 		var mu sync.Mutex
 		start := time.Now()

@@ -48,6 +48,8 @@ func TestUsageErrors(t *testing.T) {
 		"positive duration":             {"--timeout", "0s"},
 		"invalid value":                 {"--timeout", "soon"},
 		"unexpected argument":           {"stun.example.com"},
+		"is not a port":                 {"--tcp-ports", "443,x"},
+		"unknown scheme":                {"--stun", "turn:turn.example.com"},
 	}
 	for want, args := range cases {
 		code, out, errs := runArgs(t, env{}, args...)
