@@ -90,6 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	modes := fs.String("modes", "", "comma-separated router modes (default: all)")
 	natcheck := fs.String("natcheck", "", "natcheck binary (default: build ./cmd/natcheck if it exists, else time natdiscovery only)")
 	local := fs.Bool("natdiscovery-local", false, "give natdiscovery -L <client address>, without which it cannot see \"no NAT\"")
+	loss := fs.Int("loss", 0, "percent of forwarded UDP the router drops each way (0 to 50); natcheck may then answer unknown")
 	budget := fs.Duration("budget", 12*time.Minute, "stop starting new runs after this long")
 	verbose := fs.Bool("v", false, "print every run")
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *runs < 1 || *runs > 50 {
 		fmt.Fprintln(stderr, "natlab: -runs must be between 1 and 50")
+		return 2
+	}
+	if *loss < 0 || *loss > 50 {
+		fmt.Fprintln(stderr, "natlab: -loss must be between 0 and 50")
 		return 2
 	}
 	if err := lab.Available(); err != nil {
@@ -162,7 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "natlab: %s ...\n", mode)
 		r := row{mode: mode}
-		l, err := lab.Start(ctx, lab.Options{Mode: mode, Logf: logf})
+		l, err := lab.Start(ctx, lab.Options{Mode: mode, LossPercent: *loss, Logf: logf})
 		if err != nil {
 			fmt.Fprintf(stderr, "natlab: %s: %v\n", mode, err)
 			return 1
@@ -176,7 +181,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 						continue
 					}
 					res, err := l.RunNatcheck(ctx, bin)
-					bad := want.CheckNatcheck(res, false)
+					bad := want.CheckNatcheck(res, *loss > 0)
 					r.nc.add(res.Duration, bad, err)
 					logf("  natcheck      %v exit=%d udp=%v mapping=%s filtering=%s type=%s direct_udp=%s wrong=%q err=%v",
 						res.Duration.Round(time.Millisecond), res.ExitCode, res.UDP, res.NAT.Mapping, res.NAT.Filtering, res.NAT.Type, res.Verdict.DirectUDP, bad, err)
@@ -199,7 +204,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *local {
 		ndName += " -L"
 	}
-	fmt.Fprintf(stdout, "natcheck vs turnutils_natdiscovery (%s), %d runs per mode, medians of wall-clock time (ms)\n\n", ndName, *runs)
+	lossNote := ""
+	if *loss > 0 {
+		lossNote = fmt.Sprintf(", %d%% UDP loss each way (unknown counts as right)", *loss)
+	}
+	fmt.Fprintf(stdout, "natcheck vs turnutils_natdiscovery (%s), %d runs per mode%s, medians of wall-clock time (ms)\n\n", ndName, *runs, lossNote)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "mode\tnatcheck median ms\tnatdiscovery median ms\tratio (nd/nc)\tnatcheck right?\tnatdiscovery right?\t")
 	var notes []string
