@@ -130,6 +130,8 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort)
 		return p
 	}
 	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblock reads when cut short
+	defer stop()
 	p.Connected = true
 	p.Connect = time.Since(start)
 	p.Local = addrPortOf(conn.LocalAddr())
@@ -264,11 +266,16 @@ func readSTUN(r io.Reader) (*stun.Message, error) {
 }
 
 func describeDialError(err error, ctx context.Context) string {
+	if c := context.Cause(ctx); errors.Is(c, errUDPDone) {
+		return c.Error()
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) && ctx.Err() != nil:
 		return "timed out (packets dropped on the way?)"
 	case ctx.Err() != nil:
 		return "timed out (packets dropped on the way?)"
+	case errors.Is(err, net.ErrClosed):
+		return "cut short"
 	case errors.Is(err, io.EOF):
 		return "connection closed by the server"
 	}

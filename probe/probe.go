@@ -304,16 +304,39 @@ func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, expl
 	e.localIP = local
 	e.deadline = budgetEnd(ctx)
 	var wg sync.WaitGroup
+	pathCtx, cutPaths := context.WithCancelCause(ctx)
+	defer cutPaths(nil)
 	if !cfg.NoPaths {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			obs.Paths = e.probePaths(ctx, e.pathJobs(res))
+			obs.Paths = e.probePaths(pathCtx, e.pathJobs(res))
 		}()
 	}
 	e.probe(ctx, obs)
+	// When UDP works, TCP and TLS are the fallback: give attempts still
+	// hanging on dropped SYNs a short grace, not the full path timeout.
+	if rtt, ok := maxRTT(obs); ok {
+		t := time.AfterFunc(max(300*time.Millisecond, 4*rtt), func() { cutPaths(errUDPDone) })
+		defer t.Stop()
+	}
 	wg.Wait()
 	return run
+}
+
+// errUDPDone ends TCP and TLS attempts still pending once UDP has answered.
+var errUDPDone = errors.New("not finished when the UDP tests were; UDP works, so it was not waited for")
+
+// maxRTT returns the largest round-trip time of the servers that answered.
+func maxRTT(obs *natclass.Observations) (time.Duration, bool) {
+	var m time.Duration
+	ok := false
+	for _, s := range obs.Servers {
+		if s.Binding.Replied() {
+			m, ok = max(m, s.Binding.RTT), true
+		}
+	}
+	return m, ok
 }
 
 // budgetEnd leaves a little of the context's time for reporting, so that
