@@ -134,6 +134,9 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort)
 	defer stop()
 	p.Connected = true
 	p.Connect = time.Since(start)
+	if e.first != nil {
+		e.first.answered(p.Connect)
+	}
 	p.Local = addrPortOf(conn.LocalAddr())
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)

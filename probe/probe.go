@@ -249,6 +249,49 @@ type engine struct {
 	localIP  netip.Addr
 	deadline time.Time // budget end: windows end by then
 	sockets  []*socket
+	first    *firstWindow
+}
+
+// firstWindow is the waiting window of Test I, shared by every server: at
+// most FirstWait, shrunk as soon as any server answers over UDP or accepts a
+// TCP connection, since the round-trip time then tells how long an answer
+// can take.
+type firstWindow struct {
+	deadline time.Time     // the longest the window can last
+	minWait  time.Duration // shortest wait after which silence is a result
+	stop     chan struct{} // closed when the window ends
+	mu       sync.Mutex
+	end      time.Time
+	timer    *time.Timer
+	once     sync.Once
+}
+
+func newFirstWindow(firstWait time.Duration, budget time.Time) *firstWindow {
+	if firstWait == 0 {
+		firstWait = 3 * time.Second
+	}
+	w := &firstWindow{
+		deadline: minTime(time.Now().Add(firstWait), budget),
+		minWait:  min(firstWait, 500*time.Millisecond),
+		stop:     make(chan struct{}),
+	}
+	w.end = w.deadline
+	w.timer = time.AfterFunc(time.Until(w.end), w.close)
+	return w
+}
+
+func (w *firstWindow) close() { w.once.Do(func() { close(w.stop) }) }
+
+// answered shrinks the window once a reply (or a TCP handshake) took rtt:
+// the others get lateServerWait or 8 RTTs more, whichever is longer.
+func (w *firstWindow) answered(rtt time.Duration) {
+	to := time.Now().Add(max(lateServerWait, 8*rtt))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if to.Before(w.end) {
+		w.end = to
+		w.timer.Reset(time.Until(to))
+	}
 }
 
 func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, explicit bool) Run {
@@ -303,6 +346,8 @@ func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, expl
 	}
 	e.localIP = local
 	e.deadline = budgetEnd(ctx)
+	e.first = newFirstWindow(cfg.FirstWait, e.deadline)
+	defer e.first.close()
 	var wg sync.WaitGroup
 	pathCtx, cutPaths := context.WithCancelCause(ctx)
 	defer cutPaths(nil)
@@ -415,26 +460,8 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 		}
 		return
 	}
-	firstWait := e.cfg.FirstWait
-	if firstWait == 0 {
-		firstWait = 3 * time.Second
-	}
-	start := time.Now()
-	// Test I's window: FirstWait at most, shrunk once some server answered.
-	stop := make(chan struct{})
-	var stopOnce sync.Once
-	closeStop := func() { stopOnce.Do(func() { close(stop) }) }
-	firstDeadline := minTime(start.Add(firstWait), e.deadline)
-	shrink := time.AfterFunc(time.Until(firstDeadline), closeStop)
-	defer shrink.Stop()
-	var shrinkOnce sync.Once
-	answered := func(rtt time.Duration) {
-		shrinkOnce.Do(func() {
-			d := minTime(time.Now().Add(max(lateServerWait, 8*rtt)), firstDeadline)
-			shrink.Reset(time.Until(d))
-		})
-	}
-
+	fw := e.first
+	firstDeadline := fw.deadline
 	var mu sync.Mutex // guards obs.RFC5780 and obs.Hairpin
 	var wg sync.WaitGroup
 	for i := range obs.Servers {
@@ -446,12 +473,12 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 		go func() {
 			defer wg.Done()
 			srv.Binding = e.transact(ctx, ms, "binding", srv.Address, rfc5780.ChangeRequest{}, wait{
-				deadline: firstDeadline, stop: stop, interval: firstInterval, minWait: min(firstWait, 500*time.Millisecond),
+				deadline: firstDeadline, stop: fw.stop, interval: firstInterval, minWait: fw.minWait,
 			})
 			if !srv.Binding.Replied() {
 				return
 			}
-			answered(srv.Binding.RTT)
+			fw.answered(srv.Binding.RTT)
 			if natclass.UsableOther(srv.Address, srv.Binding.Other) {
 				t := e.rfc5780(ctx, ms, i, srv)
 				mu.Lock()
