@@ -1,0 +1,454 @@
+package turncheck
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v3"
+
+	"github.com/natcheck/natcheck/natclass"
+)
+
+// proxyDialer dials TURN servers for pion/ice over TCP with a timeout, and
+// does the TLS handshake itself for turns:, so that a private CA and
+// --insecure apply (pion/ice v4.4.1 has no option for either). It
+// implements golang.org/x/net/proxy.Dialer.
+type proxyDialer struct {
+	ctx     context.Context
+	url     URL
+	o       Options
+	mu      sync.Mutex
+	lastErr error
+}
+
+func (d *proxyDialer) Dial(network, addr string) (net.Conn, error) {
+	nd := net.Dialer{Timeout: d.o.stepTimeout()}
+	conn, err := nd.DialContext(d.ctx, network, addr)
+	if err == nil && d.url.Secure {
+		var tc *tls.Conn
+		tc, _, err = handshake(d.ctx, conn, d.url.Host, d.o)
+		if err != nil {
+			conn.Close()
+		} else {
+			conn = tc
+		}
+	}
+	if err != nil {
+		d.mu.Lock()
+		d.lastErr = err
+		d.mu.Unlock()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (d *proxyDialer) err() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastErr
+}
+
+// agentOptions are the options of an ICE agent gathering only candidates of
+// type typ from the given URLs, quietly, with logs kept in logs.
+func agentOptions(typ ice.CandidateType, urls []*stun.URI, logs *logFactory, o Options) []ice.AgentOption {
+	return []ice.AgentOption{
+		ice.WithUrls(urls),
+		ice.WithCandidateTypes([]ice.CandidateType{typ}),
+		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}),
+		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
+		ice.WithRelayAcceptanceMinWait(0),
+		ice.WithSTUNGatherTimeout(o.stepTimeout()),
+		ice.WithLoggerFactory(logs),
+	}
+}
+
+// EndToEndCheck connects two local ICE agents, restricted to relayed
+// candidates (RFC 8445 section 5.1.1.2) from the same TURN server, to each
+// other, and sends data both ways: the proof that two browsers could relay
+// media through the server. It returns the selected candidate pair.
+func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
+	var res natclass.EndToEnd
+	if err := s.Credentials.Validate(); err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	budget := 4 * o.stepTimeout()
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	start := time.Now()
+
+	user, pw, _ := s.Credentials.Resolve(o.now())
+	logs := newLogFactory(pw.Reveal(), s.Credentials.SharedSecret.Reveal())
+	uri := s.URL.stunURI(user, pw.Reveal())
+	newAgent := func() (*ice.Agent, *proxyDialer, error) {
+		opts := agentOptions(ice.CandidateTypeRelay, []*stun.URI{uri}, logs, o)
+		d := &proxyDialer{ctx: ctx, url: s.URL, o: o}
+		if s.URL.Transport != natclass.TURNTransportUDP {
+			opts = append(opts, ice.WithProxyDialer(d))
+		}
+		a, err := ice.NewAgentWithOptions(opts...)
+		return a, d, err
+	}
+	a, da, err := newAgent()
+	if err != nil {
+		res.Error = "creating an ICE agent: " + err.Error()
+		return res
+	}
+	defer closeAgent(a)
+	b, _, err := newAgent()
+	if err != nil {
+		res.Error = "creating an ICE agent: " + err.Error()
+		return res
+	}
+	defer closeAgent(b)
+
+	// Trickle each agent's candidates to the other, and note when each has
+	// finished gathering and how many relay candidates it found.
+	var mu sync.Mutex
+	relays := map[*ice.Agent]int{}
+	gathered := make(chan *ice.Agent, 2)
+	trickle := func(from, to *ice.Agent) {
+		from.OnCandidate(func(c ice.Candidate) {
+			if c == nil {
+				gathered <- from
+				return
+			}
+			mu.Lock()
+			relays[from]++
+			mu.Unlock()
+			if rc, err := ice.UnmarshalCandidate(c.Marshal()); err == nil {
+				to.AddRemoteCandidate(rc)
+			}
+		})
+	}
+	trickle(a, b)
+	trickle(b, a)
+	failed := make(chan struct{})
+	var once sync.Once
+	for _, ag := range []*ice.Agent{a, b} {
+		ag.OnConnectionStateChange(func(st ice.ConnectionState) {
+			if st == ice.ConnectionStateFailed {
+				once.Do(func() { close(failed) })
+			}
+		})
+	}
+	aUfrag, aPwd, _ := a.GetLocalUserCredentials()
+	bUfrag, bPwd, _ := b.GetLocalUserCredentials()
+	if err := a.GatherCandidates(); err != nil {
+		res.Error = "gathering: " + err.Error()
+		return res
+	}
+	if err := b.GatherCandidates(); err != nil {
+		res.Error = "gathering: " + err.Error()
+		return res
+	}
+
+	type result struct {
+		conn *ice.Conn
+		err  error
+	}
+	dialed := make(chan result, 1)
+	accepted := make(chan result, 1)
+	go func() { c, err := a.Dial(ctx, bUfrag, bPwd); dialed <- result{c, err} }()
+	go func() { c, err := b.Accept(ctx, aUfrag, aPwd); accepted <- result{c, err} }()
+
+	var ac, bc *ice.Conn
+	noRelay := func() string {
+		msg := "no relay candidate was gathered"
+		if e := da.err(); e != nil {
+			return msg + ": " + e.Error()
+		}
+		if w := firstWarning(logs); w != "" {
+			return msg + ": " + w
+		}
+		return msg
+	}
+	for ac == nil || bc == nil {
+		select {
+		case r := <-dialed:
+			if r.err != nil {
+				res.Error = "connecting: " + r.err.Error()
+				return res
+			}
+			ac = r.conn
+		case r := <-accepted:
+			if r.err != nil {
+				res.Error = "connecting: " + r.err.Error()
+				return res
+			}
+			bc = r.conn
+		case ag := <-gathered:
+			mu.Lock()
+			n := relays[ag]
+			mu.Unlock()
+			if n == 0 {
+				res.Error = noRelay()
+				return res
+			}
+		case <-failed:
+			res.Error = "ICE connectivity checks between the two relayed candidates failed"
+			return res
+		case <-ctx.Done():
+			res.Error = fmt.Sprintf("not connected within %v", budget)
+			mu.Lock()
+			if relays[a] == 0 || relays[b] == 0 {
+				res.Error = noRelay()
+			}
+			mu.Unlock()
+			return res
+		}
+	}
+	res.Time = time.Since(start)
+	if p, err := a.GetSelectedCandidatePair(); err == nil && p != nil {
+		res.Local, res.Remote = candidateString(p.Local), candidateString(p.Remote)
+	}
+
+	// Data both ways: b echoes what a sends.
+	const n = 3
+	go func() {
+		buf := make([]byte, 1500)
+		for i := 0; i < n; i++ {
+			bc.SetReadDeadline(time.Now().Add(o.stepTimeout()))
+			k, err := bc.Read(buf)
+			if err != nil {
+				return
+			}
+			bc.Write(buf[:k])
+		}
+	}()
+	buf := make([]byte, 1500)
+	for i := 0; i < n; i++ {
+		msg := fmt.Sprintf("natcheck end-to-end %d", i)
+		if _, err := ac.Write([]byte(msg)); err != nil {
+			break
+		}
+		res.Sent++
+		ac.SetReadDeadline(time.Now().Add(o.stepTimeout()))
+		k, err := ac.Read(buf)
+		if err != nil {
+			break
+		}
+		if string(buf[:k]) == msg {
+			res.Received++
+		}
+	}
+	res.Connected = res.Received > 0
+	if !res.Connected {
+		res.Error = "connected, but no data came back through the relays"
+	}
+	return res
+}
+
+func closeAgent(a *ice.Agent) {
+	done := make(chan struct{})
+	go func() { a.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second): // bounded; the agent's goroutines end on their own
+	}
+}
+
+// firstWarning is the first warning pion logged, shortened for a person.
+func firstWarning(l *logFactory) string {
+	for _, m := range l.messages() {
+		if strings.Contains(m, "ailed") || strings.Contains(m, "rror") {
+			return plainICEError(m)
+		}
+	}
+	return ""
+}
+
+// plainICEError rewords pion's log line about a failed server.
+func plainICEError(m string) string {
+	switch {
+	case strings.Contains(m, "401") || strings.Contains(m, "441"):
+		return "the TURN server rejected the credentials (401)"
+	case strings.Contains(m, "all retransmissions failed") || strings.Contains(m, "i/o timeout") || strings.Contains(m, "timeout"):
+		return "no answer from the server"
+	case strings.Contains(m, "connection refused"):
+		return "connection refused: nothing listens on that port"
+	case strings.Contains(m, "certificate"):
+		return "TLS certificate not trusted: " + m
+	}
+	return m
+}
+
+// Gather gathers ICE candidates as a browser would from here: host
+// candidates, server-reflexive candidates from each STUN server (HOST:PORT)
+// and relayed candidates from each TURN server, with one agent per server so
+// each candidate can be tied to the server that produced it. Per server it
+// says whether it produced what it should, and if not why.
+func Gather(ctx context.Context, stunServers []string, turnServers []Server, o Options) natclass.Gathering {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 3*o.stepTimeout())
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		out natclass.Gathering
+		wg  sync.WaitGroup
+	)
+	out.Candidates = []natclass.Candidate{}
+	out.Servers = []natclass.CandidateServer{}
+	run := func(label string, typ ice.CandidateType, urls []*stun.URI, d *proxyDialer, secrets ...string) natclass.CandidateServer {
+		cs := natclass.CandidateServer{URL: label, Want: typ.String()}
+		logs := newLogFactory(secrets...)
+		opts := agentOptions(typ, urls, logs, o)
+		if typ == ice.CandidateTypeHost {
+			opts[2] = ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6})
+		}
+		if d != nil {
+			opts = append(opts, ice.WithProxyDialer(d))
+		}
+		a, err := ice.NewAgentWithOptions(opts...)
+		if err != nil {
+			cs.Error = "creating an ICE agent: " + err.Error()
+			return cs
+		}
+		defer closeAgent(a)
+		done := make(chan struct{})
+		a.OnCandidate(func(c ice.Candidate) {
+			if c == nil {
+				close(done)
+				return
+			}
+			nc := convertCandidate(c, start)
+			if typ != ice.CandidateTypeHost {
+				nc.Server = label
+			}
+			mu.Lock()
+			out.Candidates = append(out.Candidates, nc)
+			mu.Unlock()
+			if c.Type() == typ {
+				cs.Produced++ // only this callback's goroutine writes it
+			}
+		})
+		if err := a.GatherCandidates(); err != nil {
+			cs.Error = "gathering: " + err.Error()
+			return cs
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			cs.Error = "gathering did not finish in time"
+			return cs
+		}
+		if cs.Produced == 0 {
+			switch {
+			case d != nil && d.err() != nil:
+				cs.Error = d.err().Error()
+			case firstWarning(logs) != "":
+				cs.Error = firstWarning(logs)
+			case typ == ice.CandidateTypeHost:
+				cs.Error = "no usable network interface"
+			default:
+				cs.Error = "no answer from the server"
+			}
+		}
+		return cs
+	}
+	results := make([]natclass.CandidateServer, 1+len(stunServers)+len(turnServers))
+	wg.Go(func() {
+		results[0] = run("", ice.CandidateTypeHost, nil, nil)
+	})
+	for i, s := range stunServers {
+		wg.Go(func() {
+			label := "stun:" + s
+			uri, err := stun.ParseURI(label)
+			if err != nil {
+				results[1+i] = natclass.CandidateServer{URL: label, Want: "srflx", Error: "bad STUN server: " + err.Error()}
+				return
+			}
+			results[1+i] = run(label, ice.CandidateTypeServerReflexive, []*stun.URI{uri}, nil)
+		})
+	}
+	for i, s := range turnServers {
+		wg.Go(func() {
+			k := 1 + len(stunServers) + i
+			if err := s.Credentials.Validate(); err != nil {
+				results[k] = natclass.CandidateServer{URL: s.URL.String(), Want: "relay", Error: err.Error()}
+				return
+			}
+			user, pw, _ := s.Credentials.Resolve(o.now())
+			var d *proxyDialer
+			if s.URL.Transport != natclass.TURNTransportUDP {
+				d = &proxyDialer{ctx: ctx, url: s.URL, o: o}
+			}
+			results[k] = run(s.URL.String(), ice.CandidateTypeRelay, []*stun.URI{s.URL.stunURI(user, pw.Reveal())}, d,
+				pw.Reveal(), s.Credentials.SharedSecret.Reveal())
+		})
+	}
+	wg.Wait()
+	// The host agent's entry is not a server.
+	out.Servers = append(out.Servers, results[1:]...)
+	if results[0].Error != "" && results[0].Produced == 0 {
+		out.Servers = append([]natclass.CandidateServer{results[0]}, out.Servers...)
+		out.Servers[0].URL = "host"
+	}
+	sortCandidates(out.Candidates)
+	out.Duration = time.Since(start)
+	return out
+}
+
+// ExplainGathering replaces a TURN server's gathering error with the
+// explanation of its TURN check, which knows more.
+func ExplainGathering(g *natclass.Gathering, checks []natclass.TURNCheck) {
+	for i := range g.Servers {
+		s := &g.Servers[i]
+		if s.Produced > 0 || s.Want != ice.CandidateTypeRelay.String() {
+			continue
+		}
+		for _, c := range checks {
+			if c.URL == s.URL && c.Error != "" && c.FailedStep != natclass.TURNStepData && c.FailedStep != natclass.TURNStepEndToEnd {
+				s.Error = c.Error
+			}
+		}
+	}
+}
+
+func convertCandidate(c ice.Candidate, start time.Time) natclass.Candidate {
+	nc := natclass.Candidate{
+		Type:     c.Type().String(),
+		Protocol: c.NetworkType().NetworkShort(),
+		Port:     c.Port(),
+		Priority: c.Priority(),
+		Time:     time.Since(start),
+	}
+	if a, err := netip.ParseAddr(c.Address()); err == nil {
+		nc.Address = a.Unmap()
+	}
+	if ra := c.RelatedAddress(); ra != nil {
+		if a, err := netip.ParseAddr(ra.Address); err == nil {
+			nc.RelatedAddr = a.Unmap()
+		}
+		nc.RelatedPort = ra.Port
+	}
+	if rc, ok := c.(*ice.CandidateRelay); ok {
+		nc.RelayProtocol = rc.RelayProtocol()
+	}
+	return nc
+}
+
+// sortCandidates orders candidates by priority, highest first, as ICE
+// would try them.
+func sortCandidates(cs []natclass.Candidate) {
+	slices.SortStableFunc(cs, func(a, b natclass.Candidate) int { return cmp.Compare(b.Priority, a.Priority) })
+}
+
+// candidateString is a candidate in short: type, protocol, address, and the
+// transport to the TURN server of a local relay candidate.
+func candidateString(c ice.Candidate) string {
+	s := fmt.Sprintf("%s %s %s", c.Type(), c.NetworkType().NetworkShort(), net.JoinHostPort(c.Address(), fmt.Sprint(c.Port())))
+	if rc, ok := c.(*ice.CandidateRelay); ok && rc.RelayProtocol() != "" {
+		s += " (to the server over " + rc.RelayProtocol() + ")"
+	}
+	return s
+}
