@@ -110,6 +110,7 @@ const (
 	retransPerWin  = 10                     // retransmissions inside a window
 	minRetransmit  = 10 * time.Millisecond
 	lateServerWait = 700 * time.Millisecond // others' wait after the first server answered
+	resolveTimeout = 3 * time.Second        // bound on name resolution
 )
 
 // window returns how long to wait for a reply given a measured round-trip
@@ -178,6 +179,9 @@ func resolveAll(ctx context.Context, cfg Config, families []Family) map[Family][
 	for _, f := range families {
 		out[f] = make([]resolved, len(cfg.Servers))
 	}
+	// A resolver that gets no answer must not eat the whole run.
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for i, t := range cfg.Servers {
@@ -236,7 +240,7 @@ func describeDNSError(err error) string {
 		return "DNS: " + de.Err
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return "DNS: lookup cut short by the timeout"
+		return fmt.Sprintf("DNS: no answer within %v", resolveTimeout)
 	}
 	return "DNS: " + err.Error()
 }

@@ -260,3 +260,32 @@ func TestVnetLossNoWrongVerdict(t *testing.T) {
 		}
 	}
 }
+
+// TestVnetHairpin runs the opt-in hairpinning test; vnet hairpins exactly
+// when its filtering lets the packet from our own public address in.
+func TestVnetHairpin(t *testing.T) {
+	for _, c := range []struct {
+		filtering vnet.EndpointDependencyType
+		want      natclass.Tri
+	}{
+		{vnet.EndpointIndependent, natclass.Yes},
+		{vnet.EndpointAddrPortDependent, natclass.No},
+	} {
+		l := newVlab(t, vlabOpts{nat: &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: c.filtering}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client, Hairpin: true}, IPv4)
+		cancel()
+		obs := runs[0].Observations
+		if obs.Hairpin == nil || obs.Hairpin.Dest.Addr() != l.extIP {
+			t.Fatalf("hairpin probe %+v: want one sent to the public address %s", obs.Hairpin, l.extIP)
+		}
+		if r := natclass.Classify(obs); r.Hairpin != c.want {
+			t.Errorf("filtering %v: hairpin %s, want %s", c.filtering, r.Hairpin, c.want)
+		}
+	}
+	// Without --hairpin nothing is sent to our own address.
+	l := newVlab(t, vlabOpts{nat: &vnet.NATType{}})
+	if obs, r := l.run(t, 10*time.Second); obs.Hairpin != nil || r.Hairpin != natclass.Unknown {
+		t.Errorf("hairpin ran without being asked: %+v", obs.Hairpin)
+	}
+}
