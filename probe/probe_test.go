@@ -186,3 +186,24 @@ func TestTraceEvents(t *testing.T) {
 		t.Errorf("trace kinds %v: want a send per transaction and replies", kinds)
 	}
 }
+
+func TestIPv6Loopback(t *testing.T) {
+	s, err := stunserver.Start(context.Background(), stunserver.Config{Primary: netip.MustParseAddrPort("[::1]:0")})
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	runs := Diagnose(ctx, Config{Servers: []Target{target(s.Primary())}, TLSPorts: []uint16{}})
+	if len(runs) != 2 || runs[0].Skipped == "" || runs[1].Skipped != "" {
+		t.Fatalf("want IPv4 skipped and IPv6 run: %+v", runs)
+	}
+	r := natclass.Classify(runs[1].Observations)
+	if !r.UDP || r.Mapping != natclass.BehaviorNone || r.Family != "ipv6" {
+		t.Errorf("IPv6: udp %v mapping %s family %s; reasons %q", r.UDP, r.Mapping, r.Family, r.Reasons)
+	}
+	if b := runs[1].Observations.Servers[0].Binding; b.Local.Addr() != netip.IPv6Loopback() {
+		t.Errorf("IPv6 socket bound to %s, want ::1", b.Local)
+	}
+}

@@ -28,11 +28,16 @@ func reuseControl(_, _ string, c syscall.RawConn) error {
 // returns its port; the TCP probes then connect from that port. release
 // closes the socket.
 func reserveTCPPort(ip netip.Addr) (release func(), port uint16, err error) {
-	domain := syscall.AF_INET
-	var sa syscall.Sockaddr = &syscall.SockaddrInet4{Addr: ip.As4()}
-	if ip.Is6() && !ip.Is4In6() {
-		domain = syscall.AF_INET6
-		sa = &syscall.SockaddrInet6{Addr: ip.As16()}
+	ip = ip.Unmap()
+	var domain int
+	var sa syscall.Sockaddr
+	switch {
+	case ip.Is4():
+		domain, sa = syscall.AF_INET, &syscall.SockaddrInet4{Addr: ip.As4()}
+	case ip.Is6() && ip.Zone() == "":
+		domain, sa = syscall.AF_INET6, &syscall.SockaddrInet6{Addr: ip.As16()}
+	default:
+		return nil, 0, errors.New("no address to reserve a port on")
 	}
 	fd, err := syscall.Socket(domain, syscall.SOCK_STREAM, 0)
 	if err != nil {
