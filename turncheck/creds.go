@@ -3,9 +3,11 @@ package turncheck
 import (
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 )
@@ -102,4 +104,21 @@ func restPassword(secret, user string) string {
 	m := hmac.New(sha1.New, []byte(secret))
 	m.Write([]byte(user))
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// LoadCAFile reads PEM CA certificates from file and returns the system's
+// roots plus them (only them if the system pool is unavailable).
+func LoadCAFile(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return pool, nil
 }

@@ -99,7 +99,15 @@ func explain(step string, err error, c *checker) explanation {
 	}
 	e := explanation{code: code}
 	switch code {
-	case int(stun.CodeUnauthorized), 441: // 401, and 441 Wrong Credentials (RFC 8656 section 19)
+	case int(stun.CodeUnauthorized), 441, int(stun.CodeBadRequest):
+		// 401, and 441 Wrong Credentials (RFC 8656 section 19). Servers built
+		// on pion/turn answer 400 to an authenticated request whose user is
+		// unknown or whose MESSAGE-INTEGRITY does not match.
+		if code == int(stun.CodeBadRequest) && !(step == natclass.TURNStepAllocate && c.rec.count(stun.MethodAllocate) >= 2) {
+			e.msg = fmt.Sprintf("400 Bad Request to %s", what)
+			e.hint = "the server and client disagree on the protocol; check the server's logs"
+			break
+		}
 		e.msg = fmt.Sprintf("%d %s: the server rejected the credentials", code, codeName(code))
 		if c.s.Credentials.Auth() == "rest" {
 			now := c.o.now()
@@ -140,9 +148,6 @@ func explain(step string, err error, c *checker) explanation {
 	case int(stun.CodeTryAlternate):
 		e.msg = "300 Try Alternate: the server redirects clients elsewhere"
 		e.hint = "check the ALTERNATE-SERVER the server advertises, and use it"
-	case int(stun.CodeBadRequest):
-		e.msg = fmt.Sprintf("400 Bad Request to %s", what)
-		e.hint = "the server and client disagree on the protocol; check the server's logs"
 	default:
 		e.msg = fmt.Sprintf("error %d in reply to %s", code, what)
 		e.hint = "check the server's logs"
@@ -163,6 +168,8 @@ func codeName(code int) string {
 		return "Unauthorized"
 	case 441:
 		return "Wrong Credentials"
+	case 400:
+		return "Bad Request to the authenticated Allocate (how pion/turn-based servers answer wrong credentials)"
 	}
 	return ""
 }
@@ -223,7 +230,7 @@ func tlsError(err error, u URL, info *natclass.TLSInfo, timeout time.Duration) e
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return explanation{msg: fmt.Sprintf("TLS: no handshake within %v", timeout), hint: "the port accepts TCP but does not speak TLS, or the server has no certificate configured"}
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed), strings.Contains(err.Error(), "EOF"):
-		return explanation{msg: "TLS: the server closed the connection during the handshake", hint: "the server has no usable certificate or key, or supports no common TLS version (coturn cert, pkey, no-tls)"}
+		return explanation{msg: "TLS: the server closed the connection during the handshake", hint: "if this port speaks plain TURN, use turn:HOST:PORT?transport=tcp; otherwise the server has no usable certificate or key, or no TLS version in common (coturn cert, pkey)"}
 	}
 	return explanation{msg: "TLS: " + err.Error(), hint: "check the server's TLS configuration"}
 }
