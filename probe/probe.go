@@ -252,8 +252,10 @@ type engine struct {
 	fam      Family
 	localIP  netip.Addr
 	deadline time.Time // budget end: windows end by then
-	sockets  []*socket
 	first    *firstWindow
+
+	mu      sync.Mutex // guards sockets
+	sockets []*socket
 }
 
 // firstWindow is the waiting window of Test I, shared by every server: at
@@ -442,11 +444,15 @@ func (e *engine) newSocket(name string) (*socket, error) {
 		_ = conn.Close()
 		return nil, err
 	}
+	e.mu.Lock()
 	e.sockets = append(e.sockets, s)
+	e.mu.Unlock()
 	return s, nil
 }
 
 func (e *engine) closeAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, s := range e.sockets {
 		s.close()
 	}

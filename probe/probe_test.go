@@ -207,3 +207,17 @@ func TestIPv6Loopback(t *testing.T) {
 		t.Errorf("IPv6 socket bound to %s, want ::1", b.Local)
 	}
 }
+
+// TestTwoRFC5780Servers runs the behaviour tests against two servers at
+// once: each gets its own fresh filtering socket, and they agree.
+func TestTwoRFC5780Servers(t *testing.T) {
+	a := startServer(t, stunserver.Config{})
+	b := startServer(t, stunserver.Config{Primary: netip.MustParseAddrPort("127.0.0.3:0"), Alternate: netip.MustParseAddrPort("127.0.0.4:0")})
+	obs, r := diagnose(t, Config{Servers: []Target{target(a.Primary()), target(b.Primary())}})
+	if len(obs.RFC5780) != 2 || obs.RFC5780[0].FilteringI.Local == obs.RFC5780[1].FilteringI.Local {
+		t.Fatalf("want two RFC 5780 test sets on separate sockets: %+v", obs.RFC5780)
+	}
+	if r.Type != natclass.TypeOpenInternet || r.MappingVariesByDestination != natclass.No {
+		t.Errorf("type %s varies %s; reasons %q", r.Type, r.MappingVariesByDestination, r.Reasons)
+	}
+}
