@@ -540,7 +540,8 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 			t.MappingII = e.transact(ctx, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), rfc5780.ChangeRequest{}, w)
 		}()
 		t.MappingIII = e.transact(ctx, ms, "mapping-III", a, rfc5780.ChangeRequest{}, w)
-		t.Control = e.transact(ctx, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, w)
+		// The control gets a window of its own: it starts only after III.
+		t.Control = e.transact(ctx, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, e.windowFor(rtt))
 		w2.Wait()
 	}()
 	wg.Wait()

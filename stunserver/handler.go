@@ -70,8 +70,40 @@ type handler struct {
 // anything that is not a well-formed STUN Binding request (RFC 8489
 // sections 5, 6.3 and 14.7).
 func (h *handler) handle(pkt []byte, src netip.AddrPort, local int, req, resp *stun.Message) reply {
+	if local < 0 || local >= len(h.addrs) || !h.addrs[local].IsValid() {
+		return reply{}
+	}
+	return h.process(pkt, src, local, h.addrs[local], false, req, resp)
+}
+
+// handleStream is handle for one message framed from a TCP or TLS stream
+// (RFC 8489 section 6.2.2) that arrived from src on a connection whose
+// local address is origin. local is the index of the RFC 5780 address the
+// connection was accepted on, for OTHER-ADDRESS, or -1 for a listener
+// outside the four (TLS). The response, if any, goes back on the same
+// connection, so reply.from and reply.to are not used.
+//
+// A response over a stream can only leave on the connection the request
+// came on: a CHANGE-REQUEST asking for a change, or a RESPONSE-PORT, cannot
+// be honoured. Both get 420 listing the attribute, as RFC 5780 section 6.1
+// prescribes for a server that cannot change address, so that a client can
+// tell "unsupported" from a reply (which it would otherwise have to check
+// against RESPONSE-ORIGIN). A CHANGE-REQUEST with no flags set is answered
+// normally, and OTHER-ADDRESS is sent on the four RFC 5780 addresses:
+// mapping behaviour discovery (RFC 5780 section 4.3) works over TCP.
+func (h *handler) handleStream(pkt []byte, src netip.AddrPort, local int, origin netip.AddrPort, req, resp *stun.Message) reply {
+	if local >= len(h.addrs) || (local >= 0 && !h.addrs[local].IsValid()) || !origin.IsValid() {
+		return reply{}
+	}
+	return h.process(pkt, src, local, netip.AddrPortFrom(origin.Addr().Unmap(), origin.Port()), true, req, resp)
+}
+
+// process is the body of handle and handleStream: local is the index of
+// the receiving RFC 5780 socket or -1 (stream only), origin the address the
+// request arrived on.
+func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin netip.AddrPort, stream bool, req, resp *stun.Message) reply {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	if !src.IsValid() || src.Port() == 0 || local < 0 || local >= len(h.addrs) || !h.addrs[local].IsValid() {
+	if !src.IsValid() || src.Port() == 0 {
 		return reply{}
 	}
 	if !wellFramed(pkt) {
@@ -138,6 +170,12 @@ func (h *handler) handle(pkt []byte, src netip.AddrPort, local int, req, resp *s
 			h.buildError(req, resp, stun.CodeBadRequest, nil)
 			return reply{act: actError, from: local, to: src, code: int(stun.CodeBadRequest)}
 		}
+		if stream {
+			// RFC 5780 section 7.5: RESPONSE-PORT names a UDP port;
+			// a stream has no other port to answer to.
+			h.buildError(req, resp, stun.CodeUnknownAttribute, []stun.AttrType{stun.AttrResponsePort})
+			return reply{act: actError, from: local, to: src, code: int(stun.CodeUnknownAttribute)}
+		}
 		// RFC 5780 section 7.5: the response goes to the source IP of
 		// the request at this port.
 		to = netip.AddrPortFrom(src.Addr(), uint16(port))
@@ -145,7 +183,7 @@ func (h *handler) handle(pkt []byte, src netip.AddrPort, local int, req, resp *s
 
 	from := local
 	if (change.ChangeIP || change.ChangePort) && !h.ignoreChange {
-		if !h.dual {
+		if !h.dual || stream {
 			// RFC 5780 section 6.1: a server without an alternate
 			// address answers a change request with 420.
 			h.buildError(req, resp, stun.CodeUnknownAttribute, []stun.AttrType{stun.AttrChangeRequest})
@@ -161,7 +199,19 @@ func (h *handler) handle(pkt []byte, src netip.AddrPort, local int, req, resp *s
 		}
 	}
 
-	h.buildSuccess(req, resp, src, local, from)
+	var other netip.AddrPort
+	switch {
+	case h.advertiseOther.IsValid():
+		other = h.advertiseOther
+	case h.dual && local >= 0:
+		// RFC 5780 section 7.4: the address a change-IP and change-port
+		// request would be answered from.
+		other = h.addrs[local^(changeIPBit|changePortBit)]
+	}
+	if from != local {
+		origin = h.addrs[from]
+	}
+	h.buildSuccess(req, resp, src, other, origin)
 	return reply{act: actSuccess, from: from, to: to, reflected: from != local || to != src}
 }
 
@@ -197,7 +247,8 @@ func understood(t stun.AttrType) bool {
 
 // buildSuccess writes a Binding success response into resp (RFC 5780
 // section 6.1 lists its attributes).
-func (h *handler) buildSuccess(req, resp *stun.Message, src netip.AddrPort, local, from int) {
+// other is sent as OTHER-ADDRESS if valid, origin as RESPONSE-ORIGIN.
+func (h *handler) buildSuccess(req, resp *stun.Message, src, other, origin netip.AddrPort) {
 	startResponse(resp, stun.BindingSuccess, req.TransactionID)
 	addAddress(resp, stun.AttrXORMappedAddress, src, true)
 	if !h.omitMapped {
@@ -209,15 +260,10 @@ func (h *handler) buildSuccess(req, resp *stun.Message, src netip.AddrPort, loca
 			addAddress(resp, stun.AttrMappedAddress, mapped, false)
 		}
 	}
-	switch {
-	case h.advertiseOther.IsValid():
-		addAddress(resp, stun.AttrOtherAddress, h.advertiseOther, false)
-	case h.dual:
-		// RFC 5780 section 7.4: the address a change-IP and change-port
-		// request would be answered from.
-		addAddress(resp, stun.AttrOtherAddress, h.addrs[local^(changeIPBit|changePortBit)], false)
+	if other.IsValid() {
+		addAddress(resp, stun.AttrOtherAddress, other, false)
 	}
-	addAddress(resp, stun.AttrResponseOrigin, h.addrs[from], false)
+	addAddress(resp, stun.AttrResponseOrigin, origin, false)
 	h.finish(resp)
 }
 
