@@ -133,7 +133,7 @@ func (c TURNCheck) RelayTransport() string {
 // Answered reports whether the server answered at all: a TLS handshake or
 // any TURN response (an error response included).
 func (c TURNCheck) Answered() bool {
-	return c.OK || c.TLS != nil || c.ErrorCode != 0 || c.Allocate > 0 || c.Relayed.IsValid()
+	return c.OK || c.TLS != nil || c.ErrorCode != 0 || c.Relayed.IsValid()
 }
 
 // VerifiedRelays returns the relay transports, in ICE's order of preference

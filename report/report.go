@@ -41,6 +41,11 @@ type Report struct {
 	Families []FamilyResult `json:"families"`
 	// Measured is false when no server answered at all (exit code 3).
 	Measured bool `json:"measured"`
+	// TURN holds one check per TURN URL given; see AddTURN.
+	TURN []TURNResult `json:"turn,omitempty"`
+	// Candidates are the ICE candidates gathered when TURN servers were
+	// given.
+	Candidates *Candidates `json:"candidates,omitempty"`
 }
 
 // NAT is the NAT behaviour of one family.

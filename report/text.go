@@ -124,6 +124,11 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		}
 	}
 
+	// TURN checks and ICE candidates, when TURN servers were given.
+	if err := writeTURN(&b, p, r.TURN, r.Candidates); err != nil {
+		return err
+	}
+
 	// 6. Paths out, per transport.
 	if len(r.Paths) > 0 {
 		fmt.Fprintln(&b)

@@ -87,6 +87,7 @@ type options struct {
 	require  []string
 	tlsPorts []uint16
 	udpOnly  bool
+	turn     turnConfig // TURN servers and options, from turn.go's flags
 }
 
 // errHelp means -h was given: usage was printed, exit 0.
@@ -117,6 +118,7 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	tcpPorts := fs.String("tcp-ports", "443,5349", "`PORTS` tried with STUN over TLS for each server, besides TCP on its STUN port; \"none\" for none")
 	fs.BoolVar(&o.udpOnly, "udp-only", false, "skip the TCP and TLS path probes")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	tf := addTURNFlags(fs)
 	fs.Usage = func() {} // errors are reported in one line below
 	var err error
 	if err = fs.Parse(args); err != nil {
@@ -177,6 +179,9 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 			}
 			o.require = append(o.require, c)
 		}
+	}
+	if o.turn, err = tf.config(getenv, nil); err != nil {
+		return o, err
 	}
 	o.color = !*noColor && getenv("NO_COLOR") == "" && isTerminal(stdout)
 	return o, nil
@@ -240,7 +245,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 			fmt.Fprintln(stderr, formatEvent(start, e))
 		}
 	}
+	finishTURN := startTURN(ctx, o, stderr)
 	r := diagnose(ctx, cfg, o.families)
+	finishTURN(&r)
 
 	switch o.format {
 	case "json":

@@ -1,0 +1,400 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/report"
+	"github.com/natcheck/natcheck/turncheck"
+)
+
+func init() { subcommands["turn"] = runTurn }
+
+// Environment variables for TURN credentials: safer than flags, which
+// other users of the machine can read in the process list.
+const (
+	envTURNPassword = "NATCHECK_TURN_PASSWORD"
+	envTURNSecret   = "NATCHECK_TURN_SECRET"
+)
+
+// turnFlags are the TURN flags shared by natcheck and natcheck turn.
+type turnFlags struct {
+	urls         listFlag
+	user         string
+	password     string
+	passwordFile string
+	secretFile   string
+	lifetime     time.Duration
+	iceServers   string
+	caFile       string
+	insecure     bool
+}
+
+func addTURNFlags(fs *flag.FlagSet) *turnFlags {
+	f := &turnFlags{}
+	fs.Var(&f.urls, "turn", "TURN server `URL` to check: turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT] (repeatable)")
+	fs.StringVar(&f.user, "turn-user", "", "TURN user `NAME` (long-term credentials; with a shared secret, the user part of the REST user name)")
+	fs.StringVar(&f.password, "turn-password", "", "TURN `PASSWORD`; visible to other users in the process list: prefer "+envTURNPassword+" or --turn-password-file")
+	fs.StringVar(&f.passwordFile, "turn-password-file", "", "read the TURN password from `FILE` (else "+envTURNPassword+")")
+	fs.StringVar(&f.secretFile, "turn-secret-file", "", "read a TURN REST shared secret (coturn static-auth-secret) from `FILE` (else "+envTURNSecret+")")
+	fs.DurationVar(&f.lifetime, "turn-credential-lifetime", turncheck.DefaultRESTLifetime, "lifetime of REST credentials made from the shared secret")
+	fs.StringVar(&f.iceServers, "ice-servers", "", "WebRTC iceServers JSON `FILE` (urls, username, credential), as TURN providers' APIs return")
+	fs.StringVar(&f.caFile, "ca-file", "", "trust the CA certificates in PEM `FILE` for turns: (besides the system's)")
+	fs.BoolVar(&f.insecure, "insecure", false, "do not verify turns: certificates (reported as a warning)")
+	return f
+}
+
+// turnConfig is what the TURN flags resolve to.
+type turnConfig struct {
+	servers  []turncheck.Server
+	stun     []string // STUN servers (HOST:PORT) from --ice-servers
+	opts     turncheck.Options
+	warnings []string // to print on stderr
+}
+
+func readSecretFile(flagName, file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s %s: the file is empty", flagName, file)
+	}
+	return s, nil
+}
+
+// config validates the flags and reads the files they name. extra are
+// further TURN URLs (natcheck turn's arguments).
+func (f *turnFlags) config(getenv func(string) string, extra []string) (turnConfig, error) {
+	var c turnConfig
+	urls := append(append([]string(nil), f.urls...), extra...)
+	if f.lifetime == 0 {
+		return c, errors.New("--turn-credential-lifetime 0: give a duration such as 1h")
+	}
+	if len(urls) == 0 && f.iceServers == "" {
+		if f.user != "" || f.password != "" || f.passwordFile != "" || f.secretFile != "" || f.caFile != "" || f.insecure {
+			return c, errors.New("TURN credentials or TLS options given without a TURN server: add --turn URL or --ice-servers FILE")
+		}
+		return c, nil
+	}
+	creds := turncheck.Credentials{User: f.user, Lifetime: f.lifetime}
+	password := getenv(envTURNPassword)
+	switch {
+	case f.passwordFile != "":
+		p, err := readSecretFile("--turn-password-file", f.passwordFile)
+		if err != nil {
+			return c, err
+		}
+		password = p
+	case f.password != "":
+		password = f.password
+		c.warnings = append(c.warnings, "--turn-password is visible to other users of this machine in the process list: use "+envTURNPassword+" or --turn-password-file")
+	}
+	secret := getenv(envTURNSecret)
+	if f.secretFile != "" {
+		s, err := readSecretFile("--turn-secret-file", f.secretFile)
+		if err != nil {
+			return c, err
+		}
+		secret = s
+	}
+	if len(urls) > 0 {
+		switch {
+		case password != "" && secret != "":
+			return c, errors.New("both a TURN password and a shared secret are set: give one (unset " + envTURNPassword + " or " + envTURNSecret + ")")
+		case secret != "":
+			creds.SharedSecret = turncheck.NewSecret(secret)
+		default:
+			creds.Password = turncheck.NewSecret(password)
+		}
+		if err := creds.Validate(); err != nil {
+			return c, fmt.Errorf("--turn: %w", err)
+		}
+	}
+	for _, raw := range urls {
+		u, err := turncheck.ParseURL(raw)
+		if err != nil {
+			return c, fmt.Errorf("--turn: %w", err)
+		}
+		c.servers = append(c.servers, turncheck.Server{URL: u, Credentials: creds})
+	}
+	if f.iceServers != "" {
+		file, err := os.Open(f.iceServers)
+		if err != nil {
+			return c, fmt.Errorf("--ice-servers: %w", err)
+		}
+		ice, err := turncheck.ParseICEServers(file)
+		file.Close()
+		if err != nil {
+			return c, fmt.Errorf("--ice-servers %s: %w", f.iceServers, err)
+		}
+		for i := range ice.TURN {
+			ice.TURN[i].Credentials.Lifetime = f.lifetime
+		}
+		c.servers = append(c.servers, ice.TURN...)
+		c.stun = ice.STUN
+	}
+	if f.caFile != "" {
+		pool, err := turncheck.LoadCAFile(f.caFile)
+		if err != nil {
+			return c, fmt.Errorf("--ca-file: %w", err)
+		}
+		c.opts.RootCAs = pool
+	}
+	c.opts.Insecure = f.insecure
+	if f.insecure {
+		c.warnings = append(c.warnings, "--insecure: TURN server certificates are not verified")
+	}
+	return c, nil
+}
+
+// turnTrace prints TURN messages on stderr, for -v.
+func turnTrace(stderr io.Writer) func(turncheck.Event) {
+	var mu sync.Mutex
+	start := time.Now()
+	return func(e turncheck.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stderr, "%8.1fms turn %s\n", float64(e.Time.Sub(start).Microseconds())/1000, e)
+	}
+}
+
+// startTURN runs the TURN checks and candidate gathering of the main
+// diagnosis alongside it; the function it returns waits for them and adds
+// them to the report. Without TURN servers it does nothing.
+func startTURN(ctx context.Context, o options, stderr io.Writer) func(*report.Report) {
+	c := o.turn
+	if len(c.servers) == 0 {
+		return func(*report.Report) {}
+	}
+	for _, w := range c.warnings {
+		fmt.Fprintf(stderr, "natcheck: warning: %s\n", w)
+	}
+	opts := c.opts
+	opts.EndToEnd = true
+	if o.verbose {
+		opts.Trace = turnTrace(stderr)
+	}
+	var stun []string
+	for _, t := range o.servers {
+		if t.UDP() {
+			stun = append(stun, net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port))))
+		}
+	}
+	stun = append(stun, c.stun...)
+	var (
+		checks []natclass.TURNCheck
+		g      natclass.Gathering
+		wg     sync.WaitGroup
+	)
+	wg.Go(func() { checks = turncheck.CheckAll(ctx, c.servers, opts) })
+	wg.Go(func() { g = turncheck.Gather(ctx, stun, c.servers, c.opts) })
+	return func(r *report.Report) {
+		wg.Wait()
+		turncheck.ExplainGathering(&g, checks)
+		r.AddTURN(checks, &g)
+	}
+}
+
+const turnUsageText = `Usage: natcheck turn [flags] URL...
+
+natcheck turn checks TURN servers, for CI and monitoring. For each URL
+(turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT], RFC 7065) it
+connects (TCP connect and TLS handshake, certificate verified), allocates a
+relay, creates a permission, sends packets through the relay to a local peer
+socket and back (round-trip time and loss), releases the allocation, and
+connects two relay-only ICE agents to each other through the server. Only
+data through the relay counts as working.
+
+Credentials: --turn-user with the password in NATCHECK_TURN_PASSWORD or
+--turn-password-file; or a REST-API shared secret (coturn use-auth-secret) in
+NATCHECK_TURN_SECRET or --turn-secret-file; or per server from --ice-servers.
+No password, secret or derived credential is ever printed.
+
+Flags:
+`
+
+const turnExitText = `
+Exit codes:
+  0  every check passed (and every --require transport works)
+  1  a check failed, or a --require transport does not work
+  2  usage or configuration error
+  3  no TURN server answered at all (takes precedence over 1)
+
+Examples:
+  NATCHECK_TURN_PASSWORD=... natcheck turn --turn-user alice turn:turn.example.com turns:turn.example.com:443
+  NATCHECK_TURN_SECRET=... natcheck turn --turn-user ci --require udp,tls turn:turn.example.com?transport=tcp
+  natcheck turn --ice-servers ice.json --json
+`
+
+// turnOptions are natcheck turn's own flags.
+type turnOptions struct {
+	turn    turnConfig
+	require []string
+	timeout time.Duration
+	format  string
+	color   bool
+	verbose bool
+	noE2E   bool
+	packets int
+}
+
+func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) (turnOptions, error) {
+	var o turnOptions
+	fs := flag.NewFlagSet("natcheck turn", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	tf := addTURNFlags(fs)
+	var require listFlag
+	fs.Var(&require, "require", "exit 1 unless TURN works over each `TRANSPORT[,...]`: udp, tcp, tls")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "cap on the whole run")
+	asJSON := fs.Bool("json", false, "same as --format json")
+	fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text, json or json-line")
+	noColor := fs.Bool("no-color", false, "no colour in text output (also NO_COLOR, or when stdout is not a terminal)")
+	fs.BoolVar(&o.verbose, "v", false, "trace every TURN message on stderr")
+	fs.BoolVar(&o.noE2E, "no-end-to-end", false, "skip the end-to-end check with two ICE agents")
+	fs.IntVar(&o.packets, "packets", 5, "`N` packets through each relay (1 to 100)")
+	// Flags may come after URLs: parse, take one URL, parse the rest.
+	var urls []string
+	rest := args
+	for range len(args) + 1 {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stdout, turnUsageText)
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+				fmt.Fprint(stdout, turnExitText)
+				return o, errHelp
+			}
+			return o, fmt.Errorf("%v (see natcheck turn --help)", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		urls = append(urls, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(urls) == 0 && len(tf.urls) == 0 && tf.iceServers == "" {
+		return o, errors.New("no TURN server: give URLs such as turn:turn.example.com:3478 (see natcheck turn --help)")
+	}
+	var err error
+	if o.turn, err = tf.config(getenv, urls); err != nil {
+		return o, err
+	}
+	if len(o.turn.servers) == 0 {
+		return o, fmt.Errorf("--ice-servers %s: no turn: or turns: URL in it", tf.iceServers)
+	}
+	if o.timeout <= 0 {
+		return o, fmt.Errorf("--timeout %v: give a positive duration such as 30s", o.timeout)
+	}
+	if o.packets < 1 || o.packets > 100 {
+		return o, fmt.Errorf("--packets %d: give 1 to 100", o.packets)
+	}
+	if *asJSON {
+		o.format = "json"
+	}
+	switch o.format {
+	case "text", "json", "json-line":
+	default:
+		return o, fmt.Errorf("--format %q: use text, json or json-line", o.format)
+	}
+	for _, r := range require {
+		for _, t := range strings.Split(r, ",") {
+			t = strings.ToLower(strings.TrimSpace(t))
+			switch t {
+			case natclass.TURNTransportUDP, natclass.TURNTransportTCP, natclass.TURNTransportTLS:
+				o.require = append(o.require, t)
+			default:
+				return o, fmt.Errorf("--require %q: use udp, tcp or tls", t)
+			}
+		}
+	}
+	o.color = !*noColor && getenv("NO_COLOR") == "" && isTerminal(stdout)
+	return o, nil
+}
+
+// runTurn is `natcheck turn`.
+func runTurn(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int {
+	o, err := parseTurnArgs(args, stdout, e.getenv)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "natcheck turn: %v\n", err)
+		return exitUsage
+	}
+	for _, w := range o.turn.warnings {
+		fmt.Fprintf(stderr, "natcheck turn: warning: %s\n", w)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	opts := o.turn.opts
+	opts.EndToEnd = !o.noE2E
+	opts.Packets = o.packets
+	if o.verbose {
+		opts.Trace = turnTrace(stderr)
+	}
+	start := time.Now()
+	checks := turncheck.CheckAll(ctx, o.turn.servers, opts)
+	r := report.BuildTURN(version, start, time.Since(start), checks)
+	switch o.format {
+	case "json":
+		err = report.WriteTURNJSON(stdout, r, false)
+	case "json-line":
+		err = report.WriteTURNJSON(stdout, r, true)
+	default:
+		err = report.WriteTURNText(stdout, r, report.TextOptions{Color: o.color, Verbose: o.verbose})
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "natcheck turn: writing the report: %v\n", err)
+		return exitUsage
+	}
+	answered := false
+	for _, c := range checks {
+		answered = answered || c.Answered()
+	}
+	if !answered {
+		return exitNotMeasured
+	}
+	code := exitOK
+	if !r.OK {
+		code = exitRequire
+	}
+	for _, t := range o.require {
+		if msg, ok := turnUnmet(t, checks); !ok {
+			fmt.Fprintf(stderr, "natcheck turn: --require %s not met: %s\n", t, msg)
+			code = exitRequire
+		}
+	}
+	return code
+}
+
+// turnUnmet checks that TURN over transport works: at least one check over
+// it passed.
+func turnUnmet(transport string, checks []natclass.TURNCheck) (string, bool) {
+	var failed []string
+	for _, c := range checks {
+		if c.Transport != transport {
+			continue
+		}
+		if c.OK {
+			return "", true
+		}
+		failed = append(failed, c.URL+": "+c.Error)
+	}
+	if len(failed) == 0 {
+		return "no TURN URL over " + transport + " was given", false
+	}
+	return strings.Join(failed, "; "), false
+}
