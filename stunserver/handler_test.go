@@ -491,6 +491,15 @@ func FuzzHandle(f *testing.F) {
 		if string(pkt) != string(orig) {
 			t.Fatal("handle modified the packet")
 		}
+		// The stream path accepts exactly the packets the UDP path does.
+		sreq, sresp := new(stun.Message), new(stun.Message)
+		sr := h.handleStream(pkt, src, int(local%4)-1, h.addrs[sockPP], sreq, sresp)
+		if (sr.act == actDrop) != (r.act == actDrop) {
+			t.Fatalf("stream act %v, datagram act %v", sr.act, r.act)
+		}
+		if string(pkt) != string(orig) {
+			t.Fatal("handleStream modified the packet")
+		}
 		if r.act == actDrop {
 			return
 		}

@@ -2,13 +2,16 @@
 package stunserver
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +102,50 @@ type Config struct {
 	// tracked source has been idle long enough to be forgotten, reflected
 	// responses to new sources are dropped.
 	ReflectionSources int
+
+	// TCP also serves Binding requests over TCP (RFC 8489 section 6.2.2:
+	// messages back to back on the stream, each framed by the length in
+	// its header) on the same addresses and ports as the UDP sockets: P:p
+	// alone in single-address mode, else P:p, P:a, A:p and A:a. A port
+	// given as 0 is then chosen free for UDP and TCP alike. Responses over
+	// TCP carry OTHER-ADDRESS, so mapping behaviour discovery (RFC 5780
+	// section 4.3) works over TCP, but they can only leave on the
+	// connection the request came on: a CHANGE-REQUEST that asks for a
+	// change and RESPONSE-PORT get 420, as RFC 5780 section 6.1 prescribes
+	// for a server that cannot change address. It needs a Net with TCP;
+	// pion's vnet has none.
+	TCP bool
+
+	// TLSConfig serves Binding requests over TLS (RFC 8489 section 6.2.2)
+	// on TLSAddrs. It must hold a certificate; the server does not modify
+	// it. Responses over TLS carry no OTHER-ADDRESS: the TLS addresses
+	// are not part of the RFC 5780 quartet. CHANGE-REQUEST and
+	// RESPONSE-PORT are treated as over TCP.
+	TLSConfig *tls.Config
+
+	// TLSAddrs are the addresses of the TLS listeners; unlike Primary and
+	// Alternate they may be unspecified (0.0.0.0 or ::), and port 0 picks
+	// a free port. They require TLSConfig.
+	TLSAddrs []netip.AddrPort
+
+	// MaxConns bounds the TCP and TLS connections open at once; 0 means
+	// 1024. Connections beyond it are accepted and closed at once.
+	MaxConns int
+
+	// MaxConnsPerSource bounds the TCP and TLS connections open at once
+	// from one source IP address; 0 means 32.
+	MaxConnsPerSource int
+
+	// IdleTimeout is the longest time a TCP or TLS connection may take to
+	// deliver one complete message (the TLS handshake, capped at 10
+	// seconds, included) before it is closed; 0 means 30 seconds. A
+	// response that cannot be written within 5 seconds also closes it.
+	IdleTimeout time.Duration
+
+	// MaxMessageSize is the longest STUN message accepted over TCP or TLS,
+	// header included; a longer one closes the connection without a
+	// reply. 0 means 4096; at most 65555 (RFC 8489 section 5).
+	MaxMessageSize int
 }
 
 // Stats are counters of a Server since Start.
@@ -118,6 +165,11 @@ type Stats struct {
 	RateLimited uint64
 	// SendErrors counts responses that the network refused to send.
 	SendErrors uint64
+	// StreamConns counts TCP and TLS connections accepted for serving.
+	StreamConns uint64
+	// StreamRefused counts TCP and TLS connections closed at once because
+	// MaxConns or MaxConnsPerSource was reached.
+	StreamRefused uint64
 }
 
 // Server is a running STUN server. Its methods are safe for concurrent use.
@@ -127,6 +179,10 @@ type Server struct {
 	log     *slog.Logger
 	limiter *limiter // nil when unlimited
 
+	tcp []streamListener // indexed like conns, when Config.TCP is set
+	tls []streamListener // one per Config.TLSAddrs
+	st  *streams
+
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -135,6 +191,7 @@ type Server struct {
 
 	requests, responses, errorResponses atomic.Uint64
 	malformed, rateLimited, sendErrors  atomic.Uint64
+	tcpConns, tcpRejected               atomic.Uint64
 }
 
 // Start binds the server's sockets and starts answering requests on them.
@@ -187,29 +244,120 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.limiter = newLimiter(rate, burst, sources, time.Now)
 	}
 
-	var err error
-	if !cfg.Alternate.IsValid() {
-		var c transport.UDPConn
-		c, s.h.addrs[sockPP], err = listen(nw, cfg.Primary)
+	s.st = &streams{
+		maxConns:     cmp.Or(cfg.MaxConns, defaultMaxConns),
+		maxPerSource: cmp.Or(cfg.MaxConnsPerSource, defaultMaxConnsPerSource),
+		idle:         cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
+		maxMessage:   cmp.Or(cfg.MaxMessageSize, defaultMaxMessageSize),
+		conns:        make(map[net.Conn]struct{}),
+		perSrc:       make(map[netip.Addr]int),
+	}
+
+	s.h.dual = cfg.Alternate.IsValid()
+	if err := s.bind(ctx, nw, cfg); err != nil {
+		return nil, err
+	}
+	for _, ap := range cfg.TLSAddrs {
+		ln, addr, err := listenTCP(nw, ap)
 		if err != nil {
-			return nil, fmt.Errorf("stunserver: listen on primary address: %w", err)
+			s.closeListeners()
+			return nil, fmt.Errorf("stunserver: listen for tls on %v: %w", ap, err)
 		}
-		s.conns = []transport.UDPConn{c}
-	} else {
-		s.h.dual = true
-		s.conns, err = listenFour(ctx, nw, cfg.Primary, cfg.Alternate, &s.h.addrs)
-		if err != nil {
-			return nil, err
-		}
+		s.tls = append(s.tls, streamListener{ln: ln, addr: addr, local: -1, tls: cfg.TLSConfig})
 	}
 
 	for i := range s.conns {
 		s.wg.Add(1)
 		go s.serve(i)
 	}
+	for _, l := range append(slices.Clip(s.tcp), s.tls...) {
+		s.wg.Add(1)
+		go s.accept(l)
+	}
 	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.close() })
-	logger.Info("stun server started", "primary", s.Primary(), "alternate", s.Alternate())
+	logger.Info("stun server started", "primary", s.Primary(), "alternate", s.Alternate(),
+		"tcp", s.TCPAddrs(), "tls", s.TLSAddrs())
 	return s, nil
+}
+
+// bind binds the UDP sockets and, with cfg.TCP, the TCP listeners on the
+// same addresses. A port given as 0 is chosen by the system for the first
+// socket on it; when the other sockets cannot have it, bind starts again,
+// at most maxBindAttempts times.
+func (s *Server) bind(ctx context.Context, nw transport.Net, cfg Config) error {
+	retryable := cfg.Primary.Port() == 0 || (s.h.dual && cfg.Alternate.Port() == 0)
+	var lastErr error
+	for range maxBindAttempts {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("stunserver: listen: %w", err)
+		}
+		err := s.tryBind(nw, cfg)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		var fatal fatalBindError
+		if !retryable || errors.As(err, &fatal) {
+			break
+		}
+	}
+	if !s.h.dual {
+		return fmt.Errorf("stunserver: listen on primary address: %w", lastErr)
+	}
+	return fmt.Errorf("stunserver: listen on four sockets: %w", lastErr)
+}
+
+// tryBind makes one attempt of bind; on failure it leaves nothing bound.
+func (s *Server) tryBind(nw transport.Net, cfg Config) error {
+	var (
+		conns []transport.UDPConn
+		addrs [4]netip.AddrPort
+		err   error
+	)
+	if !s.h.dual {
+		var c transport.UDPConn
+		if c, addrs[sockPP], err = listen(nw, cfg.Primary); err != nil {
+			if cfg.Primary.Port() != 0 {
+				err = fatalBindError{err}
+			}
+			return err
+		}
+		conns = []transport.UDPConn{c}
+	} else if conns, err = tryListenFour(nw, cfg.Primary, cfg.Alternate, &addrs); err != nil {
+		return err
+	}
+	var lns []streamListener
+	if cfg.TCP {
+		for i := range conns {
+			ln, _, err := listenTCP(nw, addrs[i])
+			if err != nil {
+				for _, c := range conns {
+					_ = c.Close()
+				}
+				for _, l := range lns {
+					_ = l.ln.Close()
+				}
+				if errors.Is(err, transport.ErrNotSupported) {
+					err = fatalBindError{err}
+				}
+				return fmt.Errorf("tcp %v: %w", addrs[i], err)
+			}
+			lns = append(lns, streamListener{ln: ln, addr: addrs[i], local: i})
+		}
+	}
+	s.conns, s.h.addrs, s.tcp = conns, addrs, lns
+	return nil
+}
+
+// closeListeners closes the sockets and listeners bound so far; it is used
+// when Start fails half way.
+func (s *Server) closeListeners() {
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	for _, l := range append(slices.Clip(s.tcp), s.tls...) {
+		_ = l.ln.Close()
+	}
 }
 
 func (cfg *Config) validate() error {
@@ -225,6 +373,17 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("stunserver: reflection rate %v is not a number", cfg.ReflectionRate)
 	case cfg.ReflectionBurst < 0 || cfg.ReflectionSources < 0:
 		return errors.New("stunserver: reflection burst and sources must not be negative")
+	case cfg.MaxConns < 0 || cfg.MaxConnsPerSource < 0 || cfg.IdleTimeout < 0:
+		return errors.New("stunserver: connection limits and idle timeout must not be negative")
+	case cfg.MaxMessageSize != 0 && (cfg.MaxMessageSize < headerSize || cfg.MaxMessageSize > maxMessageSizeLimit):
+		return fmt.Errorf("stunserver: max message size %d is not between %d and %d", cfg.MaxMessageSize, headerSize, maxMessageSizeLimit)
+	case len(cfg.TLSAddrs) > 0 && cfg.TLSConfig == nil:
+		return errors.New("stunserver: tls addresses need a tls config")
+	case cfg.TLSConfig != nil && len(cfg.TLSAddrs) == 0:
+		return errors.New("stunserver: tls config given without tls addresses")
+	case cfg.TLSConfig != nil && len(cfg.TLSConfig.Certificates) == 0 &&
+		cfg.TLSConfig.GetCertificate == nil && cfg.TLSConfig.GetConfigForClient == nil:
+		return errors.New("stunserver: tls config has no certificate")
 	case !cfg.Alternate.IsValid():
 		return nil
 	case a.IsUnspecified():
@@ -258,35 +417,15 @@ func listen(nw transport.Net, ap netip.AddrPort) (transport.UDPConn, netip.AddrP
 	return c, netip.AddrPortFrom(ip, uint16(ua.Port)), nil
 }
 
-// listenFour binds P:p, P:a, A:p and A:a. A port given as 0 is chosen by
-// binding P:0 (or A:0) first and then trying the same port on the other
-// address; on a conflict it starts again, at most maxBindAttempts times.
-func listenFour(ctx context.Context, nw transport.Net, primary, alternate netip.AddrPort, addrs *[4]netip.AddrPort) ([]transport.UDPConn, error) {
-	retryable := primary.Port() == 0 || alternate.Port() == 0
-	var lastErr error
-	for range maxBindAttempts {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("stunserver: listen: %w", err)
-		}
-		conns, err := tryListenFour(nw, primary, alternate, addrs)
-		if err == nil {
-			return conns, nil
-		}
-		lastErr = err
-		var fatal fatalBindError
-		if !retryable || errors.As(err, &fatal) {
-			break
-		}
-	}
-	return nil, fmt.Errorf("stunserver: listen on four sockets: %w", lastErr)
-}
-
 // fatalBindError marks a bind failure that choosing other ports cannot fix.
 type fatalBindError struct{ err error }
 
 func (e fatalBindError) Error() string { return e.err.Error() }
 func (e fatalBindError) Unwrap() error { return e.err }
 
+// tryListenFour binds P:p, P:a, A:p and A:a once. A port given as 0 is
+// chosen by binding P:0 (or A:0) first and then trying the same port on the
+// other address; bind starts again on a conflict.
 func tryListenFour(nw transport.Net, primary, alternate netip.AddrPort, addrs *[4]netip.AddrPort) (conns []transport.UDPConn, err error) {
 	conns = make([]transport.UDPConn, 4)
 	defer func() {
@@ -343,6 +482,12 @@ func (s *Server) close() error {
 				errs = append(errs, err)
 			}
 		}
+		for _, l := range append(slices.Clip(s.tcp), s.tls...) {
+			if err := l.ln.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.closeStreams()
 		if err := errors.Join(errs...); err != nil {
 			s.closeErr = fmt.Errorf("stunserver: close: %w", err)
 		}
@@ -375,6 +520,26 @@ func (s *Server) Addrs() []netip.AddrPort {
 	return append([]netip.AddrPort(nil), s.h.addrs[:]...)
 }
 
+// TCPAddrs returns the addresses of the server's TCP listeners, in the
+// order of Addrs, or nil without Config.TCP.
+func (s *Server) TCPAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range s.tcp {
+		out = append(out, l.addr)
+	}
+	return out
+}
+
+// TLSAddrs returns the bound addresses of the server's TLS listeners, in
+// the order of Config.TLSAddrs, or nil.
+func (s *Server) TLSAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range s.tls {
+		out = append(out, l.addr)
+	}
+	return out
+}
+
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{
@@ -384,6 +549,8 @@ func (s *Server) Stats() Stats {
 		Malformed:      s.malformed.Load(),
 		RateLimited:    s.rateLimited.Load(),
 		SendErrors:     s.sendErrors.Load(),
+		StreamConns:    s.tcpConns.Load(),
+		StreamRefused:  s.tcpRejected.Load(),
 	}
 }
 

@@ -3,8 +3,17 @@ package stuntest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/natcheck/natcheck/stunserver"
 )
@@ -19,7 +28,9 @@ var (
 // Start starts an RFC 5780 server with cfg and closes it when the test
 // ends. A zero cfg.Primary means 127.0.0.1 and a zero cfg.Alternate
 // 127.0.0.2, both on free ports. It fails the test if the server cannot
-// start.
+// start. For STUN over TCP set cfg.TCP (the server's TCPAddrs are then its
+// UDP addresses); for TLS set cfg.TLSConfig, for example from TLSConfig,
+// and cfg.TLSAddrs (such as 127.0.0.1:0), and read the ports from TLSAddrs.
 func Start(tb testing.TB, cfg stunserver.Config) *stunserver.Server {
 	tb.Helper()
 	if !cfg.Alternate.IsValid() {
@@ -46,4 +57,38 @@ func StartSingle(tb testing.TB, cfg stunserver.Config) *stunserver.Server {
 		}
 	})
 	return s
+}
+
+// TLSConfig returns a server TLS configuration with a fresh self-signed
+// certificate valid for 127.0.0.1, ::1 and "localhost", and a pool that
+// trusts it, for Config.TLSConfig and a client's RootCAs.
+func TLSConfig(tb testing.TB) (*tls.Config, *x509.CertPool) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatalf("tls key: %v", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "stuntest"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatalf("tls certificate: %v", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatalf("tls certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}, pool
 }

@@ -1,6 +1,7 @@
 package stuntest
 
 import (
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"testing"
@@ -67,5 +68,41 @@ func TestStartSingle(t *testing.T) {
 	var ec stun.ErrorCodeAttribute
 	if err := ec.GetFrom(m); err != nil || ec.Code != stun.CodeUnknownAttribute {
 		t.Errorf("ERROR-CODE %v, %v; want 420", ec, err)
+	}
+}
+
+func TestTLSAndTCP(t *testing.T) {
+	cfg, roots := TLSConfig(t)
+	s := Start(t, stunserver.Config{TCP: true, TLSConfig: cfg, TLSAddrs: []netip.AddrPort{DefaultPrimary}})
+	if len(s.TCPAddrs()) != 4 || len(s.TLSAddrs()) != 1 {
+		t.Fatalf("TCPAddrs %v, TLSAddrs %v", s.TCPAddrs(), s.TLSAddrs())
+	}
+	for _, dial := range []func() (net.Conn, error){
+		func() (net.Conn, error) { return net.DialTimeout("tcp", s.TCPAddrs()[0].String(), 2*time.Second) },
+		func() (net.Conn, error) {
+			return tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", s.TLSAddrs()[0].String(), &tls.Config{RootCAs: roots})
+		},
+	} {
+		c, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := stun.MustBuild(stun.BindingRequest, stun.TransactionID)
+		if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(req.Raw); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		n, err := c.Read(buf)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := new(stun.Message)
+		if err := stun.Decode(buf[:n], m); err != nil || m.TransactionID != req.TransactionID || m.Type != stun.BindingSuccess {
+			t.Fatalf("reply %v (%v)", m, err)
+		}
 	}
 }

@@ -1,0 +1,255 @@
+package stunserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/stun/v3"
+	"github.com/pion/transport/v4"
+)
+
+// Defaults of the stream (TCP and TLS) limits.
+const (
+	defaultMaxConns          = 1024
+	defaultMaxConnsPerSource = 32
+	defaultIdleTimeout       = 30 * time.Second
+	defaultMaxMessageSize    = readBufferSize
+	// maxMessageSizeLimit is the largest STUN message: a 20-byte header
+	// and a 16-bit length.
+	maxMessageSizeLimit = headerSize + 0xFFFF
+	// streamWriteTimeout bounds the time a response may take to leave, so
+	// that a client that does not read cannot hold a connection.
+	streamWriteTimeout = 5 * time.Second
+	// maxHandshakeTimeout caps the TLS handshake time.
+	maxHandshakeTimeout = 10 * time.Second
+)
+
+// streamListener is one TCP or TLS listener.
+type streamListener struct {
+	ln    net.Listener
+	addr  netip.AddrPort // bound address
+	local int            // index of the RFC 5780 address, or -1
+	tls   *tls.Config    // nil for plain TCP
+}
+
+// streams holds the state of the TCP and TLS side of a Server.
+type streams struct {
+	maxConns, maxPerSource int
+	idle                   time.Duration
+	maxMessage             int
+
+	mu       sync.Mutex
+	closed   bool
+	conns    map[net.Conn]struct{}
+	perSrc   map[netip.Addr]int
+	lastLog  time.Time
+	rejected uint64 // since the last log line
+}
+
+// listenTCP binds a TCP listener on ap; port 0 picks a free port. The
+// address may be unspecified (only TLSAddrs allow it).
+func listenTCP(nw transport.Net, ap netip.AddrPort) (net.Listener, netip.AddrPort, error) {
+	ip := ap.Addr().Unmap()
+	network := "tcp4"
+	if !ip.Is4() {
+		network = "tcp6"
+	}
+	ln, err := nw.ListenTCP(network, net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, ap.Port())))
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	got := addrPortOf(ln.Addr())
+	if got.Port() == 0 {
+		_ = ln.Close()
+		return nil, netip.AddrPort{}, fmt.Errorf("unexpected local address %v", ln.Addr())
+	}
+	return ln, netip.AddrPortFrom(ip, got.Port()), nil
+}
+
+// accept accepts connections on l until it is closed. Connections over the
+// limits are closed at once: accepting them frees the kernel's backlog.
+func (s *Server) accept(l streamListener) {
+	defer s.wg.Done()
+	errs := 0
+	backoff := time.Millisecond
+	for errs < maxReadErrors {
+		c, err := l.ln.Accept()
+		if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+			if c != nil {
+				_ = c.Close()
+			}
+			return
+		}
+		if err != nil {
+			// For example EMFILE: pause rather than spin.
+			errs++
+			s.log.Debug("accept error", "listener", l.addr, "err", err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, maxReadBackoff)
+			continue
+		}
+		errs, backoff = 0, time.Millisecond
+		src := addrPortOf(c.RemoteAddr())
+		if !s.admit(c, src) {
+			_ = c.Close()
+			continue
+		}
+		s.tcpConns.Add(1)
+		s.wg.Add(1)
+		go s.serveConn(l, c, src)
+	}
+	s.log.Error("listener stopped after repeated errors", "listener", l.addr)
+}
+
+// admit registers c from src unless a limit is reached or the server is
+// closing; it logs refusals at most once per logInterval.
+func (s *Server) admit(c net.Conn, src netip.AddrPort) bool {
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return false
+	}
+	ip := src.Addr()
+	if len(st.conns) >= st.maxConns || st.perSrc[ip] >= st.maxPerSource {
+		s.tcpRejected.Add(1)
+		st.rejected++
+		if now := time.Now(); now.Sub(st.lastLog) >= logInterval {
+			s.log.Warn("stream connections refused: limit reached", "source", ip,
+				"open", len(st.conns), "from_source", st.perSrc[ip], "refused", st.rejected)
+			st.lastLog, st.rejected = now, 0
+		}
+		return false
+	}
+	st.conns[c] = struct{}{}
+	st.perSrc[ip]++
+	return true
+}
+
+// release forgets c from src.
+func (s *Server) release(c net.Conn, src netip.AddrPort) {
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.conns, c)
+	ip := src.Addr()
+	if st.perSrc[ip] <= 1 {
+		delete(st.perSrc, ip)
+	} else {
+		st.perSrc[ip]--
+	}
+}
+
+// closeStreams closes every open connection; the listeners are closed by
+// the caller. No connection is admitted afterwards.
+func (s *Server) closeStreams() {
+	st := s.st
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	for c := range st.conns {
+		_ = c.Close()
+	}
+}
+
+// serveConn answers the STUN messages arriving back to back on c (RFC 8489
+// section 6.2.2) until the peer closes it, a message is malformed or too
+// long (framing cannot be trusted after that), no complete message arrives
+// within the idle timeout, or a response cannot be written in time.
+func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
+	defer s.wg.Done()
+	defer s.release(c, src)
+	defer c.Close()
+	st := s.st
+
+	if l.tls != nil {
+		tc := tls.Server(c, l.tls)
+		ctx, cancel := context.WithTimeout(context.Background(), min(st.idle, maxHandshakeTimeout))
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.log.Debug("tls handshake failed", "source", src, "err", err)
+			return
+		}
+		c = tc
+	}
+	origin := addrPortOf(c.LocalAddr())
+	if !origin.IsValid() {
+		origin = l.addr
+	}
+
+	r := bufio.NewReaderSize(c, min(st.maxMessage, readBufferSize))
+	buf := make([]byte, headerSize, min(st.maxMessage, readBufferSize))
+	req, resp := new(stun.Message), stun.New()
+	for {
+		// The deadline covers a whole message: a client trickling bytes
+		// cannot keep the connection longer than the idle timeout.
+		if err := c.SetReadDeadline(time.Now().Add(st.idle)); err != nil {
+			return
+		}
+		buf = buf[:headerSize]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				s.malformed.Add(1)
+			}
+			return
+		}
+		n := headerSize + int(binary.BigEndian.Uint16(buf[2:4]))
+		if n > st.maxMessage || buf[0]&0xC0 != 0 || binary.BigEndian.Uint32(buf[4:8]) != magicCookie {
+			// Not STUN or too long: drop the connection without a reply.
+			s.malformed.Add(1)
+			return
+		}
+		if n > cap(buf) {
+			buf = append(buf[:cap(buf)], make([]byte, n-cap(buf))...)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(r, buf[headerSize:]); err != nil {
+			s.malformed.Add(1)
+			return
+		}
+		out := s.h.handleStream(buf, src, l.local, origin, req, resp)
+		if out.act == actDrop {
+			s.malformed.Add(1)
+			return
+		}
+		s.requests.Add(1)
+		if err := c.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil {
+			return
+		}
+		if _, err := c.Write(resp.Raw); err != nil {
+			s.sendErrors.Add(1)
+			s.log.Debug("send error", "to", src, "err", err)
+			return
+		}
+		if out.act == actError {
+			s.errorResponses.Add(1)
+		} else {
+			s.responses.Add(1)
+		}
+	}
+}
+
+// addrPortOf returns the address of a TCP or UDP net.Addr, unmapped.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
