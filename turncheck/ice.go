@@ -259,7 +259,17 @@ func closeAgent(a *ice.Agent) {
 
 // firstWarning is the first warning pion logged, shortened for a person.
 func firstWarning(l *logFactory) string {
-	for _, m := range l.messages() {
+	msgs := l.messages()
+	// Lines about the server first, then any failure.
+	for _, m := range msgs {
+		lm := strings.ToLower(m)
+		for _, k := range []string{"turn", "allocate", "relay", "dial", "server reflexive", "stun", "listen"} {
+			if strings.Contains(lm, k) && (strings.Contains(lm, "fail") || strings.Contains(lm, "error")) {
+				return plainICEError(m)
+			}
+		}
+	}
+	for _, m := range msgs {
 		if strings.Contains(m, "ailed") || strings.Contains(m, "rror") {
 			return plainICEError(m)
 		}

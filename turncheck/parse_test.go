@@ -1,0 +1,145 @@
+package turncheck
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/natcheck/natcheck/natclass"
+)
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		host      string
+		port      int
+		transport string
+		canon     string
+	}{
+		{"turn:example.com", "example.com", 3478, natclass.TURNTransportUDP, "turn:example.com:3478"},
+		{"TURN:example.com:80?transport=udp", "example.com", 80, natclass.TURNTransportUDP, "turn:example.com:80"},
+		{"turn:example.com?transport=tcp", "example.com", 3478, natclass.TURNTransportTCP, "turn:example.com:3478?transport=tcp"},
+		{"turns:example.com", "example.com", 5349, natclass.TURNTransportTLS, "turns:example.com:5349"},
+		{"turns:example.com:443?transport=tcp", "example.com", 443, natclass.TURNTransportTLS, "turns:example.com:443"},
+		{"turn:[2001:db8::1]:3479?transport=TCP", "2001:db8::1", 3479, natclass.TURNTransportTCP, "turn:[2001:db8::1]:3479?transport=tcp"},
+		{"turn:[::1]", "::1", 3478, natclass.TURNTransportUDP, "turn:[::1]:3478"},
+	} {
+		u, err := ParseURL(tc.in)
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if u.Host != tc.host || u.Port != tc.port || u.Transport != tc.transport || u.String() != tc.canon {
+			t.Errorf("%q: %+v %q, want %s %d %s %q", tc.in, u, u.String(), tc.host, tc.port, tc.transport, tc.canon)
+		}
+	}
+	for in, want := range map[string]string{
+		"stun:example.com":                  "must start with turn: or turns:",
+		"turn://example.com":                "without //",
+		"turn:":                             "no host",
+		"turn::3478":                        "no host",
+		"turn:example.com:0":                "port",
+		"turn:example.com:http":             "port",
+		"turn:example.com?transport=sctp":   "use udp or tcp",
+		"turns:example.com?transport=udp":   "DTLS",
+		"turn:example.com?foo=bar":          "unknown parameter",
+		"turn:2001:db8::1":                  "brackets",
+		"turn:[2001:db8::1":                 "missing ]",
+		"turn:[example.com]":                "not an IPv6 address",
+		"turn:alice:hunter2@example.com":    "credentials do not belong",
+		"turns:alice:hunter2@example.com:1": "credentials do not belong",
+	} {
+		_, err := ParseURL(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the error shows the password: %v", in, err)
+		}
+	}
+}
+
+func TestRESTCredentials(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	c := Credentials{User: "alice", SharedSecret: NewSecret("s3cret"), Lifetime: time.Hour}
+	user, pw, exp := c.Resolve(now)
+	if user != "1700003600:alice" || !exp.Equal(now.Add(time.Hour)) {
+		t.Errorf("user %q expires %v", user, exp)
+	}
+	// Cross-check with pion/turn's own REST credential generator.
+	pionUser, pionPW, err := turn.GenerateLongTermTURNRESTCredentials("s3cret", "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restPassword("s3cret", pionUser); got != pionPW {
+		t.Errorf("password for %q: %q, pion says %q", pionUser, got, pionPW)
+	}
+	if pw.Reveal() != restPassword("s3cret", user) {
+		t.Error("Resolve's password differs from restPassword")
+	}
+	// Without a user: the name is the expiry alone.
+	if u, _, _ := (Credentials{SharedSecret: NewSecret("x")}).Resolve(now); u != "1700086400" {
+		t.Errorf("user %q, want the default lifetime's expiry alone", u)
+	}
+	if c.Auth() != "rest" || (Credentials{}).Auth() != "long-term" {
+		t.Error("Auth")
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := NewSecret("hunter2")
+	c := Credentials{User: "u", Password: s, SharedSecret: s}
+	b, _ := json.Marshal(c)
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s %q %x %+v %#v", s, s, s, s, c, c), string(b), s.String()} {
+		if strings.Contains(out, "hunter2") || strings.Contains(out, fmt.Sprintf("%x", "hunter2")) {
+			t.Errorf("secret printed: %s", out)
+		}
+	}
+	if s.Reveal() != "hunter2" {
+		t.Error("Reveal")
+	}
+}
+
+func TestParseICEServers(t *testing.T) {
+	in := `[
+		{"urls": "stun:stun.example.com:3478"},
+		{"urls": ["turn:turn.example.com?transport=udp", "turns:turn.example.com:443?transport=tcp"], "username": "1700000000:u", "credential": "pw"},
+		{"url": "turn:other.example.com", "username": "v", "credential": "pw2", "credentialType": "password"}
+	]`
+	got, err := ParseICEServers(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.STUN) != 1 || got.STUN[0] != "stun.example.com:3478" || len(got.TURN) != 3 {
+		t.Fatalf("%+v", got)
+	}
+	if got.TURN[1].URL.Transport != natclass.TURNTransportTLS || got.TURN[1].Credentials.User != "1700000000:u" || got.TURN[2].Credentials.Password.Reveal() != "pw2" {
+		t.Errorf("%+v", got.TURN)
+	}
+	wrapped, err := ParseICEServers(strings.NewReader(`{"iceServers": [{"urls": "turn:t.example.com", "username": "a", "credential": "b"}]}`))
+	if err != nil || len(wrapped.TURN) != 1 {
+		t.Errorf("wrapped form: %+v %v", wrapped, err)
+	}
+	for in, want := range map[string]string{
+		`{"urls": "turn:x"`:                     "syntax error at byte",
+		`[]`:                                    "no servers",
+		`[{"username": "a"}]`:                   "no urls",
+		`[{"urls": 5}]`:                         "a string or an array",
+		`[{"urls": "turn:x"}]`:                  "no TURN credentials",
+		`[{"urls": "turn:x", "username": "a"}]`: "no TURN password",
+		`[{"urls": "http:x", "credential": "zz9"}]`: "must start with turn:",
+		`[{"urls": "stuns:x"}]`:                     "not supported",
+	} {
+		_, err := ParseICEServers(strings.NewReader(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "zz9") {
+			t.Errorf("error shows the credential: %v", err)
+		}
+	}
+}
