@@ -109,6 +109,7 @@ func TestCheckMisbehavingPion(t *testing.T) {
 		{"drops-data", turntest.Options{DropData: true}, want{natclass.TURNStepData, 0, "none of 5 packets came back", "relay port range"}},
 		{"denies-peers", turntest.Options{DenyPeers: true}, want{natclass.TURNStepPermission, 403, "refuses to relay to the peer", "denied-peer-ip"}},
 		{"quota", turntest.Options{Quota: true}, want{natclass.TURNStepAllocate, 486, "Quota", "user-quota"}},
+		{"no-capacity", turntest.Options{NoCapacity: true}, want{natclass.TURNStepAllocate, 508, "Insufficient Capacity", "min-port, max-port"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

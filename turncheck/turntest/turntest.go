@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -44,6 +45,8 @@ type Options struct {
 	DenyPeers bool
 	// Quota refuses every allocation (486 Allocation Quota Reached).
 	Quota bool
+	// NoCapacity fails every relay allocation (508 Insufficient Capacity).
+	NoCapacity bool
 }
 
 // Server is an in-process pion/turn server on 127.0.0.1 with a UDP, a TCP
@@ -85,6 +88,9 @@ func NewServer(tb testing.TB, o Options) *Server {
 	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1"}
 	if o.DropData {
 		gen = dropGenerator{gen}
+	}
+	if o.NoCapacity {
+		gen = fullGenerator{gen}
 	}
 	var perm turn.PermissionHandler
 	if o.DenyPeers {
@@ -166,6 +172,13 @@ func (g dropGenerator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Pa
 }
 
 type dropConn struct{ net.PacketConn }
+
+// fullGenerator has no relay ports left.
+type fullGenerator struct{ turn.RelayAddressGenerator }
+
+func (fullGenerator) AllocatePacketConn(turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	return nil, nil, errors.New("no relay port left")
+}
 
 func (c dropConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
 
