@@ -275,7 +275,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		go s.accept(l)
 	}
 	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.close() })
-	logger.Info("stun server started", "primary", s.Primary(), "alternate", s.Alternate(),
+	logger.Debug("stun server started", "primary", s.Primary(), "alternate", s.Alternate(),
 		"tcp", s.TCPAddrs(), "tls", s.TLSAddrs())
 	return s, nil
 }

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pion/transport/v4/stdnet"
+
+	"github.com/natcheck/natcheck/stunserver"
+)
+
+func init() { subcommands["serve"] = runServe }
+
+// Exit codes of natcheck serve.
+const (
+	exitServeStart = 1 // a listener or the TURN server could not start
+)
+
+// Default ports: STUN's, RFC 8489 section 18.6, and the next one for the
+// alternate port.
+const (
+	serveSTUNPort      = 3478
+	serveAlternatePort = 3479
+)
+
+const serveUsageText = `Usage: natcheck serve --primary IP[:PORT] [--alternate IP[:PORT]] [flags]
+
+natcheck serve is an RFC 5780 STUN server: it answers Binding requests on the
+four combinations of two addresses and two ports (P:p, P:a, A:p, A:a) over UDP
+and TCP, honours CHANGE-REQUEST and RESPONSE-PORT over UDP, and limits the
+responses it reflects elsewhere per source address (RFC 5780 section 9).
+With --primary alone it serves without OTHER-ADDRESS: NAT behaviour discovery
+needs two addresses. Give one --primary (and --alternate) per address family.
+TURN (RFC 8656, pion/turn) is optional: it starts when a users file or a
+shared secret file is given, on the --turn-udp/--turn-tcp/--turn-tls
+listeners. Logs go to stderr; SIGINT or SIGTERM shuts down gracefully.
+
+Flags:
+`
+
+const serveExitText = `
+Exit codes:
+  0  shut down by SIGINT or SIGTERM
+  1  a listener could not be bound or TURN could not start
+  2  usage or configuration error
+
+Examples:
+  natcheck serve --primary 203.0.113.10 --alternate 203.0.113.11
+  natcheck serve --primary 127.0.0.1:3478 --alternate 127.0.0.2:3479
+  natcheck serve --primary 203.0.113.10 --alternate 203.0.113.11 \
+      --primary 2001:db8::10 --alternate 2001:db8::11 \
+      --turn-users /etc/natcheck/turn-users --turn-udp 203.0.113.10:3480 \
+      --turn-tcp 203.0.113.10:3480 --turn-tls 203.0.113.10:5349 \
+      --tls-cert cert.pem --tls-key key.pem
+`
+
+// serveOptions are the parsed flags of natcheck serve.
+type serveOptions struct {
+	pairs             []serveSTUNPair
+	tcp               bool
+	stunTLS           []netip.AddrPort
+	tlsCert, tlsKey   string
+	software          string
+	reflectionRate    float64
+	reflectionBurst   int
+	maxConns          int
+	maxConnsPerSource int
+	idleTimeout       time.Duration
+	logLevel          slog.Level
+	logJSON           bool
+	statsInterval     time.Duration
+	turn              serveTURNOptions
+}
+
+// serveSTUNPair is one RFC 5780 server: a primary and an optional alternate
+// address of one family.
+type serveSTUNPair struct {
+	primary, alternate netip.AddrPort
+}
+
+type serveAddrPortList struct {
+	list    *[]netip.AddrPort
+	defPort uint16
+}
+
+func (l serveAddrPortList) String() string {
+	if l.list == nil {
+		return ""
+	}
+	var s []string
+	for _, ap := range *l.list {
+		s = append(s, ap.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (l serveAddrPortList) Set(s string) error {
+	ap, err := serveParseAddrPort(s, l.defPort)
+	if err != nil {
+		return err
+	}
+	*l.list = append(*l.list, ap)
+	return nil
+}
+
+// serveParseAddrPort accepts IP, IP:PORT, [IPv6] and [IPv6]:PORT; a missing port
+// is defPort. IPv4-mapped IPv6 addresses are unmapped.
+func serveParseAddrPort(s string, defPort uint16) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() == "" {
+		return netip.AddrPortFrom(ip.Unmap(), defPort), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("%q is not IP, IP:PORT or [IPv6]:PORT", s)
+}
+
+func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
+	var o serveOptions
+	var primaries, alternates []netip.AddrPort
+	fs := flag.NewFlagSet("natcheck serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Var(serveAddrPortList{&primaries, serveSTUNPort}, "primary", "primary address `IP[:PORT]` P:p (port 3478 if omitted; repeat once per address family)")
+	fs.Var(serveAddrPortList{&alternates, serveAlternatePort}, "alternate", "alternate address `IP[:PORT]` A:a of the same family, another IP and port (port 3479 if omitted)")
+	fs.BoolVar(&o.tcp, "tcp", true, "also answer over TCP on the same addresses and ports (--tcp=false: UDP only)")
+	fs.Var(serveAddrPortList{&o.stunTLS, 5349}, "stun-tls", "also answer STUN over TLS on `IP[:PORT]` (port 5349 if omitted; repeatable; needs --tls-cert and --tls-key)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` (chain) for --stun-tls and --turn-tls")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` for --stun-tls and --turn-tls")
+	fs.StringVar(&o.software, "software", "", "send this SOFTWARE attribute in responses (none unless given)")
+	fs.Float64Var(&o.reflectionRate, "reflection-rate", 50, "responses per second and source IP sent to another port or from another address (CHANGE-REQUEST, RESPONSE-PORT); negative: unlimited")
+	fs.IntVar(&o.reflectionBurst, "reflection-burst", 0, "burst of the reflection limit (0: twice the rate)")
+	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server and for TURN")
+	fs.IntVar(&o.maxConnsPerSource, "max-conns-per-source", 32, "most TCP and TLS connections open at once from one IP address")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Second, "close a STUN TCP or TLS connection that sends no complete message for this long")
+	level := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log `FORMAT` on stderr: text or json")
+	fs.DurationVar(&o.statsInterval, "stats-interval", time.Minute, "log counters this often when they changed (0: never)")
+	addServeTURNFlags(fs, &o.turn)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, serveUsageText)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			fmt.Fprint(stdout, serveExitText)
+			return o, errHelp
+		}
+		return o, fmt.Errorf("%v (see natcheck serve --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (see natcheck serve --help)", fs.Arg(0))
+	}
+	var err error
+	if o.pairs, err = servePairAddrs(primaries, alternates); err != nil {
+		return o, err
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return o, fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
+	}
+	switch *format {
+	case "text":
+	case "json":
+		o.logJSON = true
+	default:
+		return o, fmt.Errorf("--log-format %q: use text or json", *format)
+	}
+	switch {
+	case o.maxConns < 1 || o.maxConnsPerSource < 1:
+		return o, errors.New("--max-conns and --max-conns-per-source must be at least 1")
+	case o.idleTimeout <= 0:
+		return o, fmt.Errorf("--idle-timeout %v: give a positive duration such as 30s", o.idleTimeout)
+	case o.statsInterval < 0:
+		return o, fmt.Errorf("--stats-interval %v: give a positive duration or 0", o.statsInterval)
+	case o.reflectionBurst < 0:
+		return o, errors.New("--reflection-burst must not be negative")
+	case o.reflectionRate == 0:
+		return o, errors.New("--reflection-rate 0 would drop every reflected response; give a positive rate, or a negative one for no limit")
+	case len(o.software) > 763:
+		return o, errors.New("--software is longer than 763 bytes (RFC 8489 section 14.14)")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return o, errors.New("--tls-cert and --tls-key go together")
+	case len(o.stunTLS) > 0 && o.tlsCert == "":
+		return o, errors.New("--stun-tls needs --tls-cert and --tls-key")
+	case len(o.turn.tls) > 0 && o.tlsCert == "":
+		return o, errors.New("--turn-tls needs --tls-cert and --tls-key")
+	}
+	if err := o.turn.check(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// servePairAddrs matches each --alternate with the --primary of its family.
+func servePairAddrs(primaries, alternates []netip.AddrPort) ([]serveSTUNPair, error) {
+	if len(primaries) == 0 {
+		return nil, errors.New("--primary IP[:PORT] is required (see natcheck serve --help)")
+	}
+	var pairs []serveSTUNPair
+	for _, p := range primaries {
+		if p.Addr().IsUnspecified() {
+			return nil, fmt.Errorf("--primary %v: give a concrete address of this host, not %v (RESPONSE-ORIGIN and OTHER-ADDRESS must be real)", p, p.Addr())
+		}
+		for _, q := range pairs {
+			if q.primary.Addr().Is4() == p.Addr().Is4() {
+				return nil, fmt.Errorf("--primary %v: one --primary per address family (already %v)", p, q.primary)
+			}
+		}
+		pairs = append(pairs, serveSTUNPair{primary: p})
+	}
+	for _, a := range alternates {
+		i := -1
+		for j, q := range pairs {
+			if q.primary.Addr().Is4() == a.Addr().Is4() {
+				i = j
+			}
+		}
+		switch {
+		case i < 0:
+			return nil, fmt.Errorf("--alternate %v: no --primary of the same address family", a)
+		case pairs[i].alternate.IsValid():
+			return nil, fmt.Errorf("--alternate %v: one --alternate per address family (already %v)", a, pairs[i].alternate)
+		case a.Addr().IsUnspecified():
+			return nil, fmt.Errorf("--alternate %v: give a concrete address of this host", a)
+		case a.Addr() == pairs[i].primary.Addr():
+			return nil, fmt.Errorf("--alternate %v: the alternate address must differ from the primary %v (RFC 5780 needs two IP addresses)", a, pairs[i].primary)
+		case a.Port() == pairs[i].primary.Port() && a.Port() != 0:
+			return nil, fmt.Errorf("--alternate %v: the alternate port must differ from the primary port %d", a, a.Port())
+		}
+		pairs[i].alternate = a
+	}
+	return pairs, nil
+}
+
+func serveFamily(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// runServe is natcheck serve: it runs until ctx is done (SIGINT, SIGTERM).
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int {
+	o, err := parseServeArgs(args, stdout)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "natcheck serve: %v\n", err)
+		return exitUsage
+	}
+	hopts := &slog.HandlerOptions{Level: o.logLevel}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if o.logJSON {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	log := slog.New(h)
+
+	var tlsCfg *tls.Config
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "natcheck serve: --tls-cert/--tls-key: %v\n", err)
+			return exitUsage
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	creds, err := loadServeTURNCreds(o.turn, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "natcheck serve: %v\n", err)
+		return exitUsage
+	}
+	nw := e.net
+	if nw == nil {
+		std, err := stdnet.NewNet()
+		if err != nil {
+			fmt.Fprintf(stderr, "natcheck serve: open host network: %v\n", err)
+			return exitServeStart
+		}
+		nw = std
+	}
+
+	// Stop on a signal even while starting; servers are closed below.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var servers []*stunserver.Server
+	defer func() {
+		for _, s := range servers {
+			if err := s.Close(); err != nil {
+				log.Warn("close stun server", "err", err)
+			}
+		}
+	}()
+	for i, p := range o.pairs {
+		cfg := stunserver.Config{
+			Net:               nw,
+			Primary:           p.primary,
+			Alternate:         p.alternate,
+			TCP:               o.tcp,
+			Software:          o.software,
+			Logger:            log.With("family", serveFamily(p.primary.Addr())),
+			ReflectionRate:    o.reflectionRate,
+			ReflectionBurst:   o.reflectionBurst,
+			MaxConns:          o.maxConns,
+			MaxConnsPerSource: o.maxConnsPerSource,
+			IdleTimeout:       o.idleTimeout,
+		}
+		if i == 0 && len(o.stunTLS) > 0 {
+			cfg.TLSConfig, cfg.TLSAddrs = tlsCfg, o.stunTLS
+		}
+		s, err := stunserver.Start(ctx, cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "natcheck serve: %s STUN server: %v\n", serveFamily(p.primary.Addr()), err)
+			return exitServeStart
+		}
+		servers = append(servers, s)
+		attrs := []any{"family", serveFamily(p.primary.Addr()), "primary", s.Primary(), "udp", s.Addrs(), "tcp", s.TCPAddrs()}
+		if s.Alternate().IsValid() {
+			attrs = append(attrs, "alternate", s.Alternate())
+		}
+		if len(s.TLSAddrs()) > 0 {
+			attrs = append(attrs, "tls", s.TLSAddrs())
+		}
+		log.Info("stun listening", attrs...)
+		if !p.alternate.IsValid() {
+			log.Warn("single-address mode: responses carry no OTHER-ADDRESS and CHANGE-REQUEST gets 420; "+
+				"NAT behaviour discovery (RFC 5780) needs two addresses: add --alternate IP[:PORT]",
+				"family", serveFamily(p.primary.Addr()))
+		}
+	}
+
+	var turnSrv *serveTURNServer
+	if creds != nil {
+		turnSrv, err = startServeTURN(ctx, o, creds, tlsCfg, nw, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "natcheck serve: TURN: %v\n", err)
+			return exitServeStart
+		}
+		defer turnSrv.close()
+	}
+	log.Info("ready")
+
+	var tick <-chan time.Time
+	if o.statsInterval > 0 {
+		t := time.NewTicker(o.statsInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var last []stunserver.Stats
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			serveLogStats(log, servers, turnSrv, nil, true)
+			return exitOK
+		case <-tick:
+			last = serveLogStats(log, servers, turnSrv, last, false)
+		}
+	}
+}
+
+// serveLogStats logs each server's counters if they changed since last (or
+// always with force) and returns the new snapshot.
+func serveLogStats(log *slog.Logger, servers []*stunserver.Server, t *serveTURNServer, last []stunserver.Stats, force bool) []stunserver.Stats {
+	now := make([]stunserver.Stats, len(servers))
+	for i, s := range servers {
+		st := s.Stats()
+		now[i] = st
+		if !force && i < len(last) && last[i] == st {
+			continue
+		}
+		log.Info("stun stats", "primary", s.Primary(), "requests", st.Requests, "responses", st.Responses,
+			"error_responses", st.ErrorResponses, "malformed", st.Malformed, "rate_limited", st.RateLimited,
+			"send_errors", st.SendErrors, "stream_conns", st.StreamConns, "stream_refused", st.StreamRefused)
+	}
+	if t != nil {
+		t.serveLogStats(log)
+	}
+	return now
+}
+
+// serveParsePortRange parses MIN-MAX.
+func serveParsePortRange(s string) (lo, hi uint16, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not MIN-MAX", s)
+	}
+	x, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	y, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	if err1 != nil || err2 != nil || x == 0 || x > y {
+		return 0, 0, fmt.Errorf("%q is not MIN-MAX with 1 <= MIN <= MAX <= 65535", s)
+	}
+	return uint16(x), uint16(y), nil
+}
