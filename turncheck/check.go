@@ -120,10 +120,20 @@ func Check(ctx context.Context, s Server, o Options) natclass.TURNCheck {
 		Released: natclass.Unknown,
 	}}
 	c.run(ctx)
-	if c.res.OK && o.EndToEnd {
+	// The local peer socket talks UDP to the relayed address: where UDP is
+	// blocked (or the relay unreachable from here) nothing comes back even
+	// though the relay works between two allocations, which is all two
+	// browsers behind such a network need. The end-to-end check tells.
+	peerCutOff := c.res.FailedStep == natclass.TURNStepData && !c.gotHello
+	if (c.res.OK || peerCutOff) && o.EndToEnd {
 		e2e := EndToEndCheck(ctx, s, o)
 		c.res.EndToEnd = &e2e
-		if !e2e.Connected {
+		switch {
+		case e2e.Connected && peerCutOff:
+			c.res.OK, c.res.FailedStep = true, ""
+			c.warn("data from a local peer socket never reached the relayed address over UDP (%s); it passed between two relayed addresses instead, so the relay works for peers that reach it", c.res.Error)
+			c.res.Error, c.res.Hint = "", ""
+		case !e2e.Connected && !peerCutOff:
 			c.res.OK = false
 			c.res.FailedStep = natclass.TURNStepEndToEnd
 			c.res.Error = "two ICE agents could not connect through the relay: " + e2e.Error
@@ -145,6 +155,8 @@ type checker struct {
 	client   *turn.Client
 	// why a pending step was cut short: "timeout", "canceled" or "refused".
 	cut atomic.Value
+	// gotHello: the peer socket's first packet came through the relay.
+	gotHello bool
 }
 
 func (c *checker) fail(step string, err error) {
@@ -502,6 +514,7 @@ helloLoop:
 		case a := <-arrivals:
 			if a.seq == helloSeq {
 				gotHello = true
+				c.gotHello = true
 				peerAddr = a.from
 				break helloLoop
 			}

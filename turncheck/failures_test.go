@@ -271,3 +271,32 @@ func checkGathering(t *testing.T, g natclass.Gathering, okRelays, failing int) {
 	}
 	noSecrets(t, g)
 }
+
+// TestCheckPeerCutOff: the local peer socket cannot reach the relay (as when
+// UDP is blocked here), but two relayed addresses can reach each other: the
+// end-to-end check proves the relay, with a warning.
+func TestCheckPeerCutOff(t *testing.T) {
+	t.Parallel()
+	srv := turntest.NewServer(t, turntest.Options{PeersCutOff: true})
+	for _, raw := range srv.URLs() {
+		t.Run(mustURL(t, raw).Transport, func(t *testing.T) {
+			t.Parallel()
+			peerCutOff(t, srv, raw)
+		})
+	}
+}
+
+func peerCutOff(t *testing.T, srv *turntest.Server, raw string) {
+	{
+		res := run(t, raw, longTerm(), Options{RootCAs: srv.CAPool, EndToEnd: true})
+		if !res.OK || res.EndToEnd == nil || !res.EndToEnd.Connected || res.Data == nil || res.Data.Received != 0 {
+			t.Errorf("%s: ok %v, %s; data %+v e2e %+v", raw, res.OK, res.Error, res.Data, res.EndToEnd)
+		}
+		if !strings.Contains(strings.Join(res.Warnings, "\n"), "passed between two relayed addresses") {
+			t.Errorf("%s: warnings %q", raw, res.Warnings)
+		}
+		// Without the end-to-end check, the data step fails.
+		res = run(t, raw, longTerm(), Options{RootCAs: srv.CAPool})
+		want{natclass.TURNStepData, 0, "none of 5 packets", "relay port range"}.check(t, res)
+	}
+}

@@ -67,6 +67,8 @@ func agentOptions(typ ice.CandidateType, urls []*stun.URI, logs *logFactory, o O
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
 		ice.WithRelayAcceptanceMinWait(0),
 		ice.WithSTUNGatherTimeout(o.stepTimeout()),
+		ice.WithDisconnectedTimeout(o.stepTimeout()),
+		ice.WithFailedTimeout(o.stepTimeout()),
 		ice.WithLoggerFactory(logs),
 	}
 }

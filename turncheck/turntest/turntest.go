@@ -47,6 +47,11 @@ type Options struct {
 	Quota bool
 	// NoCapacity fails every relay allocation (508 Insufficient Capacity).
 	NoCapacity bool
+	// PeersCutOff puts relayed addresses on 127.0.0.2 and drops their
+	// traffic with 127.0.0.1, where clients' peer sockets are: as if UDP
+	// between here and the relay were blocked. Relayed addresses still
+	// talk to each other.
+	PeersCutOff bool
 }
 
 // Server is an in-process pion/turn server on 127.0.0.1 with a UDP, a TCP
@@ -88,6 +93,9 @@ func NewServer(tb testing.TB, o Options) *Server {
 	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1"}
 	if o.DropData {
 		gen = dropGenerator{gen}
+	}
+	if o.PeersCutOff {
+		gen = cutOffGenerator{&turn.RelayAddressGeneratorStatic{RelayAddress: net.IPv4(127, 0, 0, 2), Address: "127.0.0.2"}}
 	}
 	if o.NoCapacity {
 		gen = fullGenerator{gen}
@@ -172,6 +180,41 @@ func (g dropGenerator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Pa
 }
 
 type dropConn struct{ net.PacketConn }
+
+// cutOffGenerator hands out relayed sockets that pass no data to or from
+// 127.0.0.1.
+type cutOffGenerator struct{ turn.RelayAddressGenerator }
+
+func (g cutOffGenerator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	pc, addr, err := g.RelayAddressGenerator.AllocatePacketConn(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cutOffConn{pc}, addr, nil
+}
+
+var cutOff = net.IPv4(127, 0, 0, 1)
+
+type cutOffConn struct{ net.PacketConn }
+
+func (c cutOffConn) WriteTo(b []byte, to net.Addr) (int, error) {
+	if ua, ok := to.(*net.UDPAddr); ok && ua.IP.Equal(cutOff) {
+		return len(b), nil
+	}
+	return c.PacketConn.WriteTo(b, to)
+}
+
+func (c cutOffConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, from, err := c.PacketConn.ReadFrom(b)
+		if err != nil {
+			return n, from, err
+		}
+		if ua, ok := from.(*net.UDPAddr); !ok || !ua.IP.Equal(cutOff) {
+			return n, from, nil
+		}
+	}
+}
 
 // fullGenerator has no relay ports left.
 type fullGenerator struct{ turn.RelayAddressGenerator }
