@@ -169,7 +169,7 @@ func promTURNChecks() []natclass.TURNCheck {
 			Connect: 12 * time.Millisecond, TLSHandshake: 30 * time.Millisecond,
 			TLS:      &natclass.TLSInfo{Version: "TLS 1.3", NotAfter: expiry, Verified: true},
 			Allocate: 40 * time.Millisecond, AllocateRTT: 20 * time.Millisecond, Permission: 15 * time.Millisecond,
-			Data: &natclass.RelayData{Sent: 5, Received: 4, RTTMin: 10 * time.Millisecond, RTTAvg: 12 * time.Millisecond, RTTMax: 20 * time.Millisecond},
+			Data:     &natclass.RelayData{Sent: 5, Received: 4, RTTMin: 10 * time.Millisecond, RTTAvg: 12 * time.Millisecond, RTTMax: 20 * time.Millisecond},
 			Released: natclass.Yes, OK: true, Duration: 200 * time.Millisecond,
 			EndToEnd: &natclass.EndToEnd{Connected: true, Time: 300 * time.Millisecond},
 		},
