@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -236,6 +237,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	defer cancel()
 
 	cfg := probe.Config{Servers: o.servers, Hairpin: o.hairpin, Net: e.net, TLSPorts: o.tlsPorts, NoPaths: o.udpOnly}
+	if o.turn.opts.RootCAs != nil {
+		cfg.TLS = &tls.Config{RootCAs: o.turn.opts.RootCAs}
+	}
 	if o.verbose {
 		var mu sync.Mutex
 		start := time.Now()
@@ -245,9 +249,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 			fmt.Fprintln(stderr, formatEvent(start, e))
 		}
 	}
+	runStart := time.Now()
 	finishTURN := startTURN(ctx, o, stderr)
 	r := diagnose(ctx, cfg, o.families)
 	finishTURN(&r)
+	r.DurationMS = time.Since(runStart).Milliseconds() // TURN checks included
 
 	switch o.format {
 	case "json":

@@ -49,7 +49,7 @@ func addTURNFlags(fs *flag.FlagSet) *turnFlags {
 	fs.StringVar(&f.secretFile, "turn-secret-file", "", "read a TURN REST shared secret (coturn static-auth-secret) from `FILE` (else "+envTURNSecret+")")
 	fs.DurationVar(&f.lifetime, "turn-credential-lifetime", turncheck.DefaultRESTLifetime, "lifetime of REST credentials made from the shared secret")
 	fs.StringVar(&f.iceServers, "ice-servers", "", "WebRTC iceServers JSON `FILE` (urls, username, credential), as TURN providers' APIs return")
-	fs.StringVar(&f.caFile, "ca-file", "", "trust the CA certificates in PEM `FILE` for turns: (besides the system's)")
+	fs.StringVar(&f.caFile, "ca-file", "", "trust the CA certificates in PEM `FILE` for turns: and STUN over TLS (besides the system's)")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify turns: certificates (reported as a warning)")
 	return f
 }
@@ -83,7 +83,7 @@ func (f *turnFlags) config(getenv func(string) string, extra []string) (turnConf
 		return c, errors.New("--turn-credential-lifetime 0: give a duration such as 1h")
 	}
 	if len(urls) == 0 && f.iceServers == "" {
-		if f.user != "" || f.password != "" || f.passwordFile != "" || f.secretFile != "" || f.caFile != "" || f.insecure {
+		if f.user != "" || f.password != "" || f.passwordFile != "" || f.secretFile != "" || f.insecure {
 			return c, errors.New("TURN credentials or TLS options given without a TURN server: add --turn URL or --ice-servers FILE")
 		}
 		return c, nil
