@@ -157,15 +157,10 @@ func toAddrPort(ip net.IP, port int) netip.AddrPort {
 }
 
 func changeDetail(p *natclass.Probe) string {
-	switch {
-	case p.ChangeIP && p.ChangePort:
-		return "CHANGE-REQUEST change-ip|change-port"
-	case p.ChangeIP:
-		return "CHANGE-REQUEST change-ip"
-	case p.ChangePort:
-		return "CHANGE-REQUEST change-port"
+	if !p.ChangeIP && !p.ChangePort {
+		return ""
 	}
-	return ""
+	return "CHANGE-REQUEST " + rfc5780.ChangeRequest{ChangeIP: p.ChangeIP, ChangePort: p.ChangePort}.String()
 }
 
 func replyDetail(p *natclass.Probe) string {
