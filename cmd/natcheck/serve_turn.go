@@ -178,6 +178,9 @@ type serveTURNCreds struct {
 	keys   map[string][]byte
 	secret []byte
 	now    func() time.Time
+	// refused, if set, is told of each credential the handler rejects
+	// (pion reports wrong passwords through OnAuth, these never).
+	refused func(user, why string)
 }
 
 // loadServeTURNCreds reads the users and secret files; it returns nil
@@ -267,19 +270,28 @@ func serveReadCredentialFile(name string, log *slog.Logger) (string, error) {
 // credentials "EXPIRY:USER" with password base64(HMAC-SHA1(secret,
 // username)). The user ID (for quotas) of a REST credential is USER.
 func (c *serveTURNCreds) auth(ra *turn.RequestAttributes) (string, []byte, bool) {
-	if ra.Realm != c.realm {
+	refuse := func(why string) (string, []byte, bool) {
+		if c.refused != nil {
+			c.refused(ra.Username, why)
+		}
 		return "", nil, false
+	}
+	if ra.Realm != c.realm {
+		return refuse("wrong realm")
 	}
 	if key, ok := c.keys[ra.Username]; ok {
 		return ra.Username, key, true
 	}
 	if c.secret == nil {
-		return "", nil, false
+		return refuse("unknown user")
 	}
 	expiry, user, _ := strings.Cut(ra.Username, ":")
 	t, err := strconv.ParseInt(expiry, 10, 64)
-	if err != nil || t < c.now().Unix() {
-		return "", nil, false
+	switch {
+	case err != nil:
+		return refuse("unknown user")
+	case t < c.now().Unix():
+		return refuse("expired REST credential")
 	}
 	mac := hmac.New(sha1.New, c.secret)
 	mac.Write([]byte(ra.Username))
@@ -393,6 +405,10 @@ func startServeTURN(ctx context.Context, o serveOptions, creds *serveTURNCreds, 
 	}
 	cfg.Realm = creds.realm
 	cfg.LoggerFactory = servePionLogFactory{log}
+	creds.refused = func(user, why string) {
+		t.authFailed.Add(1)
+		log.Debug("authentication failed", "user", user, "reason", why)
+	}
 	cfg.AuthHandler = creds.auth
 	cfg.QuotaHandler = t.quota(log)
 	cfg.EventHandler = turn.EventHandler{

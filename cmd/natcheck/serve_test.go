@@ -1,0 +1,771 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v3"
+	"github.com/pion/turn/v5"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/probe"
+	"github.com/natcheck/natcheck/rfc5780"
+	"github.com/natcheck/natcheck/stunserver/stuntest"
+)
+
+const serveWait = 5 * time.Second
+
+// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// logLine is the part of a JSON log record the tests read.
+type logLine struct {
+	Msg       string   `json:"msg"`
+	Level     string   `json:"level"`
+	UDP       []string `json:"udp"`
+	TCP       []string `json:"tcp"`
+	TLS       []string `json:"tls"`
+	Primary   string   `json:"primary"`
+	Alternate string   `json:"alternate"`
+}
+
+func (s *syncBuffer) lines(t *testing.T) []logLine {
+	t.Helper()
+	var out []logLine
+	sc := bufio.NewScanner(strings.NewReader(s.String()))
+	for sc.Scan() {
+		var l logLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func (s *syncBuffer) find(t *testing.T, msg string) (logLine, bool) {
+	t.Helper()
+	for _, l := range s.lines(t) {
+		if l.Msg == msg {
+			return l, true
+		}
+	}
+	return logLine{}, false
+}
+
+// served is a natcheck serve running in-process.
+type served struct {
+	stderr *syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// startServe runs natcheck serve with args (plus JSON logs) until the test
+// ends, and waits for its "ready" line.
+func startServe(t *testing.T, args ...string) *served {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &served{stderr: new(syncBuffer), cancel: cancel, done: make(chan int, 1)}
+	args = append([]string{"serve", "--log-format", "json", "--stats-interval", "0"}, args...)
+	go func() {
+		s.done <- run(ctx, args, new(bytes.Buffer), s.stderr, env{getenv: func(string) string { return "" }})
+	}()
+	t.Cleanup(func() { s.stop(t) })
+	deadline := time.Now().Add(serveWait)
+	for time.Now().Before(deadline) {
+		select {
+		case code := <-s.done:
+			s.done <- code
+			t.Fatalf("natcheck serve exited with %d: %s", code, s.stderr)
+		default:
+		}
+		if strings.Contains(s.stderr.String(), `"msg":"ready"`) {
+			return s
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("natcheck serve not ready: %s", s.stderr)
+	return nil
+}
+
+// stop cancels the context, as SIGINT does, and checks the exit code.
+func (s *served) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	select {
+	case code := <-s.done:
+		s.done <- code
+		if code != exitOK {
+			t.Errorf("exit code %d after shutdown: %s", code, s.stderr)
+		}
+	case <-time.After(serveWait):
+		t.Fatal("natcheck serve did not shut down")
+	}
+}
+
+func (s *served) stun(t *testing.T) logLine {
+	t.Helper()
+	l, ok := s.stderr.find(t, "stun listening")
+	if !ok {
+		t.Fatalf("no stun listening line: %s", s.stderr)
+	}
+	return l
+}
+
+func mustAddrPorts(t *testing.T, ss []string) []netip.AddrPort {
+	t.Helper()
+	var out []netip.AddrPort
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddrPort(s))
+	}
+	return out
+}
+
+// udpExchange sends a Binding request from c to to and returns the reply
+// and its source.
+func udpExchange(t *testing.T, c *net.UDPConn, to netip.AddrPort, setters ...stun.Setter) (*stun.Message, netip.AddrPort) {
+	t.Helper()
+	req := stun.MustBuild(append([]stun.Setter{stun.BindingRequest, stun.TransactionID}, setters...)...)
+	if _, err := c.WriteToUDPAddrPort(req.Raw, to); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	for range 100 {
+		if err := c.SetReadDeadline(time.Now().Add(serveWait)); err != nil {
+			t.Fatal(err)
+		}
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("no reply from %v: %v", to, err)
+		}
+		m := new(stun.Message)
+		if err := stun.Decode(append([]byte(nil), buf[:n]...), m); err == nil && m.TransactionID == req.TransactionID {
+			return m, netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		}
+	}
+	t.Fatal("too many unrelated packets")
+	return nil, netip.AddrPort{}
+}
+
+func listenUDP(t *testing.T, ip string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func xorMapped(t *testing.T, m *stun.Message) netip.AddrPort {
+	t.Helper()
+	var a stun.XORMappedAddress
+	if err := a.GetFrom(m); err != nil {
+		t.Fatal(err)
+	}
+	ip, _ := netip.AddrFromSlice(a.IP)
+	return netip.AddrPortFrom(ip.Unmap(), uint16(a.Port))
+}
+
+func TestServeUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"no primary":          {},
+		"bad address":         {"--primary", "localhost"},
+		"unspecified":         {"--primary", "0.0.0.0"},
+		"two primaries":       {"--primary", "127.0.0.1", "--primary", "127.0.0.2"},
+		"alternate no family": {"--primary", "127.0.0.1", "--alternate", "::1"},
+		"same address":        {"--primary", "127.0.0.1:3478", "--alternate", "127.0.0.1:3479"},
+		"same port":           {"--primary", "127.0.0.1:4000", "--alternate", "127.0.0.2:4000"},
+		"argument":            {"--primary", "127.0.0.1", "extra"},
+		"log level":           {"--primary", "127.0.0.1", "--log-level", "loud"},
+		"log format":          {"--primary", "127.0.0.1", "--log-format", "xml"},
+		"stun-tls no cert":    {"--primary", "127.0.0.1", "--stun-tls", "127.0.0.1:5349"},
+		"cert without key":    {"--primary", "127.0.0.1", "--tls-cert", "x.pem"},
+		"missing cert":        {"--primary", "127.0.0.1", "--stun-tls", "127.0.0.1", "--tls-cert", "/nonexistent", "--tls-key", "/nonexistent"},
+		"turn no creds":       {"--primary", "127.0.0.1", "--turn-udp", "127.0.0.1:3480"},
+		"turn no listener":    {"--primary", "127.0.0.1", "--turn-users", users},
+		"turn bad users":      {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480"},
+		"turn missing users":  {"--primary", "127.0.0.1", "--turn-users", "/nonexistent", "--turn-udp", "127.0.0.1:3480"},
+		"turn unspecified":    {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "0.0.0.0:3480"},
+		"relay ports":         {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480", "--relay-ports", "5000-4000"},
+		"zero rate":           {"--primary", "127.0.0.1", "--reflection-rate", "0"},
+		"zero conns":          {"--primary", "127.0.0.1", "--max-conns", "0"},
+		"unknown flag":        {"--primary", "127.0.0.1", "--stun", "x"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"serve"}, args...), &stdout, &stderr, env{})
+		if code != exitUsage {
+			t.Errorf("%s: exit %d, want %d (%s)", name, code, exitUsage, stderr.String())
+			continue
+		}
+		if msg := stderr.String(); !strings.HasPrefix(msg, "natcheck serve: ") || strings.Count(msg, "\n") != 1 {
+			t.Errorf("%s: want one line of error, got %q", name, msg)
+		}
+	}
+	// The users file's contents never appear in an error.
+	var stderr bytes.Buffer
+	run(context.Background(), []string{"serve", "--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480"}, new(bytes.Buffer), &stderr, env{})
+	if strings.Contains(stderr.String(), "alice") {
+		t.Errorf("error shows the users file: %q", stderr.String())
+	}
+}
+
+func TestServeHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"serve", "--help"}, &stdout, &stderr, env{}); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"Usage: natcheck serve", "--alternate", "--turn-users", "Exit codes:"} {
+		if !strings.Contains(stdout.String(), strings.TrimPrefix(want, "-")) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+func TestServeBindFailure(t *testing.T) {
+	busy := listenUDP(t, "127.0.0.1")
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--primary", busy.LocalAddr().String()}, new(bytes.Buffer), &stderr, env{})
+	if code != exitServeStart || !strings.Contains(stderr.String(), "natcheck serve: IPv4 STUN server:") {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// TestServeRFC5780 checks the four addresses over UDP and TCP and that the
+// ports are free again after shutdown.
+func TestServeRFC5780(t *testing.T) {
+	s := startServe(t, "--primary", "127.0.0.1:0", "--alternate", "127.0.0.2:0")
+	l := s.stun(t)
+	udp, tcp := mustAddrPorts(t, l.UDP), mustAddrPorts(t, l.TCP)
+	if len(udp) != 4 || len(tcp) != 4 || l.Primary != udp[0].String() || l.Alternate != udp[3].String() {
+		t.Fatalf("stun listening %+v", l)
+	}
+	if strings.Contains(s.stderr.String(), "single-address") {
+		t.Error("single-address warning with two addresses")
+	}
+	c := listenUDP(t, "127.0.0.1")
+	local := netip.MustParseAddrPort(c.LocalAddr().String())
+	for i, to := range udp {
+		for _, ch := range []rfc5780.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
+			want := i
+			if ch.ChangeIP {
+				want ^= 2
+			}
+			if ch.ChangePort {
+				want ^= 1
+			}
+			m, from := udpExchange(t, c, to, ch, stun.Fingerprint)
+			if m.Type != stun.BindingSuccess || from != udp[want] || xorMapped(t, m) != local {
+				t.Errorf("to %v, %v: %v from %v", to, ch, m.Type, from)
+			}
+			if m.Contains(stun.AttrSoftware) {
+				t.Error("SOFTWARE sent without --software")
+			}
+		}
+	}
+	for _, to := range tcp {
+		conn, err := net.DialTimeout("tcp", to.String(), serveWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := stun.MustBuild(stun.BindingRequest, stun.TransactionID, stun.Fingerprint)
+		_ = conn.SetDeadline(time.Now().Add(serveWait))
+		if _, err := conn.Write(req.Raw); err != nil {
+			t.Fatal(err)
+		}
+		m, err := readStream(conn)
+		if err != nil {
+			t.Fatalf("TCP %v: %v", to, err)
+		}
+		conn.Close()
+		if m.Type != stun.BindingSuccess || xorMapped(t, m) != netip.MustParseAddrPort(conn.LocalAddr().String()) {
+			t.Errorf("TCP %v: %v", to, m)
+		}
+	}
+	s.stop(t)
+	if !strings.Contains(s.stderr.String(), `"msg":"shutting down"`) || !strings.Contains(s.stderr.String(), `"msg":"stun stats"`) {
+		t.Errorf("no shutdown lines: %s", s.stderr)
+	}
+	for _, ap := range udp {
+		pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			t.Errorf("%v still bound after shutdown: %v", ap, err)
+			continue
+		}
+		pc.Close()
+	}
+}
+
+func TestServeSingleAddressAndSoftware(t *testing.T) {
+	s := startServe(t, "--primary", "127.0.0.1:0", "--software", "natcheck-test", "--tcp=false")
+	l := s.stun(t)
+	if len(l.UDP) != 1 || len(l.TCP) != 0 {
+		t.Fatalf("stun listening %+v", l)
+	}
+	w, ok := s.stderr.find(t, "single-address mode: responses carry no OTHER-ADDRESS and CHANGE-REQUEST gets 420; NAT behaviour discovery (RFC 5780) needs two addresses: add --alternate IP[:PORT]")
+	if !ok || w.Level != "WARN" {
+		t.Errorf("no single-address warning: %s", s.stderr)
+	}
+	c := listenUDP(t, "127.0.0.1")
+	m, _ := udpExchange(t, c, mustAddrPorts(t, l.UDP)[0])
+	var sw stun.Software
+	if err := sw.GetFrom(m); err != nil || sw.String() != "natcheck-test" || m.Contains(stun.AttrOtherAddress) {
+		t.Errorf("response %v (SOFTWARE %q, %v)", m, sw, err)
+	}
+}
+
+func TestServeSTUNOverTLS(t *testing.T) {
+	cert, key, roots := writeCert(t)
+	s := startServe(t, "--primary", "127.0.0.1:0", "--stun-tls", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	l := s.stun(t)
+	if len(l.TLS) != 1 {
+		t.Fatalf("stun listening %+v", l)
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: serveWait}, "tcp", l.TLS[0], &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(serveWait))
+	req := stun.MustBuild(stun.BindingRequest, stun.TransactionID)
+	if _, err := conn.Write(req.Raw); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := readStream(conn); err != nil || m.TransactionID != req.TransactionID {
+		t.Fatalf("TLS reply %v: %v", m, err)
+	}
+}
+
+// readStream reads one STUN message framed on a stream (RFC 8489 section
+// 6.2.2).
+func readStream(conn net.Conn) (*stun.Message, error) {
+	hdr := make([]byte, 20)
+	if _, err := io.ReadFull(conn, hdr); err != nil {
+		return nil, err
+	}
+	raw := append(hdr, make([]byte, binary.BigEndian.Uint16(hdr[2:4]))...)
+	if _, err := io.ReadFull(conn, raw[20:]); err != nil {
+		return nil, err
+	}
+	m := new(stun.Message)
+	return m, stun.Decode(raw, m)
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key as
+// PEM files and returns their names and a pool trusting it.
+func writeCert(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	cfg, roots := stuntest.TLSConfig(t)
+	c := cfg.Certificates[0]
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, roots
+}
+
+// TestServeReflectionFlood floods natcheck serve with CHANGE-REQUESTs from
+// one source (bounded: 1000 requests) while another source keeps being
+// answered, and checks the limit held and was logged.
+func TestServeReflectionFlood(t *testing.T) {
+	const flood, rate, burst = 1000, 10, 20
+	s := startServe(t, "--primary", "127.0.0.1:0", "--alternate", "127.0.0.2:0",
+		"--reflection-rate", fmt.Sprint(rate), "--reflection-burst", fmt.Sprint(burst))
+	udp := mustAddrPorts(t, s.stun(t).UDP)
+	attacker, other := listenUDP(t, "127.0.0.1"), listenUDP(t, "127.0.0.3")
+	change := rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}
+	answered := 0 // reflected responses the attacker got: they come from A:a
+	buf := make([]byte, 1500)
+	// syncAttacker sends a plain request and reads up to its reply, counting
+	// reflected responses; it keeps the kernel from dropping requests.
+	syncAttacker := func() {
+		req := stun.MustBuild(stun.BindingRequest, stun.TransactionID)
+		if _, err := attacker.WriteToUDPAddrPort(req.Raw, udp[0]); err != nil {
+			t.Fatal(err)
+		}
+		for range flood + 1 {
+			_ = attacker.SetReadDeadline(time.Now().Add(serveWait))
+			n, from, err := attacker.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("plain request of the flooding source not answered: %v", err)
+			}
+			m := new(stun.Message)
+			if stun.Decode(buf[:n], m) != nil {
+				continue
+			}
+			if m.TransactionID == req.TransactionID {
+				return
+			}
+			if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == udp[3] {
+				answered++
+			}
+		}
+	}
+	start := time.Now()
+	for i := range flood {
+		req := stun.MustBuild(stun.BindingRequest, stun.TransactionID, change)
+		if _, err := attacker.WriteToUDPAddrPort(req.Raw, udp[0]); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			// The other source is answered, from the changed address,
+			// in the middle of the flood.
+			if m, from := udpExchange(t, other, udp[0], change); m.Type != stun.BindingSuccess || from != udp[3] {
+				t.Fatalf("other source: %v from %v", m.Type, from)
+			}
+			syncAttacker()
+		}
+	}
+	elapsed := time.Since(start)
+	// Reflected responses can overtake the last plain one (they leave from
+	// another socket): read what is left.
+	for range flood {
+		_ = attacker.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, from, err := attacker.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == udp[3] {
+			answered++
+		}
+	}
+	if maxAnswered := burst + int(elapsed.Seconds()*rate) + 1; answered > maxAnswered || answered == 0 {
+		t.Errorf("%d reflected responses to the flooding source in %v, want 1 to %d", answered, elapsed, maxAnswered)
+	}
+	if !strings.Contains(s.stderr.String(), `"msg":"reflected responses rate limited"`) {
+		t.Errorf("rate limiting not logged: %s", s.stderr)
+	}
+	// Logging is itself limited: about one line per second, not per drop.
+	if n := strings.Count(s.stderr.String(), "rate limited"); n > 2+int(elapsed.Seconds()) {
+		t.Errorf("%d rate-limit log lines in %v", n, elapsed)
+	}
+}
+
+// TestServeProbe runs natcheck's own probe against natcheck serve on
+// loopback: no NAT, and nothing filtered.
+func TestServeProbe(t *testing.T) {
+	s := startServe(t, "--primary", "127.0.0.1:0", "--alternate", "127.0.0.2:0")
+	p := mustAddrPorts(t, s.stun(t).UDP)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	runs := probe.Diagnose(ctx, probe.Config{
+		Servers: []probe.Target{{Host: p.Addr().String(), Port: p.Port()}},
+		NoPaths: true,
+	}, probe.IPv4)
+	if len(runs) != 1 || runs[0].Skipped != "" {
+		t.Fatalf("runs %+v", runs)
+	}
+	r := natclass.Classify(runs[0].Observations)
+	okMapping := r.Mapping == natclass.BehaviorNone || r.Mapping == natclass.BehaviorEndpointIndependent
+	okFiltering := r.Filtering == natclass.BehaviorNone || r.Filtering == natclass.BehaviorEndpointIndependent
+	if !r.UDP || r.BehindNAT != natclass.No || !okMapping || !okFiltering {
+		t.Errorf("loopback classified as mapping %v, filtering %v, behind NAT %v, UDP %v", r.Mapping, r.Filtering, r.BehindNAT, r.UDP)
+	}
+}
+
+// TestServeNatdiscovery runs coturn's turnutils_natdiscovery against
+// natcheck serve: it must find no NAT, endpoint-independent mapping and
+// endpoint-independent filtering, which is what loopback is.
+func TestServeNatdiscovery(t *testing.T) {
+	bin, err := exec.LookPath("turnutils_natdiscovery")
+	if err != nil {
+		t.Skip("turnutils_natdiscovery not installed (Debian package coturn)")
+	}
+	s := startServe(t, "--primary", "127.0.0.1:0", "--alternate", "127.0.0.2:0")
+	p := mustAddrPorts(t, s.stun(t).UDP)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-m", "-f", "-L", "127.0.0.1", "-p", fmt.Sprint(p.Port()), p.Addr().String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{
+		"No NAT!",
+		"Endpoint Independent Mapping",
+		"NAT with Endpoint Independent Filtering!",
+		"Response origin: : " + s.stun(t).Alternate, // the change-IP-and-port reply came from A:a
+		"Other addr: : " + s.stun(t).Alternate,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("natdiscovery output lacks %q:\n%s", want, text)
+		}
+	}
+	for _, bad := range []string{"Dependent Mapping", "Dependent Filtering", "rror"} {
+		if strings.Contains(strings.ReplaceAll(text, "Independent", ""), bad) {
+			t.Errorf("natdiscovery output has %q:\n%s", bad, text)
+		}
+	}
+}
+
+// turnClient allocates on a TURN server over conn (UDP, or TCP wrapped in
+// turn.NewSTUNConn) and returns the client and its relayed connection.
+func turnClient(t *testing.T, conn net.PacketConn, server, user, pass string) (*turn.Client, net.PacketConn, error) {
+	t.Helper()
+	c, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
+		Username: user, Password: pass, Realm: "test",
+		RTO: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	relay, err := c.Allocate()
+	if err != nil {
+		return c, nil, err
+	}
+	t.Cleanup(func() { relay.Close() })
+	return c, relay, nil
+}
+
+// echoThroughRelay proves a relay by data: the peer sends to the relayed
+// address and the client echoes it back through the relay.
+func echoThroughRelay(t *testing.T, relay net.PacketConn, peer *net.UDPConn) error {
+	t.Helper()
+	peerAddr := peer.LocalAddr()
+	// Sending from the relay to the peer installs the permission.
+	if _, err := relay.WriteTo([]byte("hello peer"), peerAddr); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	_ = peer.SetReadDeadline(time.Now().Add(serveWait))
+	n, from, err := peer.ReadFrom(buf)
+	if err != nil {
+		return fmt.Errorf("peer got nothing through the relay: %w", err)
+	}
+	if string(buf[:n]) != "hello peer" || from.String() != relay.LocalAddr().String() {
+		return fmt.Errorf("peer got %q from %v, relay is %v", buf[:n], from, relay.LocalAddr())
+	}
+	if _, err := peer.WriteTo([]byte("hello client"), from); err != nil {
+		return err
+	}
+	_ = relay.SetReadDeadline(time.Now().Add(serveWait))
+	n, from, err = relay.ReadFrom(buf)
+	if err != nil {
+		return fmt.Errorf("client got nothing back through the relay: %w", err)
+	}
+	if string(buf[:n]) != "hello client" || from.String() != peerAddr.String() {
+		return fmt.Errorf("client got %q from %v", buf[:n], from)
+	}
+	return nil
+}
+
+func TestServeTURN(t *testing.T) {
+	const password, secret = "pa55-word-7f3a", "s3cret-9b1c"
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("# test users\nalice:"+password+"\nbob:"+password+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, roots := writeCert(t)
+	s := startServe(t, "--primary", "127.0.0.1:0", "--realm", "test",
+		"--turn-users", users, "--turn-secret-file", secretFile,
+		"--turn-udp", "127.0.0.1:0", "--turn-tcp", "127.0.0.1:0", "--turn-tls", "127.0.0.1:0",
+		"--tls-cert", cert, "--tls-key", key,
+		"--relay-ports", "41000-41999", "--allow-peer", "127.0.0.1/32", "--turn-user-quota", "1")
+	tl, ok := s.stderr.find(t, "turn listening")
+	if !ok || len(tl.UDP) != 1 || len(tl.TCP) != 1 || len(tl.TLS) != 1 {
+		t.Fatalf("turn listening %+v: %s", tl, s.stderr)
+	}
+	if !strings.Contains(s.stderr.String(), "credential file is readable by group or others") {
+		t.Error("no warning about the world-readable users file")
+	}
+	peer := listenUDP(t, "127.0.0.1")
+
+	t.Run("udp", func(t *testing.T) {
+		_, relay, err := turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "alice", password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := echoThroughRelay(t, relay, peer); err != nil {
+			t.Fatal(err)
+		}
+		// alice's quota is 1: a second allocation gets 486.
+		_, _, err = turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "alice", password)
+		var te *stun.TurnError
+		if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
+			t.Errorf("second allocation over quota: %v", err)
+		}
+	})
+	t.Run("tcp", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", tl.TCP[0], serveWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, relay, err := turnClient(t, turn.NewSTUNConn(conn), tl.TCP[0], "bob", password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := echoThroughRelay(t, relay, peer); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("tls-rest", func(t *testing.T) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: serveWait}, "tcp", tl.TLS[0], &tls.Config{RootCAs: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		user := fmt.Sprintf("%d:carol", time.Now().Add(time.Hour).Unix())
+		mac := hmac.New(sha1.New, []byte(secret))
+		mac.Write([]byte(user))
+		_, relay, err := turnClient(t, turn.NewSTUNConn(conn), tl.TLS[0], user, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := echoThroughRelay(t, relay, peer); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		// pion/turn v5.0.12 answers wrong credentials with 400 after the
+		// 401 challenge (coturn with 401): accept either.
+		refused := func(err error) bool {
+			var te *stun.TurnError
+			return errors.As(err, &te) && (te.ErrorCodeAttr.Code == stun.CodeUnauthorized || te.ErrorCodeAttr.Code == stun.CodeBadRequest)
+		}
+		_, _, err := turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "bob", "wrong")
+		if !refused(err) {
+			t.Errorf("wrong password: %v", err)
+		}
+		expired := fmt.Sprintf("%d:dave", time.Now().Add(-time.Hour).Unix())
+		mac := hmac.New(sha1.New, []byte(secret))
+		mac.Write([]byte(expired))
+		_, _, err = turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], expired, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		if !refused(err) {
+			t.Errorf("expired REST credential: %v", err)
+		}
+		// A peer outside --allow-peer on loopback is denied by default.
+		_, relay, err := turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "bob", password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		denied := listenUDP(t, "127.0.0.5")
+		if err := echoThroughRelay(t, relay, denied); err == nil {
+			t.Error("relayed to 127.0.0.5, which is loopback and not allowed")
+		}
+	})
+
+	s.stop(t)
+	logs := s.stderr.String()
+	for _, leak := range []string{password, secret} {
+		if strings.Contains(logs, leak) {
+			t.Errorf("log shows a credential %q", leak)
+		}
+	}
+	if !strings.Contains(logs, `"msg":"allocation created"`) || !strings.Contains(logs, `"msg":"turn stats"`) {
+		t.Errorf("missing TURN log lines: %s", logs)
+	}
+}
+
+// TestServePeerPolicy table-tests the relay permission policy.
+func TestServePeerPolicy(t *testing.T) {
+	o := &serveTURNOptions{}
+	if err := (servePrefixList{&o.allowPeers}).Set("10.1.0.0/16"); err != nil {
+		t.Fatal(err)
+	}
+	if err := (servePrefixList{&o.denyPeers}).Set("203.0.113.7,2001:db8::/32"); err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{
+		"198.51.100.1": true, "203.0.113.7": false, "203.0.113.8": true,
+		"127.0.0.1": false, "10.0.0.1": false, "10.1.2.3": true, "192.168.1.1": false,
+		"100.64.0.1": false, "169.254.1.1": false, "224.0.0.1": false, "0.0.0.0": false,
+		"::1": false, "fe80::1": false, "fd00::1": false, "2001:db8::1": false, "2a00::1": true,
+		"::ffff:127.0.0.1": false,
+	} {
+		if got := servePeerAllowed(o, netip.MustParseAddr(ip)); got != want {
+			t.Errorf("%s: allowed %v, want %v", ip, got, want)
+		}
+	}
+}
+
+func TestServeTURNCredentials(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	key := turn.GenerateAuthKey("erin", "r", "pw")
+	content := fmt.Sprintf("alice:pa:ss\n\n# comment\nerin:0x%x\n", key)
+	if err := os.WriteFile(users, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadServeTURNCreds(serveTURNOptions{usersFile: users, realm: "r"}, slogDiscard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, k, ok := c.auth(&turn.RequestAttributes{Username: "alice", Realm: "r"}); !ok || string(k) != string(turn.GenerateAuthKey("alice", "r", "pa:ss")) {
+		t.Error("alice: password with a colon")
+	}
+	if _, k, ok := c.auth(&turn.RequestAttributes{Username: "erin", Realm: "r"}); !ok || string(k) != string(key) {
+		t.Error("erin: 0x key")
+	}
+	for _, ra := range []turn.RequestAttributes{{Username: "alice", Realm: "other"}, {Username: "mallory", Realm: "r"}, {Username: "99999999999:x", Realm: "r"}} {
+		if _, _, ok := c.auth(&ra); ok {
+			t.Errorf("%+v accepted", ra)
+		}
+	}
+	if err := os.WriteFile(users, []byte("alice:x\nalice:y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadServeTURNCreds(serveTURNOptions{usersFile: users, realm: "r"}, slogDiscard()); err == nil || strings.Contains(err.Error(), ":y") {
+		t.Errorf("duplicate user: %v", err)
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
