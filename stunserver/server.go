@@ -1,4 +1,4 @@
-// Package stunserver implements an RFC 5780 STUN server that answers Binding requests on two addresses and two ports and honours CHANGE-REQUEST and RESPONSE-PORT.
+// Package stunserver implements an RFC 5780 STUN server that answers Binding requests on two addresses and two ports, over UDP, TCP and TLS, and honours CHANGE-REQUEST and RESPONSE-PORT.
 package stunserver
 
 import (
