@@ -340,7 +340,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 
 	var turnSrv *serveTURNServer
 	if creds != nil {
-		turnSrv, err = startServeTURN(ctx, o, creds, tlsCfg, nw, log)
+		turnSrv, err = startServeTURN(o, creds, tlsCfg, nw, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "natcheck serve: TURN: %v\n", err)
 			return exitServeStart
@@ -383,7 +383,7 @@ func serveLogStats(log *slog.Logger, servers []*stunserver.Server, t *serveTURNS
 			"send_errors", st.SendErrors, "stream_conns", st.StreamConns, "stream_refused", st.StreamRefused)
 	}
 	if t != nil {
-		t.serveLogStats(log)
+		t.logStats(log, force)
 	}
 	return now
 }

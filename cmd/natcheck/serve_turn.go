@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -258,12 +259,11 @@ func serveReadCredentialFile(name string, log *slog.Logger) (string, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("credential file is readable by group or others; chmod 600 it", "file", name, "mode", fi.Mode().Perm().String())
 	}
-	b := make([]byte, fi.Size()+1)
-	n, err := f.Read(b)
-	if err != nil && n == 0 && fi.Size() > 0 {
+	b, err := io.ReadAll(io.LimitReader(f, serveMaxCredentialFile))
+	if err != nil {
 		return "", err
 	}
-	return string(b[:n]), nil
+	return string(b), nil
 }
 
 // auth is the TURN AuthHandler: static users first, then REST-API
@@ -337,10 +337,10 @@ type serveTURNServer struct {
 
 	created, refused, authFailed, peerDenied atomic.Uint64
 	lastLog                                  atomic.Int64 // unix nanoseconds of the last refusal log line
-	lastStats                                [4]uint64
+	lastStats                                [5]uint64    // only used by the stats loop
 }
 
-func startServeTURN(ctx context.Context, o serveOptions, creds *serveTURNCreds, tlsCfg *tls.Config, nw transport.Net, log *slog.Logger) (*serveTURNServer, error) {
+func startServeTURN(o serveOptions, creds *serveTURNCreds, tlsCfg *tls.Config, nw transport.Net, log *slog.Logger) (*serveTURNServer, error) {
 	t := &serveTURNServer{opts: o.turn, perUser: map[string]int{}}
 	log = log.With("component", "turn")
 	var cfg turn.ServerConfig
@@ -458,7 +458,6 @@ func startServeTURN(ctx context.Context, o serveOptions, creds *serveTURNCreds, 
 	log.Info("turn listening", "udp", bound.udp, "tcp", bound.tcp, "tls", bound.tls, "realm", creds.realm,
 		"auth", auth, "users", len(creds.keys), "relay_ips", relays,
 		"relay_ports", o.turn.relayPorts, "max_allocations", o.turn.maxAllocations, "user_quota", o.turn.userQuota)
-	_ = ctx
 	return t, nil
 }
 
@@ -483,11 +482,16 @@ func (t *serveTURNServer) quota(log *slog.Logger) turn.QuotaHandler {
 	}
 }
 
-func (t *serveTURNServer) serveLogStats(log *slog.Logger) {
+// logStats logs the TURN counters if they changed since the last call, or
+// always with force.
+func (t *serveTURNServer) logStats(log *slog.Logger, force bool) {
 	t.mu.Lock()
 	active := t.total
 	t.mu.Unlock()
-	now := [4]uint64{t.created.Load(), t.refused.Load(), t.authFailed.Load(), t.peerDenied.Load()}
+	now := [5]uint64{t.created.Load(), t.refused.Load(), t.authFailed.Load(), t.peerDenied.Load(), uint64(active)}
+	if !force && now == t.lastStats {
+		return
+	}
 	log.Info("turn stats", "allocations", active, "created", now[0], "quota_refused", now[1],
 		"auth_failed", now[2], "peers_denied", now[3])
 	t.lastStats = now
