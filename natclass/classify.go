@@ -14,8 +14,8 @@ func Classify(obs Observations) Result {
 	r := Result{Family: obs.Family}
 	c := classifier{obs: obs, r: &r}
 	c.udp()
-	c.paths()
 	if !r.UDP {
+		c.paths()
 		r.Verdict = Decide(r)
 		if c.summary != "" && r.TCP != Yes {
 			r.Verdict.Summary = c.summary
@@ -26,6 +26,7 @@ func Classify(obs Observations) Result {
 	c.filtering()
 	r.Type = TypeOf(r.Mapping, r.Filtering, r.MappingVariesByDestination)
 	c.extras()
+	c.paths()
 	r.Verdict = Decide(r)
 	return r
 }
