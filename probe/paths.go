@@ -71,42 +71,81 @@ func (e *engine) pathJobs(res []resolved) []pathJob {
 	return jobs
 }
 
-// probePaths runs every TCP and TLS attempt at once. The plain TCP attempts
+// pathRunner runs TCP and TLS attempts at once. The plain TCP attempts
 // share one local port, so that their mapped addresses show whether the
-// NAT's TCP mapping is endpoint-independent.
-func (e *engine) probePaths(ctx context.Context, jobs []pathJob) []natclass.PathProbe {
-	if len(jobs) == 0 {
-		return nil
-	}
+// NAT's TCP mapping is endpoint-independent; attempts can be added while it
+// runs (the alternate address of an RFC 5780 server, once Test I named it).
+type pathRunner struct {
+	e        *engine
+	ctx      context.Context
+	cancel   context.CancelFunc
+	shared   netip.AddrPort
+	release  func()
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	seen     map[string]bool
+	out      []natclass.PathProbe
+	finished bool
+}
+
+func (e *engine) startPaths(ctx context.Context, jobs []pathJob) *pathRunner {
 	timeout := e.cfg.PathTimeout
 	if timeout == 0 {
 		timeout = defaultPathTimeout
 	}
-	deadline := minTime(time.Now().Add(timeout), e.deadline)
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-
-	var shared netip.AddrPort
+	pr := &pathRunner{e: e, seen: map[string]bool{}}
+	pr.ctx, pr.cancel = context.WithDeadline(ctx, minTime(time.Now().Add(timeout), e.deadline))
 	if release, port, err := reserveTCPPort(e.localIP); err == nil {
-		defer release()
-		shared = netip.AddrPortFrom(e.localIP, port)
+		pr.release = release
+		pr.shared = netip.AddrPortFrom(e.localIP, port)
 	}
-	out := make([]natclass.PathProbe, len(jobs))
-	var wg sync.WaitGroup
-	for i, j := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			local := netip.AddrPortFrom(e.localIP, 0)
-			if j.transport == TransportTCP && shared.IsValid() {
-				local = shared
-			}
-			out[i] = e.probePath(ctx, j, local)
-		}()
+	for _, j := range jobs {
+		pr.add(j)
 	}
-	wg.Wait()
-	sort.SliceStable(out, func(a, b int) bool { return out[a].Transport < out[b].Transport })
-	return out
+	return pr
+}
+
+// add starts one attempt, unless the same one ran already or the runner is
+// done.
+func (pr *pathRunner) add(j pathJob) {
+	k := j.transport + " " + j.dest.String()
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.finished || pr.seen[k] || pr.ctx.Err() != nil {
+		return
+	}
+	pr.seen[k] = true
+	pr.wg.Add(1)
+	go func() {
+		defer pr.wg.Done()
+		local := netip.AddrPortFrom(pr.e.localIP, 0)
+		if j.transport == TransportTCP && pr.shared.IsValid() {
+			local = pr.shared
+		}
+		p := pr.e.probePath(pr.ctx, j, local)
+		pr.mu.Lock()
+		pr.out = append(pr.out, p)
+		pr.mu.Unlock()
+	}()
+}
+
+// wait waits for every attempt and returns them, TCP before TLS.
+func (pr *pathRunner) wait() []natclass.PathProbe {
+	pr.mu.Lock()
+	pr.finished = true
+	pr.mu.Unlock()
+	pr.wg.Wait()
+	pr.cancel()
+	if pr.release != nil {
+		pr.release()
+	}
+	sort.SliceStable(pr.out, func(a, b int) bool {
+		if pr.out[a].Transport != pr.out[b].Transport {
+			return pr.out[a].Transport < pr.out[b].Transport
+		}
+		return pr.out[a].Dest.Compare(pr.out[b].Dest) < 0
+	})
+	return pr.out
 }
 
 func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort) natclass.PathProbe {

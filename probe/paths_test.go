@@ -109,3 +109,17 @@ func TestPathsRefusedAndSilent(t *testing.T) {
 		t.Errorf("udp %v tcp %s", r.UDP, r.TCP)
 	}
 }
+
+// TestPathsAlternateAddress: one RFC 5780 server is enough to compare TCP
+// mappings, through its alternate address.
+func TestPathsAlternateAddress(t *testing.T) {
+	a, _ := tcpServer(t, "127.0.0.1:0", "127.0.0.2:0")
+	obs, r := diagnose(t, Config{Servers: []Target{target(a.Primary())}, TLSPorts: []uint16{}})
+	alt, ok := pathsBy(obs)["tcp "+a.Alternate().String()]
+	if !ok || !alt.OK || !alt.SharedPort {
+		t.Fatalf("no shared-port TCP attempt to the alternate address %s: %+v", a.Alternate(), obs.Paths)
+	}
+	if r.TCPMappingEndpointIndependent != natclass.Yes {
+		t.Errorf("tcp mapping endpoint-independent = %s, want yes", r.TCPMappingEndpointIndependent)
+	}
+}

@@ -253,6 +253,7 @@ type engine struct {
 	localIP  netip.Addr
 	deadline time.Time // budget end: windows end by then
 	first    *firstWindow
+	paths    *pathRunner // nil when the path probes are off
 
 	mu      sync.Mutex // guards sockets
 	sockets []*socket
@@ -354,24 +355,21 @@ func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, expl
 	e.deadline = budgetEnd(ctx)
 	e.first = newFirstWindow(cfg.FirstWait, e.deadline)
 	defer e.first.close()
-	var wg sync.WaitGroup
 	pathCtx, cutPaths := context.WithCancelCause(ctx)
 	defer cutPaths(nil)
 	if !cfg.NoPaths {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			obs.Paths = e.probePaths(pathCtx, e.pathJobs(res))
-		}()
+		e.paths = e.startPaths(pathCtx, e.pathJobs(res))
 	}
 	e.probe(ctx, obs)
-	// When UDP works, TCP and TLS are the fallback: give attempts still
-	// hanging on dropped SYNs a short grace, not the full path timeout.
-	if rtt, ok := maxRTT(obs); ok {
-		t := time.AfterFunc(max(300*time.Millisecond, 4*rtt), func() { cutPaths(errUDPDone) })
-		defer t.Stop()
+	if e.paths != nil {
+		// When UDP works, TCP and TLS are the fallback: give attempts still
+		// hanging on dropped SYNs a short grace, not the full path timeout.
+		if rtt, ok := maxRTT(obs); ok {
+			t := time.AfterFunc(max(300*time.Millisecond, 4*rtt), func() { cutPaths(errUDPDone) })
+			defer t.Stop()
+		}
+		obs.Paths = e.paths.wait()
 	}
-	wg.Wait()
 	return run
 }
 
@@ -490,6 +488,11 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 			}
 			fw.answered(srv.Binding.RTT)
 			if natclass.UsableOther(srv.Address, srv.Binding.Other) {
+				if e.paths != nil {
+					// The alternate address is a second server address for
+					// comparing TCP mappings from the shared port.
+					e.paths.add(pathJob{transport: TransportTCP, server: srv.Name, host: srv.Address.Addr().String(), dest: srv.Binding.Other})
+				}
 				t := e.rfc5780(ctx, ms, i, srv)
 				mu.Lock()
 				obs.RFC5780 = append(obs.RFC5780, t)

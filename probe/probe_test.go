@@ -225,7 +225,9 @@ func TestTwoRFC5780Servers(t *testing.T) {
 // TestALG: a MAPPED-ADDRESS that differs from XOR-MAPPED-ADDRESS is what an
 // ALG rewriting packets looks like; no MAPPED-ADDRESS leaves ALG untested.
 func TestALG(t *testing.T) {
-	rewrite := func(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), a.Port()) }
+	rewrite := func(a netip.AddrPort) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), a.Port())
+	}
 	s := startServer(t, stunserver.Config{MappedAddressOverride: rewrite})
 	if _, r := diagnose(t, Config{Servers: []Target{target(s.Primary())}, NoPaths: true}); r.ALG != natclass.Yes {
 		t.Errorf("rewritten MAPPED-ADDRESS: ALG %s, want yes", r.ALG)
