@@ -348,7 +348,7 @@ func familyRows(p palette, f FamilyResult) [][]string {
 	if n.TCP != natclass.Unknown {
 		rows = append(rows,
 			[]string{"TCP out", p.tri(n.TCP, p.good, p.bad, "")},
-			[]string{"TCP mapping endpoint-independent", p.tri(n.TCPMappingEndpointIndependent, p.good, p.warn, "unknown (needs two server addresses)")},
+			[]string{"TCP mapping endpoint-independent", p.tri(n.TCPMappingEndpointIndependent, p.good, p.warn, "unknown (needs two server addresses answering over TCP)")},
 			[]string{"TCP port preservation", p.tri(n.TCPPortPreservation, p.good, p.plain, "")},
 		)
 	}
