@@ -296,7 +296,7 @@ func TestLoopbackSingleAddress(t *testing.T) {
 			t.Errorf("%v: UNKNOWN-ATTRIBUTES %v", change, got)
 		}
 	}
-	if st := waitStats(s, func(st Stats) bool { return st.ErrorResponses == 2 }); st.Responses != 1 || st.ErrorResponses != 2 {
+	if st := waitStats(s, func(st Stats) bool { return st.ErrorResponses == 2 && st.Responses == 1 }); st.Responses != 1 || st.ErrorResponses != 2 {
 		t.Errorf("stats %+v", st)
 	}
 }

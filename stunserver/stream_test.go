@@ -206,7 +206,8 @@ func TestTCPFourAddresses(t *testing.T) {
 	c := listenClient(t, "127.0.0.1")
 	checkChangeRequests(t, s, c, localAddr(t, c))
 
-	st := waitStats(s, func(st Stats) bool { return st.Responses == 8+16 })
+	// Counters move after the reply is written: wait for all of them.
+	st := waitStats(s, func(st Stats) bool { return st.Responses == 8+16 && st.ErrorResponses == 12 })
 	if st.Responses != 8+16 || st.ErrorResponses != 12 || st.StreamConns != 4 || st.Malformed != 0 {
 		t.Errorf("stats %+v", st)
 	}
@@ -319,7 +320,7 @@ func TestTCPMalformed(t *testing.T) {
 		}
 		sc.expectClosed(name)
 	}
-	if st := waitStats(s, func(st Stats) bool { return st.Malformed == uint64(len(cases)) }); st.Malformed != uint64(len(cases)) || st.Responses != uint64(len(cases)) {
+	if st := waitStats(s, func(st Stats) bool { return st.Malformed == uint64(len(cases)) && st.Responses == uint64(len(cases)) }); st.Malformed != uint64(len(cases)) || st.Responses != uint64(len(cases)) {
 		t.Errorf("stats %+v", st)
 	}
 }
