@@ -32,6 +32,7 @@ func (l *Lab) startServers(ctx context.Context) error {
 		UDP:        netip.AddrPortFrom(STUNAddr, STUNPort),
 		TCP:        netip.AddrPortFrom(STUNAddr, STUNPort),
 		TLS:        netip.AddrPortFrom(STUNAddr, TURNTLSPort),
+		TLS443:     netip.AddrPortFrom(STUNAddr, TLS443Port),
 		User:       TURNUser,
 		Password:   TURNPassword,
 		Realm:      TURNRealm,
@@ -48,7 +49,10 @@ func (l *Lab) startServers(ctx context.Context) error {
 		fmt.Sprintf("listening-port=%d", STUNPort),
 		fmt.Sprintf("alt-listening-port=%d", STUNAltPort),
 		fmt.Sprintf("tls-listening-port=%d", TURNTLSPort),
-		fmt.Sprintf("alt-tls-listening-port=%d", TURNTLSPort+1),
+		// The alternate TLS port serves TLS (and, as coturn does on its TLS
+		// ports, plain TCP) on 443 on both addresses: the port a
+		// tls443only router lets out.
+		fmt.Sprintf("alt-tls-listening-port=%d", TLS443Port),
 		"relay-ip=" + STUNAddr.String(),
 		fmt.Sprintf("min-port=%d", RelayMinPort),
 		fmt.Sprintf("max-port=%d", RelayMaxPort),
@@ -171,7 +175,7 @@ func (l *Lab) waitServers(ctx context.Context) error {
 		l.STUNAlt,
 		l.PlainSTUN,
 	}
-	tcp := []netip.AddrPort{l.TURN.TCP, l.TURN.TLS}
+	tcp := []netip.AddrPort{l.TURN.TCP, l.TURN.TLS, l.TURN.TLS443, netip.AddrPortFrom(STUNAltAddr, TLS443Port)}
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		err := l.checkServers(udp, tcp)

@@ -50,11 +50,18 @@ const (
 	Symmetric Mode = "symmetric"
 	// UDPBlocked is masquerade with all forwarded UDP dropped; TCP passes.
 	UDPBlocked Mode = "udpblocked"
+	// TLS443Only is masquerade with all forwarded UDP dropped and only TCP
+	// to port 443 let out: SYNs to any other port are dropped (not
+	// rejected), as on hotel and corporate networks.
+	TLS443Only Mode = "tls443only"
 )
+
+// BlocksUDP reports whether the router drops all forwarded UDP.
+func (m Mode) BlocksUDP() bool { return m == UDPBlocked || m == TLS443Only }
 
 // Modes returns every router behaviour, in a stable order.
 func Modes() []Mode {
-	return []Mode{Routed, Firewall, OneToOne, Masquerade, Symmetric, UDPBlocked}
+	return []Mode{Routed, Firewall, OneToOne, Masquerade, Symmetric, UDPBlocked, TLS443Only}
 }
 
 // Addresses of the topology. All of them lie in 198.18.0.0/15.
@@ -73,6 +80,7 @@ const (
 	STUNPort     = 3478 // coturn's primary port (UDP and TCP), and the plain server's
 	STUNAltPort  = 3479 // coturn's alternate port
 	TURNTLSPort  = 5349 // coturn's TLS port
+	TLS443Port   = 443  // coturn's second TLS port (alt-tls-listening-port)
 	RelayMinPort = 49152
 	RelayMaxPort = 49999
 )
@@ -132,6 +140,7 @@ type Lab struct {
 // TURNServer is coturn's TURN service in the lab.
 type TURNServer struct {
 	UDP, TCP, TLS      netip.AddrPort
+	TLS443             netip.AddrPort // TLS on port 443, the port a tls443only router lets out
 	User, Password     string
 	Realm              string
 	CACertFile         string // PEM of the CA that signed the TLS certificate

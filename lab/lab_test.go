@@ -2,8 +2,10 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -111,9 +113,14 @@ func TestModes(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Logf("natcheck: exit %d in %v: udp=%v mapping=%s filtering=%s type=%s direct_udp=%s",
-					r.ExitCode, r.Duration.Round(time.Millisecond), r.UDP, r.NAT.Mapping, r.NAT.Filtering, r.NAT.Type, r.Verdict.DirectUDP)
-				if bad := want.CheckNatcheck(r, false); bad != nil {
+				t.Logf("natcheck: exit %d in %v (duration_ms %d): udp=%v mapping=%s filtering=%s type=%s direct_udp=%s way_out=%s/%d",
+					r.ExitCode, r.Duration.Round(time.Millisecond), r.DurationMS, r.UDP, r.NAT.Mapping, r.NAT.Filtering, r.NAT.Type, r.Verdict.DirectUDP,
+					r.Verdict.WayOut.Via, r.Verdict.WayOut.Port)
+				bad := want.CheckNatcheck(r, false)
+				// The TCP and TLS probes run alongside: check that every
+				// attempt is there and got as far as the router lets it.
+				bad = append(bad, CheckPaths(r.Paths, ExpectPaths(mode, false, mode.BlocksUDP()), l.PublicAddr)...)
+				if bad != nil {
 					t.Errorf("natcheck behind %s is wrong: %q\nstdout: %s\nstderr: %s", mode, bad, r.Stdout, r.Stderr)
 				}
 			})
@@ -127,10 +134,11 @@ func TestModes(t *testing.T) {
 func testTopology(t *testing.T, l *Lab) {
 	local := netip.AddrPortFrom(ClientAddr, 0)
 	r, err := l.Binding(l.Client, local, l.STUN, 2*time.Second)
-	if l.Mode == UDPBlocked {
+	if l.Mode.BlocksUDP() {
 		if err == nil {
-			t.Fatalf("UDP got through a udpblocked router: %+v", r)
+			t.Fatalf("UDP got through a %s router: %+v", l.Mode, r)
 		}
+		testTCPOut(t, l)
 		return
 	}
 	if err != nil {
@@ -172,6 +180,47 @@ func testTopology(t *testing.T, l *Lab) {
 	}
 	if after["unsolicited"] <= before["unsolicited"] {
 		t.Errorf("router's unsolicited-drop counter did not move: %d -> %d", before["unsolicited"], after["unsolicited"])
+	}
+}
+
+// testTCPOut checks which TCP ports get through a router that blocks UDP:
+// every port behind udpblocked; behind tls443only only 443, the SYN to any
+// other port being dropped (a timeout, not a refusal) and counted.
+func testTCPOut(t *testing.T, l *Lab) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before, err := l.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []uint16{STUNPort, TURNTLSPort, TLS443Port} {
+		dest := netip.AddrPortFrom(STUNAddr, port)
+		var c net.Conn
+		err := InNetns(l.Client, func() error {
+			var err error
+			c, err = net.DialTimeout("tcp4", dest.String(), 500*time.Millisecond)
+			return err
+		})
+		if err == nil {
+			c.Close()
+		}
+		open := l.Mode == UDPBlocked || port == TLS443Port
+		var ne net.Error
+		switch {
+		case open && err != nil:
+			t.Errorf("TCP to %v: %v, want a connection", dest, err)
+		case !open && err == nil:
+			t.Errorf("TCP to %v connected through a %s router", dest, l.Mode)
+		case !open && !(errors.As(err, &ne) && ne.Timeout()):
+			t.Errorf("TCP to %v: %v, want a timeout (SYN dropped, not rejected)", dest, err)
+		}
+	}
+	after, err := l.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Mode == TLS443Only && after["tcp blocked"] <= before["tcp blocked"] {
+		t.Errorf("router's tcp-blocked counter did not move: %d -> %d", before["tcp blocked"], after["tcp blocked"])
 	}
 }
 

@@ -109,6 +109,14 @@ func Ruleset(mode Mode, loss int) string {
 		fwd = append(fwd, "meta l4proto udp counter drop comment \"udp blocked\"")
 		fwd = append(fwd, stateful...)
 		post = append(post, wan+" masquerade")
+	case TLS443Only:
+		fwd = append(fwd, "meta l4proto udp counter drop comment \"udp blocked\"")
+		fwd = append(fwd, stateful[:2]...)
+		fwd = append(fwd,
+			fmt.Sprintf("iifname %q oifname %q tcp dport 443 accept", routerLAN, routerWAN),
+			// Dropped, not rejected: the client's SYN goes unanswered.
+			"meta l4proto tcp counter drop comment \"tcp blocked\"")
+		post = append(post, wan+" masquerade")
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# natcheck lab router, mode %s, loss %d%%\n", mode, loss)
@@ -146,7 +154,8 @@ func Ruleset(mode Mode, loss int) string {
 
 // Counters returns the packet counts of the router's commented rules:
 // "unsolicited" (dropped packets addressed to the router itself), "loss"
-// (UDP dropped by the loss variant) and "udp blocked".
+// (UDP dropped by the loss variant), "udp blocked" and "tcp blocked" (TCP
+// dropped by tls443only: SYNs to ports other than 443).
 func (l *Lab) Counters(ctx context.Context) (map[string]int64, error) {
 	out, err := nsexec(ctx, l.Router, "nft", "-j", "list", "ruleset")
 	if err != nil {

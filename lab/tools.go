@@ -29,6 +29,12 @@ const (
 	TypePortRestrictedCone = "port-restricted-cone"
 	TypeSymmetric          = "symmetric"
 	TypeUDPBlocked         = "udp-blocked"
+
+	WayDirectUDP = "direct-udp"
+	WayTURNUDP   = "turn-udp"
+	WayTURNTCP   = "turn-tcp"
+	WayTURNTLS   = "turn-tls"
+	WayNone      = "none"
 )
 
 // ClassicType names the NAT type of a mapping and filtering behaviour, by
@@ -137,16 +143,42 @@ type NatcheckResult struct {
 		Mapping   string `json:"mapping"`
 		Filtering string `json:"filtering"`
 		Type      string `json:"type"`
+		TCP       *bool  `json:"tcp"`
 	} `json:"nat"`
 	Verdict struct {
 		DirectUDP string `json:"direct_udp"`
+		WayOut    struct {
+			Via  string `json:"via"`
+			Port int    `json:"port"`
+			Cost string `json:"cost"`
+		} `json:"way_out"`
+		Summary string `json:"summary"`
 	} `json:"verdict"`
-	DurationMS int64 `json:"duration_ms"`
+	Paths      []NatcheckPath `json:"paths"`
+	Measured   bool           `json:"measured"`
+	DurationMS int64          `json:"duration_ms"`
 
 	ExitCode int           `json:"-"`
 	Duration time.Duration `json:"-"` // wall clock, process start to exit
 	Stdout   string        `json:"-"`
 	Stderr   string        `json:"-"`
+}
+
+// NatcheckPath is one attempt in natcheck's paths list.
+type NatcheckPath struct {
+	Transport   string   `json:"transport"` // udp, tcp or tls
+	Server      string   `json:"server"`
+	Family      string   `json:"family"`
+	Address     string   `json:"address"`
+	Port        int      `json:"port"`
+	OK          bool     `json:"ok"`
+	Reachable   bool     `json:"reachable"`
+	TimeMS      *float64 `json:"time_ms"`
+	ConnectMS   *float64 `json:"connect_ms"`
+	HandshakeMS *float64 `json:"handshake_ms"`
+	Mapped      string   `json:"mapped_address"`
+	CertError   string   `json:"cert_error"`
+	Error       string   `json:"error"`
 }
 
 // NatcheckArgs are the arguments the lab gives natcheck: both STUN servers,
@@ -160,9 +192,20 @@ func (l *Lab) NatcheckArgs() []string {
 // that does not decode is, unless the exit code is 2 or 3 and stdout is
 // empty.
 func (l *Lab) RunNatcheck(ctx context.Context, binary string) (NatcheckResult, error) {
+	return l.RunNatcheckWith(ctx, nil, binary, l.NatcheckArgs()...)
+}
+
+// RunNatcheckWith is RunNatcheck with other arguments, and env added to
+// natcheck's environment (for instance SSL_CERT_FILE=Lab.TURN.CACertFile,
+// with which Go trusts the lab CA instead of the system's roots). A run
+// that does not end by itself within 30 s is killed and is an error.
+func (l *Lab) RunNatcheckWith(ctx context.Context, env []string, binary string, args ...string) (NatcheckResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := l.ClientCommand(ctx, binary, l.NatcheckArgs()...)
+	cmd := l.ClientCommand(ctx, binary, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

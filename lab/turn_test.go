@@ -60,16 +60,7 @@ func TestTURN(t *testing.T) {
 	if _, err := exec.LookPath("turnutils_uclient"); err != nil {
 		t.Skip("lab: turnutils_uclient not found")
 	}
-	const peerPort = "3480"
-	peer := exec.Command("ip", "netns", "exec", l.Internet, "turnutils_peer", "-L", PlainSTUNAddr.String(), "-p", peerPort)
-	peer.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := peer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { peer.Process.Kill(); peer.Wait() })
-
-	const messages = 10
-	totals := regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
+	peerPort := startTURNPeer(t, l)
 	for _, tc := range []struct {
 		name  string
 		flags []string
@@ -77,27 +68,53 @@ func TestTURN(t *testing.T) {
 		{"udp", nil},
 		{"tcp", []string{"-t"}},
 		{"tls", []string{"-t", "-S", "-E", l.TURN.CACertFile, "-p", strconv.Itoa(int(l.TURN.TLS.Port()))}},
+		{"tls443", []string{"-t", "-S", "-E", l.TURN.CACertFile, "-p", strconv.Itoa(int(l.TURN.TLS443.Port()))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			counted(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			args := append([]string{"-u", l.TURN.User, "-w", l.TURN.Password, "-e", PlainSTUNAddr.String(), "-r", peerPort,
-				"-n", strconv.Itoa(messages), "-m", "1", "-c", "-l", "100"}, tc.flags...)
-			args = append(args, l.TURN.UDP.Addr().String())
-			out, err := l.ClientCommand(ctx, "turnutils_uclient", args...).CombinedOutput()
-			if err != nil {
-				t.Fatalf("turnutils_uclient: %v\n%s", err, out)
-			}
-			m := totals.FindAllSubmatch(out, -1)
-			if m == nil {
-				t.Fatalf("no relay statistics in turnutils_uclient output:\n%s", out)
-			}
-			last := m[len(m)-1]
-			if string(last[1]) != strconv.Itoa(messages) || string(last[2]) != strconv.Itoa(messages) {
-				t.Errorf("through the relay: %s, want %d sent and received:\n%s", last[0], messages, out)
-			}
-			t.Logf("TURN over %s: data echoed through the relay: %s", tc.name, last[0])
+			relayEcho(t, l, peerPort, tc.name, tc.flags...)
 		})
 	}
+}
+
+// startTURNPeer starts turnutils_peer (a UDP echo) on the plain STUN
+// server's address in the internet namespace, and returns its port.
+func startTURNPeer(t *testing.T, l *Lab) string {
+	t.Helper()
+	const peerPort = "3480"
+	peer := exec.Command("ip", "netns", "exec", l.Internet, "turnutils_peer", "-L", PlainSTUNAddr.String(), "-p", peerPort)
+	peer.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := peer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Process.Kill(); peer.Wait() })
+	return peerPort
+}
+
+var relayTotals = regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
+
+// relayEcho runs turnutils_uclient with flags in the client namespace: it
+// allocates on coturn and sends 10 messages through the relay to the
+// peer, which must echo all of them back.
+func relayEcho(t *testing.T, l *Lab, peerPort, name string, flags ...string) {
+	t.Helper()
+	const messages = 10
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append([]string{"-u", l.TURN.User, "-w", l.TURN.Password, "-e", PlainSTUNAddr.String(), "-r", peerPort,
+		"-n", strconv.Itoa(messages), "-m", "1", "-c", "-l", "100"}, flags...)
+	args = append(args, l.TURN.UDP.Addr().String())
+	out, err := l.ClientCommand(ctx, "turnutils_uclient", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("turnutils_uclient: %v\n%s", err, out)
+	}
+	m := relayTotals.FindAllSubmatch(out, -1)
+	if m == nil {
+		t.Fatalf("no relay statistics in turnutils_uclient output:\n%s", out)
+	}
+	last := m[len(m)-1]
+	if string(last[1]) != strconv.Itoa(messages) || string(last[2]) != strconv.Itoa(messages) {
+		t.Errorf("through the relay: %s, want %d sent and received:\n%s", last[0], messages, out)
+	}
+	t.Logf("TURN over %s: data echoed through the relay: %s", name, last[0])
 }

@@ -31,7 +31,42 @@ type column struct {
 	durations []time.Duration
 	right     int
 	runs      int
-	wrong     []string // first few wrong answers, for the notes
+	wrong     []string       // first few wrong answers, for the notes
+	ways      map[string]int // natcheck's way out, counted
+}
+
+// addWay counts one way out.
+func (c *column) addWay(w string) {
+	if c.ways == nil {
+		c.ways = make(map[string]int)
+	}
+	c.ways[w]++
+}
+
+// way returns the ways out seen, most frequent first, with their counts
+// when there was more than one.
+func (c *column) way() string {
+	if len(c.ways) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(c.ways))
+	for k := range c.ways {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if c.ways[a] != c.ways[b] {
+			return c.ways[b] - c.ways[a]
+		}
+		return strings.Compare(a, b)
+	})
+	if len(keys) == 1 {
+		return keys[0]
+	}
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s (%d)", k, c.ways[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (c *column) add(d time.Duration, bad []string, err error) {
@@ -183,6 +218,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 					res, err := l.RunNatcheck(ctx, bin)
 					bad := want.CheckNatcheck(res, *loss > 0)
 					r.nc.add(res.Duration, bad, err)
+					if err == nil {
+						w := res.Verdict.WayOut.Via
+						if res.Verdict.WayOut.Port != 0 {
+							w += fmt.Sprintf(":%d", res.Verdict.WayOut.Port)
+						}
+						r.nc.addWay(w)
+					}
 					logf("  natcheck      %v exit=%d udp=%v mapping=%s filtering=%s type=%s direct_udp=%s wrong=%q err=%v",
 						res.Duration.Round(time.Millisecond), res.ExitCode, res.UDP, res.NAT.Mapping, res.NAT.Filtering, res.NAT.Type, res.Verdict.DirectUDP, bad, err)
 				} else {
@@ -210,18 +252,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "natcheck vs turnutils_natdiscovery (%s), %d runs per mode%s, medians of wall-clock time (ms)\n\n", ndName, *runs, lossNote)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "mode\tnatcheck median ms\tnatdiscovery median ms\tratio (nd/nc)\tnatcheck right?\tnatdiscovery right?\t")
+	fmt.Fprintln(tw, "mode\tnatcheck median ms\tnatdiscovery median ms\tratio (nd/nc)\tnatcheck right?\tnatdiscovery right?\tnatcheck way out\t")
 	var notes []string
 	for _, r := range rows {
 		ratio := "-"
 		if len(r.nc.durations) > 0 && len(r.nd.durations) > 0 {
 			ratio = fmt.Sprintf("%.1f", float64(median(r.nd.durations))/float64(median(r.nc.durations)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", r.mode, r.nc.median(), r.nd.median(), ratio, r.nc.verdict(), r.nd.verdict())
+		ndVerdict := r.nd.verdict()
+		if r.mode.BlocksUDP() && r.nd.runs > 0 {
+			// With UDP blocked the question is which TCP or TLS path gets
+			// out; natdiscovery tests UDP only.
+			ndVerdict = fmt.Sprintf("n/a, no TCP test (saw no UDP: %d/%d)", r.nd.right, r.nd.runs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.mode, r.nc.median(), r.nd.median(), ratio, r.nc.verdict(), ndVerdict, r.nc.way())
 		for _, w := range r.nc.wrong {
 			notes = append(notes, fmt.Sprintf("%s: natcheck: %s", r.mode, w))
 		}
 		for _, w := range r.nd.wrong {
+			if r.mode.BlocksUDP() {
+				break
+			}
 			notes = append(notes, fmt.Sprintf("%s: natdiscovery: %s", r.mode, w))
 		}
 	}
