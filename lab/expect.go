@@ -68,11 +68,8 @@ func Expect(mode Mode) Expectation {
 		e := Expectation{UDP: false,
 			Type:      []string{TypeUDPBlocked},
 			DirectUDP: []string{"impossible"},
-			// Right would be 0 only: STUN over TCP or TLS answered. natcheck
-			// exits 3 ("nothing could be measured", "measured": false)
-			// because report.Build counts UDP replies only; accepted until
-			// that is fixed, and logged by TestPathsOut.
-			ExitCodes: []int{0, 3},
+			// STUN over TCP or TLS answered, so something was measured:
+			// exit 0 (nil), not 3.
 			// TCP on coturn's STUN port is ICE's first choice after UDP.
 			WayOut:     WayTURNTCP,
 			WayOutPort: STUNPort,

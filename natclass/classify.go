@@ -20,6 +20,17 @@ func Classify(obs Observations) Result {
 		if c.summary != "" && r.TCP != Yes {
 			r.Verdict.Summary = c.summary
 		}
+		if len(obs.Servers) == 0 {
+			// Only TCP or TLS servers were given: UDP, which ICE tries
+			// first, was never tested, so no way out can be named.
+			r.Verdict.WayOut = WayOut{Via: WayUnknown, Cost: "UDP was not tested: give a UDP STUN server (HOST[:PORT] or stun:HOST) too"}
+			r.Verdict.Summary = "UDP not tested: no UDP STUN server was given"
+			if ports := preferPorts(r.TLSPortsOpen, 443); len(ports) > 0 {
+				r.Verdict.Summary += fmt.Sprintf("; TLS to port %d gets out", ports[0])
+			} else if ports := preferPorts(r.TCPPortsOpen, 3478, 443); len(ports) > 0 {
+				r.Verdict.Summary += fmt.Sprintf("; TCP to port %d gets out", ports[0])
+			}
+		}
 		return r
 	}
 	c.mapping()
@@ -85,7 +96,7 @@ func (c *classifier) udp() {
 	switch {
 	case len(c.obs.Servers) == 0:
 		c.summary = "no STUN server configured"
-		c.reason("no STUN server was configured for %s", c.obs.Family)
+		c.reason("no UDP STUN server was given for %s, so UDP was not tested", c.obs.Family)
 	case sendErr != "" && !cutShort:
 		c.summary = "requests could not be sent"
 		c.reason("requests could not be sent (%s): this host has no working %s route", sendErr, c.obs.Family)

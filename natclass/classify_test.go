@@ -223,7 +223,7 @@ func TestClassifyCases(t *testing.T) {
 		{"DNS fails", Observations{Family: "ipv4", Servers: []Server{{Name: "stun.invalid", ResolveError: "no such host"}}},
 			want{typ: TypeUnknown, direct: LikelihoodUnknown, reason: "DNS"}},
 		{"no servers", Observations{Family: "ipv6"},
-			want{typ: TypeUnknown, direct: LikelihoodUnknown, reason: "no STUN server"}},
+			want{typ: TypeUnknown, direct: LikelihoodUnknown, reason: "UDP was not tested"}},
 		{"cut short before any reply", Observations{Family: "ipv4", Servers: []Server{
 			{Name: "a", Address: srvP, Binding: probe(local, srvP, notRun)}, {Name: "b", Address: plain, Binding: probe(local, plain, notRun)}}},
 			want{typ: TypeUnknown, direct: LikelihoodUnknown, reason: "--timeout"}},

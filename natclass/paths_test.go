@@ -103,3 +103,16 @@ func with(o Observations, ps ...PathProbe) Observations {
 	o.Paths = append(append([]PathProbe(nil), o.Paths...), ps...)
 	return o
 }
+
+// TestTCPOnlyTargets: with only TCP or TLS servers, UDP was never tested, so
+// no way out can be named even though TCP gets out.
+func TestTCPOnlyTargets(t *testing.T) {
+	o := with(Observations{Family: "ipv4"}, path(TransportTCP, "203.0.113.1:3478", true, true, "198.51.100.200:45000", ""))
+	r := Classify(o)
+	if r.Verdict.WayOut.Via != WayUnknown || r.TCP != Yes {
+		t.Errorf("way out %+v tcp %s: want unknown way out, TCP yes", r.Verdict.WayOut, r.TCP)
+	}
+	if !strings.Contains(r.Verdict.Summary, "UDP not tested") || !strings.Contains(r.Verdict.Summary, "TCP to port 3478") {
+		t.Errorf("summary %q", r.Verdict.Summary)
+	}
+}

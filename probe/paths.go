@@ -148,9 +148,14 @@ func (pr *pathRunner) wait() []natclass.PathProbe {
 	return pr.out
 }
 
-func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort) natclass.PathProbe {
-	p := natclass.PathProbe{Transport: j.transport, Server: j.server, Dest: j.dest, SharedPort: local.Port() != 0}
+func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort) (p natclass.PathProbe) {
+	p = natclass.PathProbe{Transport: j.transport, Server: j.server, Dest: j.dest, SharedPort: local.Port() != 0}
 	start := time.Now()
+	defer func() {
+		if p.Total == 0 {
+			p.Total = time.Since(start) // until the attempt gave up
+		}
+	}()
 	d := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Control: reuseControl}
 	if local.Port() == 0 {
 		d.Control = nil
@@ -189,6 +194,7 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort)
 			}
 		}
 		if err != nil {
+			p.Handshake = time.Since(start) - p.Connect
 			var ce *tls.CertificateVerificationError
 			if errors.As(err, &ce) {
 				p.CertError = describeCertError(ce)

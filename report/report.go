@@ -39,7 +39,8 @@ type Report struct {
 	// UDP from the UDP tests, TCP and TLS from the path probes.
 	Paths    []Path         `json:"paths"`
 	Families []FamilyResult `json:"families"`
-	// Measured is false when no server answered at all (exit code 3).
+	// Measured is false when no server answered at all, over UDP, TCP or
+	// TLS (exit code 3).
 	Measured bool `json:"measured"`
 	// TURN holds one check per TURN URL given; see AddTURN.
 	TURN []TURNResult `json:"turn,omitempty"`
@@ -174,7 +175,7 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 			r.Servers = append(r.Servers, servers(f.Observations)...)
 			r.Paths = append(r.Paths, paths(f.Observations)...)
 			r.UDP = r.UDP || res.UDP
-			r.Measured = r.Measured || res.UDP
+			r.Measured = r.Measured || res.UDP || res.TCP == natclass.Yes // a TCP or TLS answer counts
 		}
 		if fr.PublicAddresses == nil {
 			fr.PublicAddresses = []string{}
