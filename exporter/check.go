@@ -1,0 +1,250 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/probe"
+	"github.com/natcheck/natcheck/report"
+	"github.com/natcheck/natcheck/turncheck"
+)
+
+// check is one module's check of one target, ready to run.
+type check struct {
+	module string
+	m      *Module
+	run    func(ctx context.Context) outcome
+}
+
+// outcome is the result of a check.
+type outcome struct {
+	success bool
+	// why says in one line why the probe failed; empty on success.
+	why string
+	// report is the JSON report, for ?debug=true; it holds no credential.
+	report any
+	// register adds the check's natcheck_* metrics to a registry.
+	register func(prometheus.Registerer) error
+}
+
+// prepare parses target for module m and returns its check. Its errors
+// are one line, quote the target, and never quote credentials.
+func prepare(name string, m *Module, target, version string) (check, error) {
+	if len(target) > maxTargetLen {
+		return check{}, fmt.Errorf("target: longer than %d bytes", maxTargetLen)
+	}
+	if strings.ContainsFunc(target, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return check{}, fmt.Errorf("target %q: control characters", target)
+	}
+	if strings.Contains(target, "@") {
+		// Never quoted back: it may hold a user name and a password.
+		return check{}, errors.New("target: credentials do not belong in the target; the module configures them")
+	}
+	c := check{module: name, m: m}
+	var err error
+	switch m.Kind {
+	case KindSTUN:
+		c.run, err = prepareSTUN(m.STUN, target, version)
+	case KindTURN:
+		c.run, err = prepareTURN(m.TURN, m.Timeout, target, version)
+	default:
+		err = fmt.Errorf("module %q: unknown kind %q", name, m.Kind)
+	}
+	return c, err
+}
+
+// prepareSTUN plans a stun check of target.
+func prepareSTUN(s STUNModule, target, version string) (func(context.Context) outcome, error) {
+	t, err := probe.ParseTarget(target)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w (give HOST[:PORT] or a stun: or stuns: URI)", err)
+	}
+	cfg := probe.Config{TLS: s.tls, Hairpin: s.Hairpin, TLSPorts: []uint16{}}
+	transports := s.Transports
+	switch {
+	case !t.UDP():
+		// A URI that names its transport is checked over it only.
+		transports = []string{t.Transport}
+		cfg.Servers = []probe.Target{t}
+	case slices.Contains(transports, probe.TransportUDP):
+		cfg.Servers = []probe.Target{t}
+		cfg.NoPaths = len(transports) == 1
+		if slices.Contains(transports, probe.TransportTLS) {
+			cfg.TLSPorts = s.TLSPorts
+		}
+	default:
+		// No UDP: the target as TCP and TLS URIs, so that no UDP test runs.
+		if slices.Contains(transports, probe.TransportTCP) {
+			cfg.Servers = append(cfg.Servers, probe.Target{Host: t.Host, Port: t.Port, Transport: probe.TransportTCP})
+		}
+		if slices.Contains(transports, probe.TransportTLS) {
+			for _, p := range s.TLSPorts {
+				cfg.Servers = append(cfg.Servers, probe.Target{Host: t.Host, Port: p, Transport: probe.TransportTLS})
+			}
+		}
+	}
+	names := map[string]bool{}
+	for _, x := range cfg.Servers {
+		names[x.String()] = true
+	}
+	cfg.Servers = append(cfg.Servers, s.servers...)
+	var families []probe.Family
+	if s.Family != "" {
+		families = []probe.Family{probe.Family(s.Family)}
+	}
+	return func(ctx context.Context) outcome {
+		start := time.Now()
+		runs := probe.Diagnose(ctx, cfg, families...)
+		in := make([]report.Input, 0, len(runs))
+		for _, run := range runs {
+			i := report.Input{Family: string(run.Family), Skipped: run.Skipped, Observations: run.Observations}
+			if run.Skipped == "" {
+				i.Result = natclass.Classify(run.Observations)
+			}
+			in = append(in, i)
+		}
+		r := report.Build(version, start, time.Since(start), in)
+		ok, why := stunSuccess(r, names, transports)
+		return outcome{success: ok, why: why, report: r, register: func(reg prometheus.Registerer) error {
+			return report.RegisterMetrics(reg, r)
+		}}
+	}, nil
+}
+
+// stunSuccess decides a stun probe: every (transport, port) tried on the
+// target over the module's transports got a Binding response, in at least
+// one address family, and every transport was tried. Otherwise it says
+// why not.
+func stunSuccess(r report.Report, target map[string]bool, transports []string) (bool, string) {
+	type key struct {
+		transport string
+		port      int
+	}
+	ok := map[key]bool{}
+	errs := map[key]string{}
+	var keys []key
+	for _, p := range r.Paths {
+		if !target[p.Server] || !slices.Contains(transports, p.Transport) {
+			continue
+		}
+		k := key{p.Transport, p.Port}
+		if _, seen := ok[k]; !seen {
+			keys = append(keys, k)
+		}
+		ok[k] = ok[k] || p.OK
+		if !p.OK && errs[k] == "" {
+			errs[k] = fmt.Sprintf("%s %s: %s", p.Transport, p.Address, orDefault(p.Error, "no Binding response"))
+		}
+	}
+	var why []string
+	for _, k := range keys {
+		if !ok[k] {
+			why = append(why, errs[k])
+		}
+	}
+	for _, t := range transports {
+		if !slices.ContainsFunc(keys, func(k key) bool { return k.transport == t }) {
+			msg := t + ": not tried"
+			for _, s := range r.Servers {
+				if target[s.Name] && s.Error != "" {
+					msg += " (" + s.Error + ")"
+					break
+				}
+			}
+			for _, f := range r.Families {
+				if f.Skipped != "" {
+					msg += "; " + f.Family + ": " + f.Skipped
+				}
+			}
+			why = append(why, msg)
+		}
+	}
+	return len(why) == 0, strings.Join(why, "; ")
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// prepareTURN plans a turn check of target: a turn:/turns: URL, or
+// HOST[:PORT] over each of the module's transports.
+func prepareTURN(t TURNModule, timeout time.Duration, target, version string) (func(context.Context) outcome, error) {
+	var urls []turncheck.URL
+	lower := strings.ToLower(target)
+	if strings.HasPrefix(lower, "turn:") || strings.HasPrefix(lower, "turns:") {
+		u, err := turncheck.ParseURL(target)
+		if err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+		urls = append(urls, u)
+	} else {
+		hp, err := probe.ParseTarget(target)
+		if err != nil || strings.HasPrefix(lower, "stun:") || strings.HasPrefix(lower, "stuns:") {
+			return nil, fmt.Errorf("target %q: give a turn: or turns: URL, or HOST[:PORT]", target)
+		}
+		for _, tr := range t.Transports {
+			var raw string
+			switch tr {
+			case probe.TransportUDP:
+				raw = "turn:" + net.JoinHostPort(hp.Host, strconv.Itoa(int(hp.Port)))
+			case probe.TransportTCP:
+				raw = "turn:" + net.JoinHostPort(hp.Host, strconv.Itoa(int(hp.Port))) + "?transport=tcp"
+			case probe.TransportTLS:
+				raw = "turns:" + net.JoinHostPort(hp.Host, strconv.Itoa(int(t.TLSPort)))
+			}
+			u, err := turncheck.ParseURL(raw)
+			if err != nil {
+				return nil, fmt.Errorf("target: %w", err)
+			}
+			urls = append(urls, u)
+		}
+	}
+	servers := make([]turncheck.Server, len(urls))
+	for i, u := range urls {
+		servers[i] = turncheck.Server{URL: u, Credentials: t.creds}
+	}
+	opts := turncheck.Options{RootCAs: t.rootCAs, Insecure: t.Insecure, Packets: t.Packets, EndToEnd: t.EndToEnd,
+		StepTimeout: min(5*time.Second, timeout)}
+	return func(ctx context.Context) outcome {
+		start := time.Now()
+		checks := turncheck.CheckAll(ctx, servers, opts)
+		r := report.BuildTURN(version, start, time.Since(start), checks)
+		var why []string
+		for _, c := range r.TURN {
+			if !c.OK {
+				why = append(why, c.URL+": "+orDefault(c.FailedStep, "failed")+": "+c.Error)
+			}
+		}
+		for i := range r.TURN {
+			r.TURN[i].User = "" // half a credential: not in the debug output either
+		}
+		return outcome{success: r.OK, why: strings.Join(why, "; "), report: r, register: func(reg prometheus.Registerer) error {
+			return report.RegisterTURNMetrics(reg, r)
+		}}
+	}, nil
+}
+
+// writeText writes metric families in the text exposition format.
+func writeText(w io.Writer, mfs []*dto.MetricFamily) {
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return
+		}
+	}
+}
