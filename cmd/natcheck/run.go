@@ -70,6 +70,8 @@ Examples:
   natcheck
   natcheck --stun 127.0.0.1:3478 --stun [::1]:3478 --json
   natcheck --require udp,direct-udp --format json-line
+  natcheck --every 1m --format json-line >>natcheck.log
+  cd /var/lib/node_exporter/textfile && natcheck --format prometheus >natcheck.tmp; mv natcheck.tmp natcheck.prom
 `
 
 type listFlag []string
@@ -89,6 +91,9 @@ type options struct {
 	tlsPorts []uint16
 	udpOnly  bool
 	turn     turnConfig // TURN servers and options, from turn.go's flags
+	// every and count are --every and --count (repeat.go): 0 runs once.
+	every time.Duration
+	count int
 }
 
 // errHelp means -h was given: usage was printed, exit 0.
@@ -111,13 +116,15 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	v6 := fs.Bool("6", false, "test IPv6 only")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "cap on the whole run")
 	asJSON := fs.Bool("json", false, "same as --format json")
-	fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text, json or json-line")
+	fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text, json, json-line (one compact object per run), or prometheus (text exposition for node_exporter's textfile collector)")
 	noColor := fs.Bool("no-color", false, "no colour in text output (also NO_COLOR, or when stdout is not a terminal)")
 	fs.BoolVar(&o.verbose, "v", false, "trace every STUN transaction on stderr, and list them in text output")
 	fs.BoolVar(&o.hairpin, "hairpin", false, "also test hairpinning (some firewalls flag it as an attack)")
 	fs.Var(&require, "require", "exit 1 unless `CONDITION[,...]` holds: udp, direct-udp")
 	tcpPorts := fs.String("tcp-ports", "443,5349", "`PORTS` tried with STUN over TLS for each server, besides TCP on its STUN port; \"none\" for none")
 	fs.BoolVar(&o.udpOnly, "udp-only", false, "skip the TCP and TLS path probes")
+	fs.DurationVar(&o.every, "every", 0, "repeat the diagnosis every `DURATION` (at least 1s) until interrupted; Ctrl-C ends after the run in progress; one report per run")
+	fs.IntVar(&o.count, "count", 0, "with --every, stop after `N` runs (0: until interrupted)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	tf := addTURNFlags(fs)
 	fs.Usage = func() {} // errors are reported in one line below
@@ -168,9 +175,12 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 		o.format = "json"
 	}
 	switch o.format {
-	case "text", "json", "json-line":
+	case "text", "json", "json-line", "prometheus":
 	default:
-		return o, fmt.Errorf("--format %q: use text, json or json-line", o.format)
+		return o, fmt.Errorf("--format %q: use text, json or json-line, or prometheus for metrics", o.format)
+	}
+	if err := checkRepeat(o); err != nil {
+		return o, err
 	}
 	for _, r := range require {
 		for _, c := range strings.Split(r, ",") {
@@ -233,9 +243,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 		fmt.Fprintf(stderr, "natcheck: %v\n", err)
 		return exitUsage
 	}
+	if o.every > 0 {
+		return repeat(ctx, o, stdout, stderr, e)
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	return once(ctx, o, stdout, stderr, e)
+}
 
+// once runs one diagnosis within ctx, writes its report and returns its
+// exit code.
+func once(ctx context.Context, o options, stdout, stderr io.Writer, e env) int {
+	var err error
 	cfg := probe.Config{Servers: o.servers, Hairpin: o.hairpin, Net: e.net, TLSPorts: o.tlsPorts, NoPaths: o.udpOnly}
 	if o.turn.opts.RootCAs != nil {
 		cfg.TLS = &tls.Config{RootCAs: o.turn.opts.RootCAs}
@@ -260,6 +279,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 		err = report.WriteJSON(stdout, r)
 	case "json-line":
 		err = report.WriteJSONLine(stdout, r)
+	case "prometheus":
+		err = report.WritePrometheus(stdout, r)
 	default:
 		err = report.WriteText(stdout, r, report.TextOptions{Color: o.color, Verbose: o.verbose})
 	}
