@@ -333,7 +333,11 @@ func unmet(cond string, r report.Report) (string, bool) {
 
 func formatEvent(start time.Time, e probe.Event) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%8.1fms %-10s %-13s %s", float64(e.Time.Sub(start).Microseconds())/1000, e.Kind, e.Test, e.Socket)
+	local := "-"
+	if e.Socket.IsValid() {
+		local = e.Socket.String()
+	}
+	fmt.Fprintf(&b, "%8.1fms %-10s %-13s %s", float64(e.Time.Sub(start).Microseconds())/1000, e.Kind, e.Test, local)
 	switch e.Kind {
 	case probe.EventReply, probe.EventDropped:
 		fmt.Fprintf(&b, " <- %s", e.Peer)
