@@ -243,3 +243,17 @@ func TestWithPrometheus(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsHoldExamples: the scrape configuration and the alert rule in
+// docs/prometheus.md are the files the Prometheus test runs.
+func TestDocsHoldExamples(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "prometheus.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"prometheus.yml", "natcheck-rules.yml"} {
+		if !strings.Contains(string(doc), "```yaml\n"+readDoc(t, name)+"```\n") {
+			t.Errorf("docs/prometheus.md does not hold docs/examples/%s as it is", name)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package report
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -261,5 +263,25 @@ func TestTURNPrometheus(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "natcheck_probe_success 0\n") {
 		t.Errorf("one check failed, yet natcheck_probe_success is not 0:\n%s", b.String())
+	}
+}
+
+// TestPrometheusDocs: every metric natcheck writes is in docs/prometheus.md.
+func TestPrometheusDocs(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "prometheus.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reportWithTURN()
+	r.Paths = append(r.Paths, Path{Transport: "tls", Server: "s", Family: "ipv4", Address: "192.0.2.1:443", Port: 443,
+		OK: true, TimeMS: r.Paths[0].TimeMS, CertNotAfter: &started})
+	var b bytes.Buffer
+	if err := WritePrometheus(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for name := range parseExposition(t, b.Bytes()) {
+		if !bytes.Contains(doc, []byte("`"+name+"`")) {
+			t.Errorf("%s is not in docs/prometheus.md", name)
+		}
 	}
 }
