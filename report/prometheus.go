@@ -318,7 +318,7 @@ func unix(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
 func WritePrometheus(w io.Writer, r Report) error {
 	reg := prometheus.NewRegistry()
 	success := prometheus.NewGauge(prometheus.GaugeOpts{Name: "natcheck_probe_success",
-		Help: "1 when some STUN server answered over UDP (the run measured something), else 0."})
+		Help: "1 when some STUN server answered (the run measured something; exit code other than 3), else 0."})
 	success.Set(b2f(r.Measured))
 	started := prometheus.NewGauge(prometheus.GaugeOpts{Name: "natcheck_run_timestamp_seconds",
 		Help: "When the natcheck run started, in Unix seconds."})
