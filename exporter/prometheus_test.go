@@ -150,9 +150,10 @@ func TestWithPrometheus(t *testing.T) {
 	scrape = strings.ReplaceAll(scrape, "stun.example.com:3478", stun.Primary().String())
 	scrape = strings.ReplaceAll(scrape, "127.0.0.1:9469", exporterAddr)
 	turnJob := strings.NewReplacer("natcheck_stun", "natcheck_turn", "[stun]", "[turn_test]", stun.Primary().String(), "turn:"+turn.UDP.String())
-	stunJob, _, _ := strings.Cut(strings.TrimPrefix(scrape, "scrape_configs:\n"), "  - job_name: natcheck_exporter")
-	config := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - %s\n%s%s",
-		rules, scrape, turnJob.Replace(stunJob))
+	stunJob := strings.TrimPrefix(scrape, "scrape_configs:\n")
+	selfJob := fmt.Sprintf("  - job_name: natcheck_exporter\n    static_configs: [{targets: [%q]}]\n", exporterAddr)
+	config := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - %s\n%s%s%s",
+		rules, scrape, turnJob.Replace(stunJob), selfJob)
 	configFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
