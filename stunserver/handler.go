@@ -113,6 +113,7 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 	if err := req.Decode(); err != nil {
 		return reply{}
 	}
+	lim := sizeLimit{stream: stream, reqLen: len(pkt)}
 	if req.Type != stun.BindingRequest {
 		return reply{}
 	}
@@ -152,14 +153,14 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 		}
 	}
 	if nUnknown > 0 {
-		h.buildError(req, resp, stun.CodeUnknownAttribute, unknown[:nUnknown])
+		h.buildError(req, resp, stun.CodeUnknownAttribute, unknown[:nUnknown], lim)
 		return reply{act: actError, from: local, to: src, code: int(stun.CodeUnknownAttribute)}
 	}
 
 	var change rfc5780.ChangeRequest
 	if req.Contains(stun.AttrChangeRequest) {
 		if err := change.GetFrom(req); err != nil {
-			h.buildError(req, resp, stun.CodeBadRequest, nil)
+			h.buildError(req, resp, stun.CodeBadRequest, nil, lim)
 			return reply{act: actError, from: local, to: src, code: int(stun.CodeBadRequest)}
 		}
 	}
@@ -167,13 +168,13 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 	if req.Contains(stun.AttrResponsePort) {
 		var port rfc5780.ResponsePort
 		if err := port.GetFrom(req); err != nil || port == 0 {
-			h.buildError(req, resp, stun.CodeBadRequest, nil)
+			h.buildError(req, resp, stun.CodeBadRequest, nil, lim)
 			return reply{act: actError, from: local, to: src, code: int(stun.CodeBadRequest)}
 		}
 		if stream {
 			// RFC 5780 section 7.5: RESPONSE-PORT names a UDP port;
 			// a stream has no other port to answer to.
-			h.buildError(req, resp, stun.CodeUnknownAttribute, []stun.AttrType{stun.AttrResponsePort})
+			h.buildError(req, resp, stun.CodeUnknownAttribute, []stun.AttrType{stun.AttrResponsePort}, lim)
 			return reply{act: actError, from: local, to: src, code: int(stun.CodeUnknownAttribute)}
 		}
 		// RFC 5780 section 7.5: the response goes to the source IP of
@@ -186,7 +187,7 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 		if !h.dual || stream {
 			// RFC 5780 section 6.1: a server without an alternate
 			// address answers a change request with 420.
-			h.buildError(req, resp, stun.CodeUnknownAttribute, []stun.AttrType{stun.AttrChangeRequest})
+			h.buildError(req, resp, stun.CodeUnknownAttribute, []stun.AttrType{stun.AttrChangeRequest}, lim)
 			return reply{act: actError, from: local, to: src, code: int(stun.CodeUnknownAttribute)}
 		}
 		// RFC 5780 section 6.1: answer from the socket with the
@@ -211,7 +212,7 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 	if from != local {
 		origin = h.addrs[from]
 	}
-	h.buildSuccess(req, resp, src, other, origin)
+	h.buildSuccess(req, resp, src, other, origin, lim)
 	return reply{act: actSuccess, from: from, to: to, reflected: from != local || to != src}
 }
 
@@ -248,7 +249,7 @@ func understood(t stun.AttrType) bool {
 // buildSuccess writes a Binding success response into resp (RFC 5780
 // section 6.1 lists its attributes).
 // other is sent as OTHER-ADDRESS if valid, origin as RESPONSE-ORIGIN.
-func (h *handler) buildSuccess(req, resp *stun.Message, src, other, origin netip.AddrPort) {
+func (h *handler) buildSuccess(req, resp *stun.Message, src, other, origin netip.AddrPort, lim sizeLimit) {
 	startResponse(resp, stun.BindingSuccess, req.TransactionID)
 	addAddress(resp, stun.AttrXORMappedAddress, src, true)
 	if !h.omitMapped {
@@ -264,7 +265,7 @@ func (h *handler) buildSuccess(req, resp *stun.Message, src, other, origin netip
 		addAddress(resp, stun.AttrOtherAddress, other, false)
 	}
 	addAddress(resp, stun.AttrResponseOrigin, origin, false)
-	h.finish(resp)
+	h.finish(resp, lim)
 }
 
 // reason returns the reason phrase of an error code the server sends
@@ -281,7 +282,7 @@ func reason(code stun.ErrorCode) string {
 
 // buildError writes a Binding error response with ERROR-CODE (RFC 8489
 // section 14.8) and, for 420, UNKNOWN-ATTRIBUTES (section 14.9).
-func (h *handler) buildError(req, resp *stun.Message, code stun.ErrorCode, unknown []stun.AttrType) {
+func (h *handler) buildError(req, resp *stun.Message, code stun.ErrorCode, unknown []stun.AttrType, lim sizeLimit) {
 	startResponse(resp, stun.BindingError, req.TransactionID)
 	var v [4 + 32]byte
 	v[2] = byte(code / 100)
@@ -300,13 +301,26 @@ func (h *handler) buildError(req, resp *stun.Message, code stun.ErrorCode, unkno
 		}
 		resp.Add(stun.AttrUnknownAttributes, u[:n])
 	}
-	h.finish(resp)
+	h.finish(resp, lim)
 }
 
-// finish adds SOFTWARE, if configured, and FINGERPRINT.
-func (h *handler) finish(resp *stun.Message) {
-	if len(h.software) > 0 {
-		resp.Add(stun.AttrSoftware, h.software)
+// sizeLimit says how large a response may grow for one request.
+type sizeLimit struct {
+	stream bool // over TCP or TLS: no spoofed sources, no limit
+	reqLen int  // the request's size
+}
+
+// finish adds SOFTWARE, if configured, and FINGERPRINT. Over UDP, whose
+// source can be spoofed, SOFTWARE goes only into a response no larger than
+// its request, so that it cannot turn the server into an amplifier
+// (RFC 5780 section 9); the rest of a Binding response is a few tens of
+// bytes.
+func (h *handler) finish(resp *stun.Message, lim sizeLimit) {
+	if n := len(h.software); n > 0 {
+		withSoftware := len(resp.Raw) + 4 + (n+3)&^3 + 8 // + SOFTWARE + FINGERPRINT
+		if lim.stream || lim.reqLen >= withSoftware {
+			resp.Add(stun.AttrSoftware, h.software)
+		}
 	}
 	addFingerprint(resp)
 }

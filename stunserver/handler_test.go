@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pion/stun/v3"
@@ -298,11 +299,24 @@ func TestHandleMisbehaviours(t *testing.T) {
 	if got := getAddr(t, m, stun.AttrXORMappedAddress); got != testSource {
 		t.Errorf("MappedAddressOverride: XOR-MAPPED-ADDRESS %v", got)
 	}
+	// Over UDP a small request gets no SOFTWARE: the response must not
+	// grow past the request (no amplification).
+	if m.Contains(stun.AttrSoftware) {
+		t.Errorf("SOFTWARE sent in reply to a %d-byte request over UDP", len(pkt))
+	}
+	big, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.NewSoftware(strings.Repeat("x", 120)), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, m = handleOnce(t, h, big.Raw, sockPP)
 	var sw stun.Software
 	if err := sw.GetFrom(m); err != nil || sw.String() != "natcheck test" {
-		t.Errorf("SOFTWARE %q, %v", sw, err)
+		t.Errorf("SOFTWARE %q, %v (request of %d bytes)", sw, err, len(big.Raw))
 	}
-	if _, m = handleOnce(t, testHandler(), pkt, sockPP); m.Contains(stun.AttrSoftware) {
+	if len(m.Raw) > len(big.Raw) {
+		t.Errorf("response of %d bytes to a request of %d", len(m.Raw), len(big.Raw))
+	}
+	if _, m = handleOnce(t, testHandler(), big.Raw, sockPP); m.Contains(stun.AttrSoftware) {
 		t.Error("SOFTWARE sent though not configured")
 	}
 }

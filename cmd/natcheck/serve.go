@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -136,7 +137,7 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	fs.Var(serveAddrPortList{&o.stunTLS, 5349}, "stun-tls", "also answer STUN over TLS on `IP[:PORT]` (port 5349 if omitted; repeatable; needs --tls-cert and --tls-key)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` (chain) for --stun-tls and --turn-tls")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` for --stun-tls and --turn-tls")
-	fs.StringVar(&o.software, "software", "", "send this SOFTWARE attribute in responses (none unless given)")
+	fs.StringVar(&o.software, "software", "", "send this SOFTWARE attribute in responses (over UDP only to requests at least as large as the response)")
 	fs.Float64Var(&o.reflectionRate, "reflection-rate", 50, "responses per second and source IP sent to another port or from another address (CHANGE-REQUEST, RESPONSE-PORT); negative: unlimited")
 	fs.IntVar(&o.reflectionBurst, "reflection-burst", 0, "burst of the reflection limit (0: twice the rate)")
 	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server and for TURN")
@@ -183,6 +184,8 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 		return o, fmt.Errorf("--stats-interval %v: give a positive duration or 0", o.statsInterval)
 	case o.reflectionBurst < 0:
 		return o, errors.New("--reflection-burst must not be negative")
+	case math.IsNaN(o.reflectionRate) || math.IsInf(o.reflectionRate, 0):
+		return o, fmt.Errorf("--reflection-rate %v: give a number of responses per second", o.reflectionRate)
 	case o.reflectionRate == 0:
 		return o, errors.New("--reflection-rate 0 would drop every reflected response; give a positive rate, or a negative one for no limit")
 	case len(o.software) > 763:

@@ -349,7 +349,12 @@ func TestServeSingleAddressAndSoftware(t *testing.T) {
 		t.Errorf("no single-address warning: %s", s.stderr)
 	}
 	c := listenUDP(t, "127.0.0.1")
-	m, _ := udpExchange(t, c, mustAddrPorts(t, l.UDP)[0])
+	// Over UDP SOFTWARE only goes into a response no larger than the
+	// request: a small request gets none, a padded one gets it.
+	if m, _ := udpExchange(t, c, mustAddrPorts(t, l.UDP)[0]); m.Contains(stun.AttrSoftware) || m.Contains(stun.AttrOtherAddress) {
+		t.Errorf("small request: response %v", m)
+	}
+	m, _ := udpExchange(t, c, mustAddrPorts(t, l.UDP)[0], stun.NewSoftware(strings.Repeat("p", 100)))
 	var sw stun.Software
 	if err := sw.GetFrom(m); err != nil || sw.String() != "natcheck-test" || m.Contains(stun.AttrOtherAddress) {
 		t.Errorf("response %v (SOFTWARE %q, %v)", m, sw, err)

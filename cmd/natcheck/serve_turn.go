@@ -621,21 +621,61 @@ func serveAddrOf(a net.Addr) netip.Addr {
 }
 
 // servePionLogFactory sends pion's log lines to slog; pion's trace level is
-// below slog's debug.
+// below slog's debug. pion's warnings and errors are mostly about one
+// client (a failed TLS handshake, a connection closed early), so any client
+// could flood the log with them: they are logged as warnings, at most one a
+// second per scope, with a count of those suppressed.
 type servePionLogFactory struct{ log *slog.Logger }
 
 func (f servePionLogFactory) NewLogger(scope string) logging.LeveledLogger {
-	return servePionLogger{f.log.With("scope", scope)}
+	return servePionLogger{log: f.log.With("scope", scope), limit: &serveLogLimit{}}
 }
 
-type servePionLogger struct{ log *slog.Logger }
+type servePionLogger struct {
+	log   *slog.Logger
+	limit *serveLogLimit
+}
+
+// serveLogLimit lets one warning through per second.
+type serveLogLimit struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many were suppressed since.
+func (l *serveLogLimit) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.last) < time.Second {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
+}
 
 const serveLevelTrace = slog.LevelDebug - 4
 
 func (l servePionLogger) logf(level slog.Level, format string, args ...any) {
-	if l.log.Enabled(context.Background(), level) {
-		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	if level > slog.LevelWarn {
+		level = slog.LevelWarn
 	}
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	var attrs []any
+	if level >= slog.LevelWarn && l.limit != nil {
+		ok, n := l.limit.allow(time.Now())
+		if !ok {
+			return
+		}
+		if n > 0 {
+			attrs = append(attrs, "suppressed", n)
+		}
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...), attrs...)
 }
 
 func (l servePionLogger) Trace(msg string)                  { l.logf(serveLevelTrace, "%s", msg) }

@@ -260,7 +260,7 @@ func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) 
 	fs.Var(&require, "require", "exit 1 unless TURN works over each `TRANSPORT[,...]`: udp, tcp, tls")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "cap on the whole run")
 	asJSON := fs.Bool("json", false, "same as --format json")
-	fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text, json or json-line")
+	fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text, json, json-line or prometheus")
 	noColor := fs.Bool("no-color", false, "no colour in text output (also NO_COLOR, or when stdout is not a terminal)")
 	fs.BoolVar(&o.verbose, "v", false, "trace every TURN message on stderr")
 	fs.BoolVar(&o.noE2E, "no-end-to-end", false, "skip the end-to-end check with two ICE agents")
@@ -305,9 +305,9 @@ func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) 
 		o.format = "json"
 	}
 	switch o.format {
-	case "text", "json", "json-line":
+	case "text", "json", "json-line", "prometheus":
 	default:
-		return o, fmt.Errorf("--format %q: use text, json or json-line", o.format)
+		return o, fmt.Errorf("--format %q: use text, json, json-line or prometheus", o.format)
 	}
 	for _, r := range require {
 		for _, t := range strings.Split(r, ",") {
@@ -353,6 +353,8 @@ func runTurn(ctx context.Context, args []string, stdout, stderr io.Writer, e env
 		err = report.WriteTURNJSON(stdout, r, false)
 	case "json-line":
 		err = report.WriteTURNJSON(stdout, r, true)
+	case "prometheus":
+		err = report.WriteTURNPrometheus(stdout, r)
 	default:
 		err = report.WriteTURNText(stdout, r, report.TextOptions{Color: o.color, Verbose: o.verbose})
 	}
