@@ -59,7 +59,7 @@ func (c *classifier) allProbes() []Probe {
 		ps = append(ps, s.Binding)
 	}
 	for _, t := range c.obs.RFC5780 {
-		ps = append(ps, t.MappingII, t.MappingIII, t.FilteringI, t.FilteringII, t.FilteringIII, t.Control)
+		ps = append(ps, t.MappingII, t.MappingIII, t.FilteringI, t.FilteringII, t.FilteringIII, t.Control, t.MappingPa, t.ControlPort)
 	}
 	return append(ps, c.obs.Extra...)
 }
@@ -132,6 +132,7 @@ func (c *classifier) mappingSamples() []sample {
 	for _, t := range c.obs.RFC5780 {
 		add(t.MappingII)
 		add(t.MappingIII)
+		add(t.MappingPa)
 	}
 	return ss
 }
@@ -192,6 +193,12 @@ func (c *classifier) mapping() {
 		}
 	}
 	switch {
+	case crossIPDiff != nil && crossIPSame != nil:
+		// Some destinations on other IPs share a mapping and others do not
+		// (several exit routes or address pools): no single behaviour fits.
+		c.r.MappingVariesByDestination = Yes
+		c.reason("one socket got %s from both %s and %s, but %s from %s: the observations contradict each other (several exit routes or public addresses?), so mapping behaviour is unknown; it does vary by destination",
+			crossIPSame[0].mapped, crossIPSame[0].dest, crossIPSame[1].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest)
 	case portDiff != nil:
 		c.r.Mapping = BehaviorAddressAndPortDependent
 		c.r.MappingVariesByDestination = Yes
@@ -240,6 +247,9 @@ func (c *classifier) filtering() {
 		}
 	}
 	if len(definite) == 0 {
+		if t := c.obs.RFC5780[0]; t.Server >= 0 && t.Server < len(c.obs.Servers) {
+			c.r.RFC5780Server = c.obs.Servers[t.Server].Name // tested, without a definite answer
+		}
 		return
 	}
 	for _, o := range definite[1:] {
@@ -300,12 +310,13 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 	wantII := a                                       // alternate IP, alternate port
 	wantIII := netip.AddrPortFrom(p.Addr(), a.Port()) // primary IP, alternate port
 	ii, iii, ctl := judge(t.FilteringII, wantII), judge(t.FilteringIII, wantIII), judge(t.Control, wantII)
+	ctlPort := judge(t.ControlPort, wantIII)
 
 	for _, x := range []struct {
 		k    replyKind
 		p    Probe
 		want netip.AddrPort
-	}{{ii, t.FilteringII, wantII}, {iii, t.FilteringIII, wantIII}, {ctl, t.Control, wantII}} {
+	}{{ii, t.FilteringII, wantII}, {iii, t.FilteringIII, wantIII}, {ctl, t.Control, wantII}, {ctlPort, t.ControlPort, wantIII}} {
 		switch x.k {
 		case replyWrong:
 			c.reason("%s answered a CHANGE-REQUEST from %s instead of %s: it does not honour CHANGE-REQUEST, so filtering is unknown", name, x.p.From, x.want)
@@ -315,18 +326,22 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 			return out
 		}
 	}
+	// Silence means filtering only where a control proved that the server
+	// does send from the address in question.
 	switch {
 	case ii == replyRight:
 		out.behavior = BehaviorEndpointIndependent
 		c.reason("a socket that never talked to %s received its reply (change IP and port): filtering is endpoint-independent", wantII)
-	case ii == replyNone && iii == replyRight:
+	case ii == replyNone && iii == replyRight && ctl == replyRight:
 		out.behavior = BehaviorAddressDependent
-		c.reason("a fresh socket received a reply from %s (same IP, other port) but none from %s: filtering is address-dependent", wantIII, wantII)
-	case ii == replyNone && iii == replyNone && ctl == replyRight:
+		c.reason("a fresh socket received a reply from %s (same IP, other port) but none from %s, though %s does answer from there once a socket has sent to it: filtering is address-dependent", wantIII, wantII, name)
+	case ii == replyNone && iii == replyNone && ctl == replyRight && ctlPort == replyRight:
 		out.behavior = BehaviorAddressAndPortDependent
-		c.reason("a fresh socket received no reply from %s or %s, though %s does answer from there once a socket has sent to it: filtering is address-and-port-dependent", wantII, wantIII, name)
+		c.reason("a fresh socket received no reply from %s or %s, though %s does answer from both once a socket has sent to them: filtering is address-and-port-dependent", wantII, wantIII, name)
+	case ii == replyNone && iii == replyRight:
+		c.reason("no reply came from %s, and it could not be confirmed from behind this NAT that %s answers from there: filtering is unknown", wantII, name)
 	case ii == replyNone && iii == replyNone:
-		c.reason("no reply came from %s or %s, and it could not be confirmed that %s honours CHANGE-REQUEST from behind this NAT: filtering is unknown", wantII, wantIII, name)
+		c.reason("no reply came from %s or %s, and it could not be confirmed from behind this NAT that %s answers from both: filtering is unknown", wantII, wantIII, name)
 	default:
 		c.reason("the filtering tests against %s did not complete: filtering is unknown", name)
 	}
@@ -386,7 +401,9 @@ func (c *classifier) extras() {
 	case cgnat > 0:
 		r.CGNAT = Yes
 		c.reason("a public server saw a private or shared (100.64.0.0/10) address: there is another NAT beyond this one (carrier-grade NAT)")
-	case publicSeen > 0:
+	case publicSeen > 0 && r.BehindNAT == No:
+		// Behind a NAT a public server sees the outermost NAT's address,
+		// which says nothing about NATs in between.
 		r.CGNAT = No
 	}
 	switch {
@@ -396,7 +413,7 @@ func (c *classifier) extras() {
 	case algNo > 0:
 		r.ALG = No
 	}
-	if h := c.obs.Hairpin; h != nil {
+	if h := c.obs.Hairpin; h != nil && r.BehindNAT == Yes {
 		switch h.Status {
 		case StatusReply:
 			r.Hairpin = Yes
@@ -483,6 +500,7 @@ func ChangeRequestSupport(obs Observations, i int) string {
 			judge(t.FilteringII, a),
 			judge(t.FilteringIII, netip.AddrPortFrom(p.Addr(), a.Port())),
 			judge(t.Control, a),
+			judge(t.ControlPort, netip.AddrPortFrom(p.Addr(), a.Port())),
 		}
 		switch {
 		case slices.Contains(kinds, replyWrong):

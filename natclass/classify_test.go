@@ -62,6 +62,23 @@ func rfc(m1, m2, m3 netip.AddrPort, fII, fIII, ctl reply) Observations {
 	fII.mapped, fIII.mapped, ctl.mapped = freshMapped, freshMapped, m1
 	ctlProbe := probe(local, srvP, ctl)
 	ctlProbe.ChangeIP, ctlProbe.ChangePort = true, true
+	// The change-port control fares like the change-IP one: it answers from
+	// P:a where the other answers from A:a.
+	ctlPort := ctl
+	if ctl.status == StatusReply && ctl.from == srvA {
+		ctlPort.from = srvPa
+	}
+	ctlPortProbe := probe(local, srvP, ctlPort)
+	ctlPortProbe.ChangePort = true
+	// P:a is the same IP as P:p: the same mapping unless the NAT is
+	// address-and-port-dependent.
+	mPa := m1
+	switch {
+	case !m3.IsValid():
+		mPa = netip.AddrPort{} // lost like Test III
+	case m1.IsValid() && m2 != m3:
+		mPa = netip.AddrPortFrom(m1.Addr(), m1.Port()+7)
+	}
 	fIIProbe := probe(fresh, srvP, fII)
 	fIIProbe.ChangeIP, fIIProbe.ChangePort = true, true
 	fIIIProbe := probe(fresh, srvP, fIII)
@@ -77,6 +94,8 @@ func rfc(m1, m2, m3 netip.AddrPort, fII, fIII, ctl reply) Observations {
 			FilteringII:  fIIProbe,
 			FilteringIII: fIIIProbe,
 			Control:      ctlProbe,
+			MappingPa:    mp(srvPa, mPa),
+			ControlPort:  ctlPortProbe,
 		}},
 	}
 }
@@ -167,8 +186,10 @@ func TestNineCombinations(t *testing.T) {
 				default:
 					w.typ = TypeSymmetric
 					w.direct = LikelihoodUnlikely
-					if f.b == BehaviorAddressAndPortDependent {
-						w.filtering = BehaviorUnknown // cannot confirm CHANGE-REQUEST from behind it
+					if f.b != BehaviorEndpointIndependent {
+						// Behind a symmetric NAT no control reply gets
+						// through, so silence cannot be read as filtering.
+						w.filtering = BehaviorUnknown
 						w.reason = "could not be confirmed"
 					}
 				}
@@ -273,8 +294,10 @@ func TestRFC5780ServersDisagree(t *testing.T) {
 func TestExtras(t *testing.T) {
 	o := rfc(pubX, pubX, pubX, ok(srvA), ok(srvPa), ok(srvA))
 	r := Classify(o)
-	if r.BehindNAT != Yes || r.CGNAT != No || r.ALG != Unknown || r.Hairpin != Unknown {
-		t.Errorf("nat %s cgnat %s alg %s hairpin %s; want yes no unknown unknown", r.BehindNAT, r.CGNAT, r.ALG, r.Hairpin)
+	// Behind a NAT a public server sees the outermost address: CGNAT is
+	// unknown, not "no".
+	if r.BehindNAT != Yes || r.CGNAT != Unknown || r.ALG != Unknown || r.Hairpin != Unknown {
+		t.Errorf("nat %s cgnat %s alg %s hairpin %s; want yes unknown unknown unknown", r.BehindNAT, r.CGNAT, r.ALG, r.Hairpin)
 	}
 	// pubX keeps the local port 40000; the fresh socket's 40001 is mapped to 40001 too.
 	if r.PortPreservation != Yes {
@@ -405,5 +428,34 @@ func TestJSONVocabulary(t *testing.T) {
 	var b2 Behavior
 	if err := b2.UnmarshalText([]byte("sideways")); err == nil {
 		t.Error("unknown behaviour name accepted")
+	}
+}
+
+// TestSilenceNeedsControls: silence is read as filtering only where a
+// control proved the server sends from the address in question.
+func TestSilenceNeedsControls(t *testing.T) {
+	// The server answers change-port but never from its alternate IP:
+	// without the control, "address-dependent" would be a guess.
+	r := Classify(rfc(pubX, pubX, pubX, none, ok(srvPa), none))
+	if r.Filtering != BehaviorUnknown {
+		t.Errorf("ADF without a control: filtering %s, want unknown", r.Filtering)
+	}
+	// The change-IP control passed but the change-port one did not.
+	o := rfc(pubX, pubX, pubX, none, none, ok(srvA))
+	o.RFC5780[0].ControlPort.Status = StatusNoReply
+	o.RFC5780[0].ControlPort.From = netip.AddrPort{}
+	if r := Classify(o); r.Filtering != BehaviorUnknown || r.Type != TypeUnknown {
+		t.Errorf("APDF without the change-port control: filtering %s type %s, want unknown", r.Filtering, r.Type)
+	}
+}
+
+// TestContradictoryMapping: the RFC 5780 tests say endpoint-independent, a
+// plain server on a third address saw another public address.
+func TestContradictoryMapping(t *testing.T) {
+	o := rfc(pubX, pubX, pubX, ok(srvA), ok(srvPa), ok(srvA))
+	o.Servers = append(o.Servers, Server{Name: "plain", Address: plain, Binding: probe(local, plain, okm(plain, pubY))})
+	r := Classify(o)
+	if r.Mapping != BehaviorUnknown || r.MappingVariesByDestination != Yes || !strings.Contains(strings.Join(r.Reasons, " "), "contradict") {
+		t.Errorf("mapping %s varies %s; reasons %q", r.Mapping, r.MappingVariesByDestination, r.Reasons)
 	}
 }

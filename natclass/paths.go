@@ -13,30 +13,31 @@ func (c *classifier) paths() {
 	if len(c.obs.Paths) == 0 {
 		return
 	}
-	connected := 0
+	connected, finished := 0, 0
 	var certFailed []PathProbe
 	preserved, changed := 0, 0
 	var shared []PathProbe
 	for _, p := range c.obs.Paths {
+		if !p.CutShort {
+			finished++
+		}
 		if !p.Connected {
 			continue
 		}
 		connected++
+		// A port counts as open only when a server answered on it: a STUN
+		// response, or a TLS certificate (even one that failed
+		// verification). A bare TCP handshake may come from a transparent
+		// proxy or a captive portal.
 		port := int(p.Dest.Port())
-		switch p.Transport {
-		case TransportTCP:
+		switch {
+		case p.Transport == TransportTCP && p.OK:
 			r.TCPPortsOpen = appendUnique(r.TCPPortsOpen, port)
-		case TransportTLS:
-			if p.OK || (p.Error == "" && p.CertError == "") {
-				r.TLSPortsOpen = appendUnique(r.TLSPortsOpen, port)
-				break
-			}
-			// A rejected certificate, or a failed handshake, still proves
-			// that TCP to the port gets out.
+		case p.Transport == TransportTLS && p.OK:
+			r.TLSPortsOpen = appendUnique(r.TLSPortsOpen, port)
+		case p.Transport == TransportTLS && p.CertError != "":
 			r.TCPPortsOpen = appendUnique(r.TCPPortsOpen, port)
-			if p.CertError != "" {
-				certFailed = append(certFailed, p)
-			}
+			certFailed = append(certFailed, p)
 		}
 		if p.OK && p.Mapped.IsValid() && p.Local.IsValid() {
 			if p.Mapped.Port() == p.Local.Port() {
@@ -51,7 +52,12 @@ func (c *classifier) paths() {
 	}
 	slices.Sort(r.TCPPortsOpen)
 	slices.Sort(r.TLSPortsOpen)
-	r.TCP = TriOf(connected > 0)
+	switch {
+	case connected > 0:
+		r.TCP = Yes
+	case finished > 0:
+		r.TCP = No
+	}
 	switch {
 	case changed > 0:
 		r.TCPPortPreservation = No

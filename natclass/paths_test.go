@@ -116,3 +116,19 @@ func TestTCPOnlyTargets(t *testing.T) {
 		t.Errorf("summary %q", r.Verdict.Summary)
 	}
 }
+
+// TestTCPCutShortIsUnknown: attempts ended early say nothing either way,
+// and a bare handshake without an answer is no way out.
+func TestTCPCutShortIsUnknown(t *testing.T) {
+	udpBlocked := plainServers([2]netip.AddrPort{srvP, {}}, [2]netip.AddrPort{plain, {}})
+	cut := path(TransportTCP, "203.0.113.1:3478", false, false, "", "")
+	cut.CutShort = true
+	if r := Classify(with(udpBlocked, cut)); r.TCP != Unknown {
+		t.Errorf("only cut-short attempts: tcp %s, want unknown", r.TCP)
+	}
+	bare := path(TransportTCP, "203.0.113.1:3478", true, false, "", "")
+	r := Classify(with(udpBlocked, bare))
+	if r.TCP != Yes || len(r.TCPPortsOpen) != 0 || r.Verdict.WayOut.Via != WayNone {
+		t.Errorf("handshake without an answer: tcp %s ports %v way out %+v", r.TCP, r.TCPPortsOpen, r.Verdict.WayOut)
+	}
+}

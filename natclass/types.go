@@ -284,11 +284,19 @@ type RFC5780Tests struct {
 	FilteringII  Probe `json:"filtering_ii"`  // change-IP and change-port
 	FilteringIII Probe `json:"filtering_iii"` // change-port only
 
-	// Control is sent from the mapping socket after Mapping Test III opened
-	// its filter towards the alternate address: a change-IP and change-port
-	// request whose reply, from the alternate address, proves that the server
-	// honours CHANGE-REQUEST.
+	// Control is sent from the mapping socket once Mapping Test III has
+	// opened its filter towards the alternate address: a change-IP and
+	// change-port request whose reply, from the alternate address, proves
+	// that the server can answer from there.
 	Control Probe `json:"control"`
+	// MappingPa is a plain request from the mapping socket to the primary
+	// IP's alternate port; it opens the filter towards that port and gives
+	// one more mapping sample.
+	MappingPa Probe `json:"mapping_pa"`
+	// ControlPort is a change-port request from the mapping socket after
+	// MappingPa: its reply, from the primary IP's alternate port, proves
+	// that the server honours change-port.
+	ControlPort Probe `json:"control_port"`
 }
 
 // Observations is everything the probe engine saw for one address family.
@@ -331,12 +339,15 @@ type PathProbe struct {
 	Mapped netip.AddrPort `json:"mapped,omitzero"`
 	// CertError is set when the TLS certificate failed verification; the
 	// path still proved that TCP to the port gets out.
-	CertError    string        `json:"cert_error,omitempty"`
-	CertNotAfter time.Time     `json:"cert_not_after,omitzero"`
-	Error        string        `json:"error,omitempty"`
-	Connect      time.Duration `json:"-"` // TCP handshake
-	Handshake    time.Duration `json:"-"` // TLS handshake
-	Total        time.Duration `json:"-"` // dial to Binding response
+	CertError    string    `json:"cert_error,omitempty"`
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+	// CutShort: the attempt was ended before it could finish (the run's
+	// deadline, or UDP already answered): it says nothing either way.
+	CutShort  bool          `json:"cut_short,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	Connect   time.Duration `json:"-"` // TCP handshake
+	Handshake time.Duration `json:"-"` // TLS handshake
+	Total     time.Duration `json:"-"` // dial to Binding response
 }
 
 // Peer kinds of the verdict, named like the NAT types they stand for.
@@ -430,8 +441,11 @@ type Result struct {
 	// TCP: a TCP connection to some server got out (TLS included).
 	// Unknown when no TCP attempt was made.
 	TCP Tri `json:"tcp"`
-	// TCPPortsOpen and TLSPortsOpen list the server ports that TCP
-	// connections, and TLS handshakes, got through to.
+	// TCPPortsOpen lists the server ports where a server answered over TCP:
+	// a STUN response, or a TLS certificate that failed verification (TCP
+	// gets there, TLS is not trusted). TLSPortsOpen lists the ports where
+	// STUN over verified TLS answered. A bare TCP handshake counts for
+	// neither: a transparent proxy can complete it.
 	TCPPortsOpen []int `json:"tcp_ports_open"`
 	TLSPortsOpen []int `json:"tls_ports_open"`
 	// TCPMappingEndpointIndependent: connections from one local port to

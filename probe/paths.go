@@ -86,6 +86,9 @@ type pathRunner struct {
 	seen     map[string]bool
 	out      []natclass.PathProbe
 	finished bool
+	// budgetBound: the run's deadline comes before the attempts' own
+	// timeout, so an attempt still waiting then is cut short, not failed.
+	budgetBound bool
 }
 
 func (e *engine) startPaths(ctx context.Context, jobs []pathJob) *pathRunner {
@@ -94,7 +97,12 @@ func (e *engine) startPaths(ctx context.Context, jobs []pathJob) *pathRunner {
 		timeout = defaultPathTimeout
 	}
 	pr := &pathRunner{e: e, seen: map[string]bool{}}
-	pr.ctx, pr.cancel = context.WithDeadline(ctx, minTime(time.Now().Add(timeout), e.deadline))
+	deadline := time.Now().Add(timeout)
+	if e.deadline.Before(deadline) {
+		// The run's budget, not the attempt's own timeout, ends it.
+		deadline, pr.budgetBound = e.deadline, true
+	}
+	pr.ctx, pr.cancel = context.WithDeadline(ctx, deadline)
 	if release, port, err := reserveTCPPort(e.localIP); err == nil {
 		pr.release = release
 		pr.shared = netip.AddrPortFrom(e.localIP, port)
@@ -122,7 +130,7 @@ func (pr *pathRunner) add(j pathJob) {
 		if j.transport == TransportTCP && pr.shared.IsValid() {
 			local = pr.shared
 		}
-		p := pr.e.probePath(pr.ctx, j, local)
+		p := pr.e.probePath(pr.ctx, j, local, pr.budgetBound)
 		pr.mu.Lock()
 		pr.out = append(pr.out, p)
 		pr.mu.Unlock()
@@ -148,12 +156,16 @@ func (pr *pathRunner) wait() []natclass.PathProbe {
 	return pr.out
 }
 
-func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort) (p natclass.PathProbe) {
+func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort, budgetBound bool) (p natclass.PathProbe) {
 	p = natclass.PathProbe{Transport: j.transport, Server: j.server, Dest: j.dest, SharedPort: local.Port() != 0}
 	start := time.Now()
 	defer func() {
 		if p.Total == 0 {
 			p.Total = time.Since(start) // until the attempt gave up
+		}
+		// Ended from outside before it could finish: unknown, not failed.
+		if !p.OK && ctx.Err() != nil && (budgetBound || errors.Is(context.Cause(ctx), errUDPDone)) {
+			p.CutShort = true
 		}
 	}()
 	d := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Control: reuseControl}
@@ -178,9 +190,6 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort)
 	defer stop()
 	p.Connected = true
 	p.Connect = time.Since(start)
-	if e.first != nil {
-		e.first.answered(p.Connect)
-	}
 	p.Local = addrPortOf(conn.LocalAddr())
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)

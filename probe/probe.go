@@ -103,14 +103,17 @@ type Run struct {
 
 // timing constants of the waiting windows.
 const (
-	firstInterval  = 100 * time.Millisecond // first retransmission before any RTT is known
-	maxInterval    = 800 * time.Millisecond
-	minWindow      = 200 * time.Millisecond // shortest wait before "no reply" is a result
-	windowRTTs     = 3                      // window = windowRTTs*RTT + minWindow
-	retransPerWin  = 10                     // retransmissions inside a window
-	minRetransmit  = 10 * time.Millisecond
-	lateServerWait = 700 * time.Millisecond // others' wait after the first server answered
-	resolveTimeout = 3 * time.Second        // bound on name resolution
+	firstInterval = 100 * time.Millisecond // first retransmission before any RTT is known
+	maxInterval   = 800 * time.Millisecond
+	minWindow     = 200 * time.Millisecond // shortest wait before "no reply" is a result
+	windowRTTs    = 3                      // window = windowRTTs*RTT + minWindow
+	retransPerWin = 10                     // retransmissions inside a window
+	// changeRetransPerWin bounds the sends of a CHANGE-REQUEST test per
+	// window: servers rate-limit reflected responses (RFC 5780 section 9).
+	changeRetransPerWin = 5
+	minRetransmit       = 10 * time.Millisecond
+	lateServerWait      = time.Second     // others' wait after the first server answered
+	resolveTimeout      = 3 * time.Second // bound on name resolution
 )
 
 // window returns how long to wait for a reply given a measured round-trip
@@ -512,14 +515,25 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass.Server) natclass.RFC5780Tests {
 	t := natclass.RFC5780Tests{Server: idx}
 	p, a := srv.Address, srv.Binding.Other
+	pa := netip.AddrPortFrom(p.Addr(), a.Port()) // primary IP, alternate port
 	rtt := srv.Binding.RTT
+	// One window for everything: the controls run alongside the tests
+	// they vouch for, so that a server's rate limit cannot starve the
+	// tests and then pass the controls. CHANGE-REQUEST tests retransmit
+	// less, to stay inside such limits.
 	w := e.windowFor(rtt)
+	wc := w
+	wc.interval = max(w.interval, window(rtt)/changeRetransPerWin)
 	var wg sync.WaitGroup
 	run := func(dst *natclass.Probe, s *socket, name string, to netip.AddrPort, cr rfc5780.ChangeRequest) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			*dst = e.transact(ctx, s, name, to, cr, w)
+			ww := w
+			if cr.ChangeIP || cr.ChangePort {
+				ww = wc
+			}
+			*dst = e.transact(ctx, s, name, to, cr, ww)
 		}()
 	}
 	// Filtering (4.4) on a fresh socket that never talked to A.
@@ -531,22 +545,15 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 		run(&t.FilteringII, fs, "filtering-II", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
 		run(&t.FilteringIII, fs, "filtering-III", p, rfc5780.ChangeRequest{ChangePort: true})
 	}
-	// Mapping (4.3) on the mapping socket; then the control, which needs
-	// Test III to have opened the filter towards A:a.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var w2 sync.WaitGroup
-		w2.Add(1)
-		go func() {
-			defer w2.Done()
-			t.MappingII = e.transact(ctx, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), rfc5780.ChangeRequest{}, w)
-		}()
-		t.MappingIII = e.transact(ctx, ms, "mapping-III", a, rfc5780.ChangeRequest{}, w)
-		// The control gets a window of its own: it starts only after III.
-		t.Control = e.transact(ctx, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, e.windowFor(rtt))
-		w2.Wait()
-	}()
+	// Mapping (4.3) on the mapping socket, with a plain request to P:a. The
+	// controls ask, from the same socket, for replies from A:a and P:a: the
+	// filter opens towards those once III and the P:a request have gone out,
+	// so a control's first send may be dropped and its retransmission not.
+	run(&t.MappingII, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), rfc5780.ChangeRequest{})
+	run(&t.MappingIII, ms, "mapping-III", a, rfc5780.ChangeRequest{})
+	run(&t.MappingPa, ms, "mapping-Pa", pa, rfc5780.ChangeRequest{})
+	run(&t.Control, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+	run(&t.ControlPort, ms, "control-port", p, rfc5780.ChangeRequest{ChangePort: true})
 	wg.Wait()
 	return t
 }
@@ -567,11 +574,11 @@ func (e *engine) windowFor(rtt time.Duration) wait {
 // socket's public address and watches whether the mapping socket gets it
 // (RFC 5780 section 4.7).
 func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observations) *natclass.Probe {
-	var target netip.AddrPort
+	var target, server netip.AddrPort
 	var rtt time.Duration
 	for _, s := range obs.Servers {
 		if s.Binding.Replied() && s.Binding.Mapped.IsValid() {
-			target, rtt = s.Binding.Mapped, s.Binding.RTT
+			target, server, rtt = s.Binding.Mapped, s.Address, s.Binding.RTT
 			break
 		}
 	}
@@ -582,6 +589,19 @@ func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observat
 	if err != nil {
 		return &natclass.Probe{Dest: target, Error: err.Error()}
 	}
+	// The hairpin socket learns its own public address; the mapping socket
+	// sends there first, so that its filter lets the hairpinned packet in
+	// and the test is about hairpinning, not filtering.
+	own := e.transact(ctx, hs, "hairpin-self", server, rfc5780.ChangeRequest{}, e.windowFor(rtt))
+	if own.Replied() && own.Mapped.IsValid() {
+		if opener, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint); err == nil {
+			dst := net.UDPAddrFromAddrPort(own.Mapped)
+			for range 2 {
+				_, _ = ms.conn.WriteTo(opener.Raw, dst)
+			}
+			ms.emit(Event{Kind: EventSend, Test: "hairpin-open", Socket: ms.local, Peer: own.Mapped, Detail: "opens the filter towards the hairpin socket"})
+		}
+	}
 	msg, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	if err != nil {
 		return &natclass.Probe{Dest: target, Error: err.Error()}
@@ -589,8 +609,7 @@ func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observat
 	ch := ms.register(msg.TransactionID, true)
 	defer ms.unregister(msg.TransactionID)
 	p := natclass.Probe{Local: hs.local, Dest: target}
-	w := e.windowFor(rtt)
-	e.retransmitLoop(ctx, hs, "hairpin", msg, &p, w, ch)
+	e.retransmitLoop(ctx, hs, "hairpin", msg, &p, e.windowFor(rtt), ch)
 	return &p
 }
 

@@ -140,8 +140,12 @@ func parseHostPort(orig, s string, defPort uint16) (Target, error) {
 			return Target{}, fmt.Errorf("server %q: missing ']' after IPv6 address", orig)
 		}
 		h, rest := s[1:end], s[end+1:]
-		if a, err := netip.ParseAddr(h); err != nil || !a.Is6() {
+		a, err := netip.ParseAddr(h)
+		if err != nil || !a.Is6() {
 			return Target{}, fmt.Errorf("server %q: %q is not an IPv6 address", orig, h)
+		}
+		if a.Zone() != "" {
+			return Target{}, fmt.Errorf("server %q: zoned IPv6 addresses are not supported", orig)
 		}
 		host = h
 		if rest != "" {

@@ -62,6 +62,7 @@ func TestParseTarget(t *testing.T) {
 		"stun:example.com:99999":          "port",
 		"stun:user@example.com":           "not a host name",
 		"stun:example.com?transport=%zz":  "bad query",
+		"[fe80::1%eth0]:3478":             "zoned",
 		"fe80::1%eth0":                    "zoned",
 	}
 	for in, want := range bad {

@@ -346,7 +346,9 @@ func tests(obs natclass.Observations) []Test {
 		add("filtering-I", name, t.FilteringI)
 		add("filtering-II", name, t.FilteringII)
 		add("filtering-III", name, t.FilteringIII)
+		add("mapping-Pa", name, t.MappingPa)
 		add("change-request-control", name, t.Control)
+		add("change-port-control", name, t.ControlPort)
 	}
 	if obs.Hairpin != nil {
 		add("hairpin", "", *obs.Hairpin)

@@ -81,6 +81,8 @@ func rfc5780Obs(m1, m2, m3, m4, freshMapped netip.AddrPort, eif bool) natclass.O
 			FilteringII:  fII,
 			FilteringIII: change(noReply(fresh, srvP, 3), false, true),
 			Control:      change(reply(local, srvP, srvA, m1, 25), true, true),
+			MappingPa:    reply(local, srvPa, srvPa, m1, 24.4),
+			ControlPort:  change(reply(local, srvP, srvPa, m1, 25.2), false, true),
 		}},
 	}
 }
@@ -97,8 +99,11 @@ func portRestricted() natclass.Observations {
 func symmetric() natclass.Observations {
 	o := rfc5780Obs(ap("198.51.100.200:50001"), ap("198.51.100.200:50002"), ap("198.51.100.200:50003"),
 		ap("198.51.100.200:50004"), ap("198.51.100.200:50005"), false)
-	// The control request reuses mapping test I's mapping.
-	o.RFC5780[0].Control.Mapped = ap("198.51.100.200:50001")
+	// Behind APDM + APDF the controls' replies cannot get through, and
+	// P:a gets a mapping of its own.
+	o.RFC5780[0].Control = change(noReply(local, srvP, 5), true, true)
+	o.RFC5780[0].ControlPort = change(noReply(local, srvP, 5), false, true)
+	o.RFC5780[0].MappingPa.Mapped = ap("198.51.100.200:50006")
 	h := noReply(hairp, ap("198.51.100.200:50001"), 3)
 	o.Hairpin = &h
 	return o
@@ -316,7 +321,9 @@ func TestBuildTests(t *testing.T) {
 		"filtering-I " + rfcName + " 203.0.113.1:3478  reply",
 		"filtering-II " + rfcName + " 203.0.113.1:3478 change-ip|change-port no-reply",
 		"filtering-III " + rfcName + " 203.0.113.1:3478 change-port no-reply",
-		"change-request-control " + rfcName + " 203.0.113.1:3478 change-ip|change-port reply",
+		"mapping-Pa " + rfcName + " 203.0.113.1:3479  reply",
+		"change-request-control " + rfcName + " 203.0.113.1:3478 change-ip|change-port no-reply",
+		"change-port-control " + rfcName + " 203.0.113.1:3478 change-port no-reply",
 		"hairpin  198.51.100.200:50001  no-reply",
 	}
 	if !slices.Equal(got, want) {
@@ -326,7 +333,7 @@ func TestBuildTests(t *testing.T) {
 	if tests[0].RTTMS == nil || *tests[0].RTTMS != 23.456 || tests[5].RTTMS != nil {
 		t.Errorf("RTTs %v %v: want 23.456 on a reply and none without", deref(tests[0].RTTMS), deref(tests[5].RTTMS))
 	}
-	if tests[5].Sent != 3 || tests[0].Local != "192.168.1.10:40000" || tests[7].From != "203.0.113.2:3479" {
+	if tests[5].Sent != 3 || tests[0].Local != "192.168.1.10:40000" || tests[7].From != "203.0.113.1:3479" {
 		t.Errorf("fields lost: %+v %+v", tests[5], tests[7])
 	}
 	if v6 := r.Families[1]; v6.Skipped != "no IPv6 address" || v6.Tests == nil || len(v6.Tests) != 0 {
@@ -371,7 +378,7 @@ func TestJSONVocabulary(t *testing.T) {
 		{"nat.behind_nat", true},
 		{"nat.mapping_varies_by_destination", false},
 		{"nat.port_preservation", true},
-		{"nat.cgnat", false},
+		{"nat.cgnat", nil}, // behind a NAT, a public address says nothing about NATs beyond
 		{"nat.alg", false},
 		{"nat.hairpin", nil},
 		{"nat.rfc5780_server", rfcName},

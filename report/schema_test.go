@@ -268,7 +268,7 @@ var fieldEnums = map[string][]any{
 	"Path.family":               families,
 	"Path.transport":            transports,
 	"Server.change_request":     strs(natclass.ChangeRequestHonoured, natclass.ChangeRequestIgnored, natclass.ChangeRequestRejected, natclass.ChangeRequestUnconfirmed),
-	"Test.name":                 strs("binding", "mapping-II", "mapping-III", "filtering-I", "filtering-II", "filtering-III", "change-request-control", "hairpin"),
+	"Test.name":                 strs("binding", "mapping-II", "mapping-III", "filtering-I", "filtering-II", "filtering-III", "mapping-Pa", "change-request-control", "change-port-control", "hairpin"),
 	"Test.change_request":       strs("change-ip|change-port", "change-ip", "change-port"),
 	"PeerPath.peer":             strs(natclass.PeerOpen, natclass.PeerFullCone, natclass.PeerRestrictedCone, natclass.PeerPortRestrictedCone, natclass.PeerSymmetric, natclass.PeerUDPBlocked),
 	"Verdict.relay":             relays,
