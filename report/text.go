@@ -79,12 +79,21 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 			return err
 		}
 	}
-	if len(r.Verdict.Relay) > 0 {
-		ts := make([]string, 0, len(r.Verdict.Relay))
-		for _, t := range r.Verdict.Relay {
+	turnNames := func(relays []string) string {
+		ts := make([]string, 0, len(relays))
+		for _, t := range relays {
 			ts = append(ts, strings.TrimPrefix(t, "turn-"))
 		}
-		fmt.Fprintf(&b, "If direct fails: TURN over %s\n", strings.Join(ts, ", "))
+		return strings.Join(ts, ", ")
+	}
+	switch v := r.Verdict; {
+	case v.RelayVerified != nil && len(v.RelayVerified) > 0:
+		// TURN servers were checked: say what was proven, not the theory.
+		fmt.Fprintf(&b, "If direct fails: TURN over %s, verified by data through the relay\n", p.good.Sprint(turnNames(v.RelayVerified)))
+	case v.RelayVerified != nil:
+		fmt.Fprintf(&b, "If direct fails: %s (TURN over %s would be the way, but no TURN server given relayed data from here)\n", p.bad.Sprint("no verified relay"), turnNames(v.Relay))
+	case len(v.Relay) > 0:
+		fmt.Fprintf(&b, "If direct fails: TURN over %s (not verified: give --turn to check a server)\n", turnNames(v.Relay))
 	}
 	if w := r.Verdict.WayOut; w.Via != "" && w.Via != natclass.WayUnknown {
 		way := wayText(w)

@@ -191,7 +191,7 @@ func TestTextLayout(t *testing.T) {
 	}
 	// The sections come in order.
 	at := 0
-	for _, s := range []string{"\nIPv4\n", "\nIPv6\n", "| peer behind", "If direct fails: TURN over udp, tcp, tls\n",
+	for _, s := range []string{"\nIPv4\n", "\nIPv6\n", "| peer behind", "If direct fails: TURN over udp, tcp, tls (not verified",
 		"\nWhy:\n  - ", "\nWhy (IPv6):\n  - ", "\nServers\n", "| server "} {
 		i := strings.Index(out[at:], s)
 		if i < 0 {
@@ -341,6 +341,29 @@ func TestTextConcurrent(t *testing.T) {
 	for i := range outs {
 		if got := ansi.ReplaceAllString(outs[i].String(), ""); got != want.String() {
 			t.Errorf("goroutine %d:\n%s", i, lineDiff(want.String(), got))
+		}
+	}
+}
+
+// TestTextRelayLine: the fallback line says what TURN checks proved, and
+// marks the theory as such when none ran.
+func TestTextRelayLine(t *testing.T) {
+	for _, c := range []struct {
+		verified []string
+		want     string
+	}{
+		{nil, "If direct fails: TURN over udp, tcp, tls (not verified: give --turn to check a server)"},
+		{[]string{"turn-udp", "turn-tls"}, "If direct fails: TURN over udp, tls, verified by data through the relay"},
+		{[]string{}, "If direct fails: no verified relay (TURN over udp, tcp, tls would be the way, but no TURN server given relayed data from here)"},
+	} {
+		r := build(in(portRestricted()))
+		r.Verdict.RelayVerified = c.verified
+		var b bytes.Buffer
+		if err := WriteText(&b, r, TextOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), c.want+"\n") {
+			t.Errorf("verified %v: no line %q in\n%s", c.verified, c.want, b.String())
 		}
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/natcheck/natcheck/probe"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 )
 
@@ -72,7 +75,15 @@ func ParseICEServers(r io.Reader) (ICEServers, error) {
 				if strings.HasPrefix(lower, "stuns:") {
 					return out, fmt.Errorf("entry %d: %q: stuns: is not supported", i, u)
 				}
-				out.STUN = append(out.STUN, strings.SplitN(u[len("stun:"):], "?", 2)[0])
+				if strings.Contains(u, "@") {
+					return out, fmt.Errorf("entry %d: STUN URL %q: credentials do not belong in the URL", i, redactUserinfo(u))
+				}
+				hostport, _, _ := strings.Cut(u[len("stun:"):], "?")
+				t, err := probe.ParseTarget("stun:" + hostport)
+				if err != nil {
+					return out, fmt.Errorf("entry %d: %w", i, err)
+				}
+				out.STUN = append(out.STUN, net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port))))
 				continue
 			}
 			pu, err := ParseURL(u)

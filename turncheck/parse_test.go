@@ -143,3 +143,41 @@ func TestParseICEServers(t *testing.T) {
 		}
 	}
 }
+
+// TestParseErrorsHideCredentials: an error quotes the URL it rejects, but
+// never a credential put in it (userinfo or a query value).
+func TestParseErrorsHideCredentials(t *testing.T) {
+	const secret = "AlicePW_s3cr3t"
+	for _, u := range []string{
+		"turn:127.0.0.1:3478?transport=udp&password=" + secret,
+		"turn:alice:" + secret + "@127.0.0.1",
+		"turns:127.0.0.1?credential=" + secret,
+	} {
+		_, err := ParseURL(u)
+		if err == nil {
+			t.Errorf("%q accepted", u)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error leaks the credential: %v", err)
+		}
+	}
+	for _, entry := range []string{
+		`[{"urls": "stun:alice:` + secret + `@127.0.0.1:3478"}]`,
+		`[{"urls": ["stun:[::1"]}]`,
+		`[{"urls": "stun:"}]`,
+	} {
+		_, err := ParseICEServers(strings.NewReader(entry))
+		if err == nil {
+			t.Errorf("%s accepted", entry)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("error leaks the credential or is not one line: %v", err)
+		}
+	}
+	ice, err := ParseICEServers(strings.NewReader(`[{"urls": ["stun:127.0.0.1:3479?transport=udp", "stun:[::1]"]}]`))
+	if err != nil || len(ice.STUN) != 2 || ice.STUN[0] != "127.0.0.1:3479" || ice.STUN[1] != "[::1]:3478" {
+		t.Errorf("STUN entries %v, %v", ice.STUN, err)
+	}
+}

@@ -36,17 +36,18 @@ type URL struct {
 // (DTLS) is not supported.
 func ParseURL(s string) (URL, error) {
 	var u URL
+	shown := redactURL(s) // errors quote the URL: never a credential in it
 	rest, ok := cutPrefixFold(s, "turns:")
 	if ok {
 		u.Secure = true
 	} else if rest, ok = cutPrefixFold(s, "turn:"); !ok {
-		return u, fmt.Errorf("turn URL %q: must start with turn: or turns: (for example turn:turn.example.com:3478?transport=tcp)", s)
+		return u, fmt.Errorf("turn URL %q: must start with turn: or turns: (for example turn:turn.example.com:3478?transport=tcp)", shown)
 	}
 	if strings.HasPrefix(rest, "//") {
-		return u, fmt.Errorf("turn URL %q: write turn:HOST, without //", s)
+		return u, fmt.Errorf("turn URL %q: write turn:HOST, without //", shown)
 	}
 	if strings.Contains(rest, "@") {
-		return u, fmt.Errorf("turn URL %q: credentials do not belong in the URL: use --turn-user and NATCHECK_TURN_PASSWORD", redactUserinfo(s))
+		return u, fmt.Errorf("turn URL %q: credentials do not belong in the URL: use --turn-user and NATCHECK_TURN_PASSWORD", shown)
 	}
 	hostport, query, _ := strings.Cut(rest, "?")
 	transport := ""
@@ -54,7 +55,7 @@ func ParseURL(s string) (URL, error) {
 		for _, kv := range strings.Split(query, "&") {
 			k, v, _ := strings.Cut(kv, "=")
 			if !strings.EqualFold(k, "transport") {
-				return u, fmt.Errorf("turn URL %q: unknown parameter %q; only ?transport=udp or ?transport=tcp is allowed", s, k)
+				return u, fmt.Errorf("turn URL %q: unknown parameter %q; only ?transport=udp or ?transport=tcp is allowed", shown, k)
 			}
 			transport = strings.ToLower(v)
 		}
@@ -67,7 +68,7 @@ func ParseURL(s string) (URL, error) {
 		}
 	case "udp":
 		if u.Secure {
-			return u, fmt.Errorf("turn URL %q: turns: over UDP (DTLS) is not supported; use turns:HOST?transport=tcp", s)
+			return u, fmt.Errorf("turn URL %q: turns: over UDP (DTLS) is not supported; use turns:HOST?transport=tcp", shown)
 		}
 		u.Transport = natclass.TURNTransportUDP
 	case "tcp":
@@ -76,16 +77,16 @@ func ParseURL(s string) (URL, error) {
 			u.Transport = natclass.TURNTransportTLS
 		}
 	default:
-		return u, fmt.Errorf("turn URL %q: transport %q: use udp or tcp", s, transport)
+		return u, fmt.Errorf("turn URL %q: transport %q: use udp or tcp", shown, transport)
 	}
 	if hostport == "" {
-		return u, fmt.Errorf("turn URL %q: no host", s)
+		return u, fmt.Errorf("turn URL %q: no host", shown)
 	}
 	host, port := hostport, ""
 	if strings.HasPrefix(hostport, "[") {
 		end := strings.Index(hostport, "]")
 		if end < 0 {
-			return u, fmt.Errorf("turn URL %q: missing ] after the IPv6 address", s)
+			return u, fmt.Errorf("turn URL %q: missing ] after the IPv6 address", shown)
 		}
 		host = hostport[1:end]
 		switch after := hostport[end+1:]; {
@@ -93,19 +94,19 @@ func ParseURL(s string) (URL, error) {
 		case strings.HasPrefix(after, ":"):
 			port = after[1:]
 		default:
-			return u, fmt.Errorf("turn URL %q: unexpected %q after the IPv6 address", s, after)
+			return u, fmt.Errorf("turn URL %q: unexpected %q after the IPv6 address", shown, after)
 		}
 		if _, err := netip.ParseAddr(host); err != nil {
-			return u, fmt.Errorf("turn URL %q: %q is not an IPv6 address", s, host)
+			return u, fmt.Errorf("turn URL %q: %q is not an IPv6 address", shown, host)
 		}
 	} else if i := strings.LastIndex(hostport, ":"); i >= 0 {
 		host, port = hostport[:i], hostport[i+1:]
 		if strings.Contains(host, ":") {
-			return u, fmt.Errorf("turn URL %q: put an IPv6 address in brackets, as turn:[::1]:3478", s)
+			return u, fmt.Errorf("turn URL %q: put an IPv6 address in brackets, as turn:[::1]:3478", shown)
 		}
 	}
 	if host == "" {
-		return u, fmt.Errorf("turn URL %q: no host", s)
+		return u, fmt.Errorf("turn URL %q: no host", shown)
 	}
 	u.Host = host
 	u.Port = DefaultPort
@@ -115,7 +116,7 @@ func ParseURL(s string) (URL, error) {
 	if port != "" {
 		p, err := strconv.Atoi(port)
 		if err != nil || p < 1 || p > 65535 {
-			return u, fmt.Errorf("turn URL %q: port %q: give a number from 1 to 65535", s, port)
+			return u, fmt.Errorf("turn URL %q: port %q: give a number from 1 to 65535", shown, port)
 		}
 		u.Port = p
 	}
@@ -130,6 +131,24 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 }
 
 // redactUserinfo hides whatever precedes an @ in a URL.
+// redactURL hides userinfo and the value of every query parameter but
+// transport, so that an error quoting the URL cannot leak a credential
+// someone put there.
+func redactURL(s string) string {
+	s = redactUserinfo(s)
+	base, query, ok := strings.Cut(s, "?")
+	if !ok {
+		return s
+	}
+	kvs := strings.Split(query, "&")
+	for i, kv := range kvs {
+		if k, _, _ := strings.Cut(kv, "="); !strings.EqualFold(k, "transport") {
+			kvs[i] = k + "=REDACTED"
+		}
+	}
+	return base + "?" + strings.Join(kvs, "&")
+}
+
 func redactUserinfo(s string) string {
 	i := strings.LastIndex(s, "@")
 	if i < 0 {
