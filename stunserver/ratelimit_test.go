@@ -90,3 +90,17 @@ func TestLimiterBounded(t *testing.T) {
 		t.Errorf("%d sources tracked after pruning, want 1", n)
 	}
 }
+
+func TestSourceKeyGroupsIPv6By64(t *testing.T) {
+	a, b := netip.MustParseAddr("2001:db8:1:2::1"), netip.MustParseAddr("2001:db8:1:2:ffff::9")
+	if SourceKey(a) != SourceKey(b) {
+		t.Errorf("%s and %s are one /64 but count apart", a, b)
+	}
+	if c := netip.MustParseAddr("2001:db8:1:3::1"); SourceKey(a) == SourceKey(c) {
+		t.Errorf("%s and %s are different /64s but count together", a, c)
+	}
+	v4 := netip.MustParseAddr("192.0.2.7")
+	if SourceKey(v4) != v4 || SourceKey(netip.AddrFrom16(v4.As16())) != v4 {
+		t.Errorf("IPv4 keys: %s %s", SourceKey(v4), SourceKey(netip.AddrFrom16(v4.As16())))
+	}
+}

@@ -79,9 +79,8 @@ func listenTCP(nw transport.Net, ap netip.AddrPort) (net.Listener, netip.AddrPor
 // limits are closed at once: accepting them frees the kernel's backlog.
 func (s *Server) accept(l streamListener) {
 	defer s.wg.Done()
-	errs := 0
 	backoff := time.Millisecond
-	for errs < maxReadErrors {
+	for {
 		c, err := l.ln.Accept()
 		if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 			if c != nil {
@@ -90,14 +89,14 @@ func (s *Server) accept(l streamListener) {
 			return
 		}
 		if err != nil {
-			// For example EMFILE: pause rather than spin.
-			errs++
+			// For example EMFILE: pause rather than spin, and never give
+			// up: the listener must come back once the cause goes away.
 			s.log.Debug("accept error", "listener", l.addr, "err", err)
 			time.Sleep(backoff)
 			backoff = min(2*backoff, maxReadBackoff)
 			continue
 		}
-		errs, backoff = 0, time.Millisecond
+		backoff = time.Millisecond
 		src := addrPortOf(c.RemoteAddr())
 		if !s.admit(c, src) {
 			_ = c.Close()
@@ -107,7 +106,6 @@ func (s *Server) accept(l streamListener) {
 		s.wg.Add(1)
 		go s.serveConn(l, c, src)
 	}
-	s.log.Error("listener stopped after repeated errors", "listener", l.addr)
 }
 
 // admit registers c from src unless a limit is reached or the server is
@@ -119,7 +117,7 @@ func (s *Server) admit(c net.Conn, src netip.AddrPort) bool {
 	if st.closed {
 		return false
 	}
-	ip := src.Addr()
+	ip := SourceKey(src.Addr())
 	if len(st.conns) >= st.maxConns || st.perSrc[ip] >= st.maxPerSource {
 		s.tcpRejected.Add(1)
 		st.rejected++
@@ -141,7 +139,7 @@ func (s *Server) release(c net.Conn, src netip.AddrPort) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.conns, c)
-	ip := src.Addr()
+	ip := SourceKey(src.Addr())
 	if st.perSrc[ip] <= 1 {
 		delete(st.perSrc, ip)
 	} else {

@@ -25,6 +25,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/transport/v4"
 	"github.com/pion/turn/v5"
+
+	"github.com/natcheck/natcheck/stunserver"
 )
 
 // TURN defaults.
@@ -535,19 +537,23 @@ func newServeLimitListener(ln net.Listener, maxConns, perSource int, first, idle
 }
 
 // Accept returns the next connection within the limits. Errors other than
-// closing are paused on and retried, a bounded number of times.
+// closing (EMFILE, say) are paused on, with backoff, and retried for as
+// long as the listener is open: giving up would leave TURN over TCP dead
+// for the life of the process.
 func (l *serveLimitListener) Accept() (net.Conn, error) {
-	for tries := 0; ; {
+	backoff := 10 * time.Millisecond
+	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || tries >= 100 {
+			if errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
-			tries++
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		src := serveAddrOf(c.RemoteAddr())
+		backoff = 10 * time.Millisecond
+		src := stunserver.SourceKey(serveAddrOf(c.RemoteAddr())) // an IPv6 /64 counts as one source
 		l.mu.Lock()
 		if l.closed || len(l.conns) >= l.max || l.bySrc[src] >= l.perSource {
 			if now := time.Now(); !l.closed && now.Sub(l.lastLog) >= time.Second {
