@@ -144,6 +144,7 @@ type NatcheckResult struct {
 		Filtering string `json:"filtering"`
 		Type      string `json:"type"`
 		TCP       *bool  `json:"tcp"`
+		Hairpin   *bool  `json:"hairpin"`
 	} `json:"nat"`
 	Verdict struct {
 		DirectUDP string `json:"direct_udp"`
