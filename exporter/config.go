@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -63,6 +64,13 @@ type Module struct {
 	Timeout time.Duration `yaml:"timeout"`
 	STUN    STUNModule    `yaml:"stun"`
 	TURN    TURNModule    `yaml:"turn"`
+	// AllowedTargets, when set, lists the only targets this module probes
+	// (shell patterns as in path.Match, compared without case, e.g.
+	// "turn:*.example.com:443?transport=tcp"); other targets get 403. A
+	// turn module with credentials should set it: whoever can reach
+	// /probe could otherwise point it, credentials and all, at a server
+	// of their own.
+	AllowedTargets []string `yaml:"allowed_targets"`
 
 	// Set by LoadConfig: the line of the module in its file.
 	line int
@@ -192,8 +200,27 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 	return &cfg, nil
 }
 
+// Allows reports whether the module may probe target.
+func (m *Module) Allows(target string) bool {
+	if len(m.AllowedTargets) == 0 {
+		return true
+	}
+	t := strings.ToLower(target)
+	for _, p := range m.AllowedTargets {
+		if ok, err := path.Match(strings.ToLower(p), t); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
 // check validates m and resolves its credentials; at locates a field.
 func (m *Module) check(at func(...string) string, getenv func(string) string) error {
+	for _, p := range m.AllowedTargets {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("%s: allowed target pattern %q: %v", at("allowed_targets"), p, err)
+		}
+	}
 	switch {
 	case m.Timeout < 0:
 		return fmt.Errorf("%s: timeout %v: give a positive duration such as 5s", at("timeout"), m.Timeout)

@@ -89,10 +89,11 @@ type selfMetrics struct {
 // Reasons a /probe request was refused, the reason label of
 // natcheck_exporter_requests_rejected_total.
 const (
-	rejectBusy          = "busy"
-	rejectUnknownModule = "unknown_module"
-	rejectBadTarget     = "bad_target"
-	rejectBadTimeout    = "bad_timeout"
+	rejectBusy            = "busy"
+	rejectUnknownModule   = "unknown_module"
+	rejectBadTarget       = "bad_target"
+	rejectForbiddenTarget = "forbidden_target"
+	rejectBadTimeout      = "bad_timeout"
 )
 
 // New returns an Exporter for the modules of cfg.
@@ -118,13 +119,20 @@ func New(cfg *Config, o Options) (*Exporter, error) {
 		e.modules = append(e.modules, name)
 	}
 	slices.Sort(e.modules)
+	for _, name := range e.modules {
+		m := cfg.Modules[name]
+		t := m.TURN
+		if m.Kind == KindTURN && len(m.AllowedTargets) == 0 && (t.PasswordFile != "" || t.PasswordEnv != "" || t.SecretFile != "" || t.SecretEnv != "") {
+			log.Warn("turn module with credentials probes any target a scrape names: set allowed_targets", "module", name)
+		}
+	}
 	e.run = func(ctx context.Context, c check) outcome { return c.run(ctx) }
 
 	e.m = selfMetrics{
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "natcheck_exporter_probes_total",
 			Help: "Probes run, by module and result (success or failure)."}, []string{"module", "result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "natcheck_exporter_requests_rejected_total",
-			Help: "Probe requests refused, by reason: busy (503: every probe slot taken), unknown_module, bad_target, bad_timeout (400)."}, []string{"reason"}),
+			Help: "Probe requests refused, by reason: busy (503: every probe slot taken), unknown_module, bad_target, bad_timeout (400), forbidden_target (403: not in the module's allowed_targets)."}, []string{"reason"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "natcheck_exporter_probes_in_flight",
 			Help: "Probes running now."}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "natcheck_exporter_probe_duration_seconds",
@@ -202,6 +210,11 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 	target := q.Get("target")
 	if target == "" {
 		e.badRequest(w, rejectBadTarget, "missing target parameter: /probe?module="+name+"&target=TARGET")
+		return
+	}
+	if !m.Allows(target) {
+		e.m.rejected.WithLabelValues(rejectForbiddenTarget).Inc()
+		http.Error(w, fmt.Sprintf("module %q does not probe target %q: it is not in the module's allowed_targets", name, target), http.StatusForbidden)
 		return
 	}
 	c, err := prepare(name, m, target, e.o.Version)
