@@ -61,8 +61,6 @@ type exporterOptions struct {
 func parseExporterArgs(args []string, stdout io.Writer) (exporterOptions, error) {
 	var o exporterOptions
 	fs := flag.NewFlagSet("natcheck exporter", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:9469", "listen on `ADDR` (HOST:PORT; \":9469\" for every interface)")
 	fs.StringVar(&o.config, "config", "", "module `FILE` (YAML; required)")
 	fs.IntVar(&o.maxConcurrent, "max-concurrent", exporter.DefaultMaxConcurrent, "most probes at once")
@@ -70,15 +68,8 @@ func parseExporterArgs(args []string, stdout io.Writer) (exporterOptions, error)
 	fs.DurationVar(&o.timeoutOffset, "timeout-offset", exporter.DefaultTimeoutOffset, "taken off Prometheus's scrape timeout to leave time for the answer")
 	level := fs.String("log-level", "info", "log `LEVEL`: debug (one line per probe), info, warn or error")
 	format := fs.String("log-format", "text", "log `FORMAT`: text or json")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, exporterUsageText)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			fmt.Fprint(stdout, exporterExitText)
-			return o, errHelp
-		}
-		return o, fmt.Errorf("%v (see natcheck exporter --help)", err)
+	if err := parseFlags(fs, args, stdout, "natcheck exporter", exporterUsageText, exporterExitText); err != nil {
+		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (see natcheck exporter --help)", fs.Arg(0))

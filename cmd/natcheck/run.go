@@ -112,7 +112,6 @@ type env struct {
 func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("natcheck", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	var stun, require listFlag
 	fs.Var(&stun, "stun", "STUN server `HOST[:PORT]` (repeatable; replaces the defaults; IPv6 in brackets)")
 	v4 := fs.Bool("4", false, "test IPv4 only")
@@ -130,17 +129,9 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	fs.IntVar(&o.count, "count", 0, "with --every, stop after `N` runs (0: until interrupted)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	tf := addTURNFlags(fs)
-	fs.Usage = func() {} // errors are reported in one line below
 	var err error
-	if err = fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usageText)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			fmt.Fprint(stdout, exitText)
-			return o, errHelp
-		}
-		return o, fmt.Errorf("%v (see natcheck --help)", err)
+	if err = parseFlags(fs, args, stdout, "natcheck", usageText, exitText); err != nil {
+		return o, err
 	}
 	if *showVersion {
 		fmt.Fprintf(stdout, "natcheck %s\n", version)
@@ -199,6 +190,26 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	}
 	o.color = !*noColor && getenv("NO_COLOR") == "" && isTerminal(stdout)
 	return o, nil
+}
+
+// parseFlags parses args with fs. -h prints usage, the flags and exitText
+// on stdout and returns errHelp; a bad flag gives one line that names the
+// command's --help.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, cmd, usage, exitText string) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {} // errors are reported in one line, by the caller
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fmt.Fprint(stdout, exitText)
+		return errHelp
+	}
+	return fmt.Errorf("%v (see %s --help)", err, cmd)
 }
 
 // parsePorts parses a comma-separated list of ports, or "none".

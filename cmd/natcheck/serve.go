@@ -130,7 +130,6 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	var o serveOptions
 	var primaries, alternates []netip.AddrPort
 	fs := flag.NewFlagSet("natcheck serve", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fs.Var(serveAddrPortList{&primaries, serveSTUNPort}, "primary", "primary address `IP[:PORT]` P:p (port 3478 if omitted; repeat once per address family)")
 	fs.Var(serveAddrPortList{&alternates, serveAlternatePort}, "alternate", "alternate address `IP[:PORT]` A:a of the same family, another IP and port (port 3479 if omitted)")
 	fs.BoolVar(&o.tcp, "tcp", true, "also answer over TCP on the same addresses and ports (--tcp=false: UDP only)")
@@ -147,16 +146,8 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	format := fs.String("log-format", "text", "log `FORMAT` on stderr: text or json")
 	fs.DurationVar(&o.statsInterval, "stats-interval", time.Minute, "log counters this often when they changed (0: never)")
 	addServeTURNFlags(fs, &o.turn)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, serveUsageText)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			fmt.Fprint(stdout, serveExitText)
-			return o, errHelp
-		}
-		return o, fmt.Errorf("%v (see natcheck serve --help)", err)
+	if err := parseFlags(fs, args, stdout, "natcheck serve", serveUsageText, serveExitText); err != nil {
+		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (see natcheck serve --help)", fs.Arg(0))

@@ -253,8 +253,6 @@ type turnOptions struct {
 func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) (turnOptions, error) {
 	var o turnOptions
 	fs := flag.NewFlagSet("natcheck turn", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
 	tf := addTURNFlags(fs)
 	var require listFlag
 	fs.Var(&require, "require", "exit 1 unless TURN works over each `TRANSPORT[,...]`: udp, tcp, tls")
@@ -269,15 +267,8 @@ func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) 
 	var urls []string
 	rest := args
 	for range len(args) + 1 {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(stdout, turnUsageText)
-				fs.SetOutput(stdout)
-				fs.PrintDefaults()
-				fmt.Fprint(stdout, turnExitText)
-				return o, errHelp
-			}
-			return o, fmt.Errorf("%v (see natcheck turn --help)", err)
+		if err := parseFlags(fs, rest, stdout, "natcheck turn", turnUsageText, turnExitText); err != nil {
+			return o, err
 		}
 		if fs.NArg() == 0 {
 			break
