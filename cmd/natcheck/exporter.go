@@ -115,12 +115,7 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer, e
 		fmt.Fprintf(stderr, "natcheck exporter: %v\n", err)
 		return exitUsage
 	}
-	hopts := &slog.HandlerOptions{Level: o.logLevel}
-	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if o.logJSON {
-		h = slog.NewJSONHandler(stderr, hopts)
-	}
-	log := slog.New(h)
+	log := newLogger(stderr, o.logLevel, o.logJSON)
 	exp, err := exporter.New(cfg, exporter.Options{MaxConcurrent: o.maxConcurrent, QueueTimeout: o.queueTimeout,
 		TimeoutOffset: o.timeoutOffset, Logger: log, Version: version})
 	if err != nil {

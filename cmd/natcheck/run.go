@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -210,6 +211,15 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, cmd, usage, e
 		return errHelp
 	}
 	return fmt.Errorf("%v (see %s --help)", err, cmd)
+}
+
+// newLogger logs to w at level, as text or JSON lines (the servers' logs).
+func newLogger(w io.Writer, level slog.Level, asJSON bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // parsePorts parses a comma-separated list of ports, or "none".

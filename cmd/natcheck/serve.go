@@ -252,12 +252,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 		fmt.Fprintf(stderr, "natcheck serve: %v\n", err)
 		return exitUsage
 	}
-	hopts := &slog.HandlerOptions{Level: o.logLevel}
-	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if o.logJSON {
-		h = slog.NewJSONHandler(stderr, hopts)
-	}
-	log := slog.New(h)
+	log := newLogger(stderr, o.logLevel, o.logJSON)
 
 	var tlsCfg *tls.Config
 	if o.tlsCert != "" {
