@@ -127,7 +127,7 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer, e
 		fmt.Fprintf(stderr, "natcheck exporter: --listen: %v\n", err)
 		return exitUsage
 	}
-	srv := &http.Server{Handler: exp.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h, slog.LevelWarn)}
+	srv := &http.Server{Handler: exp.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("natcheck exporter listening", "address", ln.Addr().String(), "config", o.config, "modules", exp.Modules(), "version", version)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
