@@ -354,7 +354,7 @@ func (c *classifier) extras() {
 	r := c.r
 	seen := map[netip.AddrPort]bool{}
 	preserved, changed := 0, 0
-	cgnat, publicSeen := 0, 0
+	cgnat := 0
 	algYes, algNo := 0, 0
 	mappingSocket := map[netip.AddrPort]bool{}
 	for _, s := range c.obs.Servers {
@@ -378,8 +378,6 @@ func (c *classifier) extras() {
 		if isGlobal(p.Dest.Addr()) {
 			if isPrivateOrShared(p.Mapped.Addr()) && p.Mapped != p.Local {
 				cgnat++
-			} else {
-				publicSeen++
 			}
 		}
 		if p.LegacyMapped.IsValid() {
@@ -401,9 +399,10 @@ func (c *classifier) extras() {
 	case cgnat > 0:
 		r.CGNAT = Yes
 		c.reason("a public server saw a private or shared (100.64.0.0/10) address: there is another NAT beyond this one (carrier-grade NAT)")
-	case publicSeen > 0 && r.BehindNAT == No:
-		// Behind a NAT a public server sees the outermost NAT's address,
-		// which says nothing about NATs in between.
+	case r.BehindNAT == No:
+		// No NAT at all, so none beyond it. Behind a NAT, a public server
+		// sees the outermost NAT's address, which says nothing about NATs
+		// in between: unknown.
 		r.CGNAT = No
 	}
 	switch {

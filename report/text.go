@@ -338,6 +338,11 @@ func familyRows(p palette, f FamilyResult) [][]string {
 			hairpinUnknown = "unknown (test did not finish)"
 		}
 	}
+
+	hairpin := p.tri(n.Hairpin, p.good, p.warn, hairpinUnknown)
+	if n.BehindNAT == natclass.No {
+		hairpin = p.plain.Sprint("does not apply (no NAT)")
+	}
 	rfc := n.RFC5780Server
 	if rfc == "" {
 		rfc = p.warn.Sprint("none (filtering not tested)")
@@ -351,7 +356,7 @@ func familyRows(p palette, f FamilyResult) [][]string {
 		[]string{"port preservation", p.tri(n.PortPreservation, p.good, p.plain, "")},
 		[]string{"carrier-grade NAT", p.tri(n.CGNAT, p.warn, p.good, "")},
 		[]string{"ALG", p.tri(n.ALG, p.bad, p.good, "unknown (no MAPPED-ADDRESS to compare)")},
-		[]string{"hairpinning", p.tri(n.Hairpin, p.good, p.warn, hairpinUnknown)},
+		[]string{"hairpinning", hairpin},
 		[]string{"RFC 5780 server", rfc},
 	)
 	if n.TCP != natclass.Unknown {

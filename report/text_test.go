@@ -150,7 +150,7 @@ func TestTextColors(t *testing.T) {
 			[]string{yellow + "unknown (no server answered)", red + "lookup stun.example.net: no such host"}},
 		{"full cone", build(in(fullConeCGNAT())), green,
 			[]string{green + "full-cone", yellow + "yes\x1b"}},
-		{"no NAT", build(in(ipv6Open())), green, []string{green + "none", yellow + "unknown (not tested)"}},
+		{"no NAT", build(in(ipv6Open())), green, []string{green + "none", "does not apply (no NAT)"}},
 		{"possible", build(in(onePlainServer())), yellow, []string{yellow + "unknown\x1b", yellow + "none (filtering not tested)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
