@@ -86,15 +86,9 @@ func parseExporterArgs(args []string, stdout io.Writer) (exporterOptions, error)
 	if o.queueTimeout == 0 {
 		o.queueTimeout = -1 // exporter.Options: negative means no wait
 	}
-	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		return o, fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
-	}
-	switch *format {
-	case "text":
-	case "json":
-		o.logJSON = true
-	default:
-		return o, fmt.Errorf("--log-format %q: use text or json", *format)
+	var err error
+	if o.logLevel, o.logJSON, err = parseLogFlags(*level, *format); err != nil {
+		return o, err
 	}
 	return o, nil
 }

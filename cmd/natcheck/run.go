@@ -213,6 +213,21 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, cmd, usage, e
 	return fmt.Errorf("%v (see %s --help)", err, cmd)
 }
 
+// parseLogFlags reads the servers' --log-level and --log-format values.
+func parseLogFlags(level, format string) (slog.Level, bool, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return l, false, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	switch format {
+	case "text":
+		return l, false, nil
+	case "json":
+		return l, true, nil
+	}
+	return l, false, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
 // newLogger logs to w at level, as text or JSON lines (the servers' logs).
 func newLogger(w io.Writer, level slog.Level, asJSON bool) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}

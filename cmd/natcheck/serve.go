@@ -156,15 +156,8 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	if o.pairs, err = servePairAddrs(primaries, alternates); err != nil {
 		return o, err
 	}
-	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		return o, fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
-	}
-	switch *format {
-	case "text":
-	case "json":
-		o.logJSON = true
-	default:
-		return o, fmt.Errorf("--log-format %q: use text or json", *format)
+	if o.logLevel, o.logJSON, err = parseLogFlags(*level, *format); err != nil {
+		return o, err
 	}
 	switch {
 	case o.maxConns < 1 || o.maxConnsPerSource < 1:
