@@ -4,10 +4,11 @@
 //
 //	client (198.18.1.2) --lan-- router (198.18.1.1 | 198.19.0.1) --wan-- internet (198.19.0.2, .3, .4)
 //
-// The router applies one Mode with nftables; the internet namespace runs
-// coturn as an RFC 5780 STUN server on 198.19.0.2 and 198.19.0.3 (ports 3478
-// and 3479) that is also a TURN server over UDP, TCP and TLS, and a second,
-// plain STUN server (no OTHER-ADDRESS, like Google's) on 198.19.0.4:3478.
+// The router applies one Mode and one InputPolicy with nftables; the
+// internet namespace runs coturn as an RFC 5780 STUN server on 198.19.0.2
+// and 198.19.0.3 (ports 3478 and 3479) that is also a TURN server over UDP,
+// TCP and TLS, and a second, plain STUN server (no OTHER-ADDRESS, like
+// Google's) on 198.19.0.4:3478.
 // Every address lies in 198.18.0.0/15, the benchmarking range of RFC 2544,
 // and no packet leaves the namespaces.
 //
@@ -43,6 +44,12 @@ const (
 	// OneToOne maps the client 1:1 to its own public address 198.19.0.10
 	// (snat and dnat), with no filtering: EIM and EIF with preserved ports.
 	OneToOne Mode = "onetoone"
+	// Restricted maps the client 1:1 to its own public address 198.19.0.11
+	// (snat and dnat, ports kept: endpoint-independent mapping) and filters
+	// by address: an inbound UDP packet passes only from an IP address the
+	// client has sent to (from any port), recorded in an nftables dynamic
+	// set (a restricted cone: EIM + ADF).
+	Restricted Mode = "restricted"
 	// Masquerade is a typical home router: nftables masquerade and a
 	// stateful forward filter.
 	Masquerade Mode = "masquerade"
@@ -61,18 +68,43 @@ func (m Mode) BlocksUDP() bool { return m == UDPBlocked || m == TLS443Only }
 
 // Modes returns every router behaviour, in a stable order.
 func Modes() []Mode {
-	return []Mode{Routed, Firewall, OneToOne, Masquerade, Symmetric, UDPBlocked, TLS443Only}
+	return []Mode{Routed, Firewall, OneToOne, Restricted, Masquerade, Symmetric, UDPBlocked, TLS443Only}
 }
+
+// InputPolicy is what the router does with unsolicited packets addressed
+// to itself (its input chain): packets that belong to no connection, such
+// as a STUN server's reply that arrives before the client sent to that
+// server endpoint.
+type InputPolicy string
+
+// Router input policies.
+const (
+	// InputDrop drops them (counted): a router with a firewall on its own
+	// address. The zero value "" means InputDrop.
+	InputDrop InputPolicy = "drop"
+	// InputAccept accepts them (counted), as a bare Linux box or a Docker
+	// host does (input chain policy accept). conntrack then records such a
+	// packet as a connection to the router, and masquerade must give the
+	// client another port when it later sends to that endpoint (issue 10).
+	InputAccept InputPolicy = "accept"
+)
+
+// InputPolicies returns both input policies, drop first.
+func InputPolicies() []InputPolicy { return []InputPolicy{InputDrop, InputAccept} }
+
+// validInput reports whether p is an input policy ("" included).
+func validInput(p InputPolicy) bool { return p == "" || p == InputDrop || p == InputAccept }
 
 // Addresses of the topology. All of them lie in 198.18.0.0/15.
 var (
-	ClientAddr    = netip.MustParseAddr("198.18.1.2")  // the client on the LAN
-	RouterLANAddr = netip.MustParseAddr("198.18.1.1")  // the router on the LAN
-	RouterWANAddr = netip.MustParseAddr("198.19.0.1")  // the router on the WAN
-	OneToOneAddr  = netip.MustParseAddr("198.19.0.10") // the client's public address in OneToOne mode
-	STUNAddr      = netip.MustParseAddr("198.19.0.2")  // coturn, primary address
-	STUNAltAddr   = netip.MustParseAddr("198.19.0.3")  // coturn, alternate address
-	PlainSTUNAddr = netip.MustParseAddr("198.19.0.4")  // the plain STUN server
+	ClientAddr     = netip.MustParseAddr("198.18.1.2")  // the client on the LAN
+	RouterLANAddr  = netip.MustParseAddr("198.18.1.1")  // the router on the LAN
+	RouterWANAddr  = netip.MustParseAddr("198.19.0.1")  // the router on the WAN
+	OneToOneAddr   = netip.MustParseAddr("198.19.0.10") // the client's public address in OneToOne mode
+	RestrictedAddr = netip.MustParseAddr("198.19.0.11") // the client's public address in Restricted mode
+	STUNAddr       = netip.MustParseAddr("198.19.0.2")  // coturn, primary address
+	STUNAltAddr    = netip.MustParseAddr("198.19.0.3")  // coturn, alternate address
+	PlainSTUNAddr  = netip.MustParseAddr("198.19.0.4")  // the plain STUN server
 )
 
 // Ports of the servers.
@@ -92,10 +124,13 @@ const (
 	TURNRealm    = "lab.natcheck.test"
 )
 
-// Options configures a Lab. The zero value is a Masquerade router without
-// loss.
+// Options configures a Lab. The zero value is a Masquerade router that
+// drops unsolicited input, without loss.
 type Options struct {
 	Mode Mode
+	// Input is the router's policy for unsolicited packets addressed to
+	// itself; "" means InputDrop.
+	Input InputPolicy
 	// LossPercent, if positive, makes the router drop that percentage of
 	// forwarded UDP packets in both directions (nft numgen; no netem needed).
 	LossPercent int
@@ -109,6 +144,7 @@ type Options struct {
 // Lab is a running topology. Its fields are read-only.
 type Lab struct {
 	Mode        Mode
+	Input       InputPolicy // never "": InputDrop or InputAccept
 	LossPercent int
 
 	// Network namespace names, for `ip netns exec`.
@@ -229,6 +265,12 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if !validMode(opts.Mode) {
 		return nil, fmt.Errorf("unknown mode %q", opts.Mode)
 	}
+	if !validInput(opts.Input) {
+		return nil, fmt.Errorf("unknown input policy %q", opts.Input)
+	}
+	if opts.Input == "" {
+		opts.Input = InputDrop
+	}
 	if opts.LossPercent < 0 || opts.LossPercent > 100 {
 		return nil, fmt.Errorf("loss %d%% out of range", opts.LossPercent)
 	}
@@ -242,6 +284,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	prefix := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), randomHex(3))
 	l = &Lab{
 		Mode:        opts.Mode,
+		Input:       opts.Input,
 		LossPercent: opts.LossPercent,
 		Client:      prefix + "-client",
 		Router:      prefix + "-router",
@@ -265,6 +308,8 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		l.PublicAddr = ClientAddr
 	case OneToOne:
 		l.PublicAddr = OneToOneAddr
+	case Restricted:
+		l.PublicAddr = RestrictedAddr
 	default:
 		l.PublicAddr = RouterWANAddr
 	}

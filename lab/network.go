@@ -42,9 +42,9 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		{l.Internet, "addr", "add", PlainSTUNAddr.String() + "/24", "dev", internetIf},
 		{l.Internet, "link", "set", internetIf, "up"},
 	}
-	if l.Mode == OneToOne {
-		// The router answers ARP for the client's public address.
-		steps = append(steps, []string{l.Router, "addr", "add", OneToOneAddr.String() + "/32", "dev", routerWAN})
+	if l.Mode == OneToOne || l.Mode == Restricted {
+		// The router answers ARP for the client's own public address.
+		steps = append(steps, []string{l.Router, "addr", "add", l.PublicAddr.String() + "/32", "dev", routerWAN})
 	}
 	if l.PublicAddr == ClientAddr {
 		// Without NAT the internet must route the client's LAN back.
@@ -68,19 +68,28 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	if _, err := nsexec(ctx, l.Router, "nft", "-f", file); err != nil {
 		return fmt.Errorf("loading %s: %w", file, err)
 	}
-	l.logf("lab: %s: router mode %s, loss %d%%, namespaces %s/%s/%s", l.prefix, l.Mode, l.LossPercent, l.Client, l.Router, l.Internet)
+	l.logf("lab: %s: router mode %s, input %s, loss %d%%, namespaces %s/%s/%s", l.prefix, l.Mode, l.Input, l.LossPercent, l.Client, l.Router, l.Internet)
 	return nil
 }
 
-// Ruleset returns the router's nftables ruleset for the lab's mode.
+// Ruleset returns the router's nftables ruleset for the lab's mode, input
+// policy and loss.
 func (l *Lab) Ruleset() string {
-	return Ruleset(l.Mode, l.LossPercent)
+	return Ruleset(l.Mode, l.Input, l.LossPercent)
 }
 
-// Ruleset returns the router's nftables ruleset for mode with loss percent
-// of forwarded UDP dropped.
-func Ruleset(mode Mode, loss int) string {
-	var fwd, pre, post []string
+// restrictedTimeout is how long the Restricted router remembers an address
+// the client sent to (refreshed by every packet the client sends there).
+const restrictedTimeout = "120s"
+
+// Ruleset returns the router's nftables ruleset for mode, with input the
+// policy for unsolicited packets addressed to the router itself ("" means
+// InputDrop) and loss percent of forwarded UDP dropped.
+func Ruleset(mode Mode, input InputPolicy, loss int) string {
+	if input == "" {
+		input = InputDrop
+	}
+	var fwd, pre, post, sets []string
 	if loss > 0 {
 		fwd = append(fwd, fmt.Sprintf("meta l4proto udp numgen random mod 100 < %d counter drop comment \"loss\"", loss))
 	}
@@ -99,6 +108,24 @@ func Ruleset(mode Mode, loss int) string {
 		fwd = append(fwd, "accept")
 		pre = append(pre, fmt.Sprintf("iifname %q ip daddr %s dnat to %s", routerWAN, OneToOneAddr, ClientAddr))
 		post = append(post, fmt.Sprintf("%s ip saddr %s snat to %s", wan, ClientAddr, OneToOneAddr))
+	case Restricted:
+		// 1:1 NAT as OneToOne (ports kept: endpoint-independent mapping),
+		// and address-dependent filtering: the client's UDP packets record
+		// (destination address, client port) in a set; an inbound packet
+		// passes if it belongs to a connection or comes from a recorded
+		// address to that port, from any of its ports. The forward chain
+		// sees inbound packets after dnat and outbound ones before snat,
+		// so both sides of the key use the client's own port.
+		sets = append(sets, fmt.Sprintf("set restricted {\n\t\ttype ipv4_addr . inet_service\n\t\tflags dynamic,timeout\n\t\ttimeout %s\n\t}", restrictedTimeout))
+		// Every outbound packet refreshes its element, also on an
+		// established connection.
+		fwd = append(fwd, fmt.Sprintf("iifname %q oifname %q meta l4proto udp update @restricted { ip daddr . udp sport }", routerLAN, routerWAN))
+		fwd = append(fwd, stateful...)
+		fwd = append(fwd,
+			fmt.Sprintf("iifname %q oifname %q meta l4proto udp ip saddr . udp dport @restricted accept", routerWAN, routerLAN),
+			fmt.Sprintf("iifname %q counter drop comment \"filtered\"", routerWAN))
+		pre = append(pre, fmt.Sprintf("iifname %q ip daddr %s dnat to %s", routerWAN, RestrictedAddr, ClientAddr))
+		post = append(post, fmt.Sprintf("%s ip saddr %s snat to %s", wan, ClientAddr, RestrictedAddr))
 	case Masquerade:
 		fwd = append(fwd, stateful...)
 		post = append(post, wan+" masquerade")
@@ -119,16 +146,28 @@ func Ruleset(mode Mode, loss int) string {
 		post = append(post, wan+" masquerade")
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# natcheck lab router, mode %s, loss %d%%\n", mode, loss)
+	fmt.Fprintf(&b, "# natcheck lab router, mode %s, input %s, loss %d%%\n", mode, input, loss)
 	b.WriteString("flush ruleset\n")
 	b.WriteString("table inet lab {\n")
-	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n")
+	for _, s := range sets {
+		b.WriteString("\t" + s + "\n")
+	}
+	fmt.Fprintf(&b, "\tchain input {\n\t\ttype filter hook input priority filter; policy %s;\n", input)
 	b.WriteString("\t\tiif \"lo\" accept\n")
 	b.WriteString("\t\tct state established,related accept\n")
-	b.WriteString("\t\t# Anything else addressed to the router itself is unsolicited: drop it,\n")
-	b.WriteString("\t\t# so that masquerade never records an inbound probe as a connection\n")
-	b.WriteString("\t\t# to the router (see shared/nat-testing.md).\n")
-	b.WriteString("\t\tcounter drop comment \"unsolicited\"\n\t}\n")
+	if input == InputAccept {
+		b.WriteString("\t\t# Anything else addressed to the router itself is unsolicited: accepted,\n")
+		b.WriteString("\t\t# as on a bare Linux box or a Docker host. conntrack then records an\n")
+		b.WriteString("\t\t# inbound probe as a connection to the router, and masquerade must pick\n")
+		b.WriteString("\t\t# another port when the client later sends to that endpoint (issue 10,\n")
+		b.WriteString("\t\t# shared/nat-testing.md).\n")
+		b.WriteString("\t\tcounter accept comment \"unsolicited\"\n\t}\n")
+	} else {
+		b.WriteString("\t\t# Anything else addressed to the router itself is unsolicited: drop it,\n")
+		b.WriteString("\t\t# so that masquerade never records an inbound probe as a connection\n")
+		b.WriteString("\t\t# to the router (see shared/nat-testing.md).\n")
+		b.WriteString("\t\tcounter drop comment \"unsolicited\"\n\t}\n")
+	}
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
 	for _, r := range fwd {
 		b.WriteString("\t\t" + r + "\n")
@@ -153,7 +192,9 @@ func Ruleset(mode Mode, loss int) string {
 }
 
 // Counters returns the packet counts of the router's commented rules:
-// "unsolicited" (dropped packets addressed to the router itself), "loss"
+// "unsolicited" (packets addressed to the router itself that belong to no
+// connection: dropped, or accepted with InputAccept), "filtered" (inbound
+// packets the Restricted router's address-dependent filter dropped), "loss"
 // (UDP dropped by the loss variant), "udp blocked" and "tcp blocked" (TCP
 // dropped by tls443only: SYNs to ports other than 443).
 func (l *Lab) Counters(ctx context.Context) (map[string]int64, error) {
