@@ -48,6 +48,13 @@ func Expect(mode Mode) Expectation {
 			Type:      []string{TypeFullCone},
 			DirectUDP: []string{"likely"},
 			WayOut:    WayDirectUDP}
+	case Restricted:
+		return Expectation{UDP: true,
+			Mapping:   []string{EndpointIndependent},
+			Filtering: []string{AddressDependent},
+			Type:      []string{TypeRestrictedCone},
+			DirectUDP: []string{"likely"},
+			WayOut:    WayDirectUDP}
 	case Masquerade:
 		return Expectation{UDP: true,
 			Mapping:   []string{EndpointIndependent},
@@ -56,11 +63,14 @@ func Expect(mode Mode) Expectation {
 			DirectUDP: []string{"likely"},
 			WayOut:    WayDirectUDP}
 	case Symmetric:
-		// Filtering behind a symmetric NAT may honestly be unknown: every
-		// new destination gets a new mapping.
+		// Filtering behind a symmetric NAT is measurable: a change reply
+		// can never reach the socket whose mapping is tied to P:p, but
+		// RFC 5780's RESPONSE-PORT gives the control that proves the
+		// server answers from A:a (shared/nat-testing.md), and conntrack
+		// filters by address and port.
 		return Expectation{UDP: true,
 			Mapping:   []string{AddressAndPortDependent},
-			Filtering: []string{AddressAndPortDependent, Unknown},
+			Filtering: []string{AddressAndPortDependent},
 			Type:      []string{TypeSymmetric},
 			DirectUDP: []string{"unlikely"},
 			WayOut:    WayTURNUDP}
@@ -137,6 +147,62 @@ func (e Expectation) CheckNatdiscovery(r NatdiscoveryResult) []string {
 	bad = append(bad, check("filtering", r.Filtering, e.Filtering, false)...)
 	bad = append(bad, check("type", r.Type, e.Type, false)...)
 	return bad
+}
+
+// Outcome is how a tool's answer compares with the expectation.
+type Outcome string
+
+// Outcomes of one run.
+const (
+	// Right: every field is what the kernel does.
+	Right Outcome = "right"
+	// Undecided: no field contradicts the kernel, but at least one is
+	// unknown (natcheck) or has no conclusion (natdiscovery).
+	Undecided Outcome = "unknown"
+	// Wrong: a field contradicts the kernel, or the run failed.
+	Wrong Outcome = "wrong"
+)
+
+// JudgeNatcheck says whether natcheck's answer is right, undecided or
+// wrong, and what is wrong with it when it is not right. Undecided is
+// CheckNatcheck's lossy leniency: unknown fields (and direct_udp
+// "possible" with the mapping unknown), never a contradicting value.
+func (e Expectation) JudgeNatcheck(r NatcheckResult) (Outcome, []string) {
+	bad := e.CheckNatcheck(r, false)
+	if bad == nil {
+		return Right, nil
+	}
+	if worse := e.CheckNatcheck(r, true); worse != nil {
+		return Wrong, worse
+	}
+	return Undecided, bad
+}
+
+// JudgeNatdiscovery is JudgeNatcheck for turnutils_natdiscovery: a
+// mapping or filtering test that printed no conclusion is undecided.
+func (e Expectation) JudgeNatdiscovery(r NatdiscoveryResult) (Outcome, []string) {
+	bad := e.CheckNatdiscovery(r)
+	if bad == nil {
+		return Right, nil
+	}
+	lenient := r
+	if lenient.Mapping == "" {
+		lenient.Mapping = Unknown
+	}
+	if lenient.Filtering == "" {
+		lenient.Filtering = Unknown
+	}
+	var worse []string
+	if r.UDP != e.UDP {
+		worse = append(worse, fmt.Sprintf("udp %v, want %v", r.UDP, e.UDP))
+	}
+	worse = append(worse, check("mapping", lenient.Mapping, e.Mapping, true)...)
+	worse = append(worse, check("filtering", lenient.Filtering, e.Filtering, true)...)
+	worse = append(worse, check("type", lenient.Type, e.Type, true)...)
+	if worse == nil {
+		return Undecided, bad
+	}
+	return Wrong, worse
 }
 
 func check(field, got string, want []string, unknownOK bool) []string {
