@@ -33,6 +33,8 @@ func Classify(obs Observations) Result {
 		}
 		return r
 	}
+	c.loss = MeasureLoss(obs)
+	r.UDPLoss = &c.loss
 	c.mapping()
 	c.filtering()
 	r.Type = TypeOf(r.Mapping, r.Filtering, r.MappingVariesByDestination)
@@ -45,6 +47,7 @@ func Classify(obs Observations) Result {
 type classifier struct {
 	obs     Observations
 	r       *Result
+	loss    Loss   // measured in this run
 	summary string // short cause when nothing was measured
 }
 
@@ -59,8 +62,9 @@ func (c *classifier) allProbes() []Probe {
 		ps = append(ps, s.Binding)
 	}
 	for _, t := range c.obs.RFC5780 {
-		ps = append(ps, t.MappingII, t.MappingIII, t.FilteringI, t.FilteringII, t.FilteringIII, t.Control, t.MappingPa, t.ControlPort)
+		ps = append(ps, t.probes()...)
 	}
+	ps = append(ps, c.obs.Resample...)
 	return append(ps, c.obs.Extra...)
 }
 
@@ -111,7 +115,11 @@ func (c *classifier) udp() {
 		c.reason("the only server address tried did not answer over UDP: UDP may be blocked, or that server is down; try a second server")
 	default:
 		c.r.Type = TypeUDPBlocked
-		c.reason("none of %d server addresses answered a UDP Binding request despite retransmissions: UDP is blocked on this network", len(addrs))
+		sends := 0
+		for _, s := range c.obs.Servers {
+			sends += s.Binding.Sent
+		}
+		c.reason("none of %d server addresses answered any of %d UDP Binding requests (retransmissions included): UDP is blocked on this network", len(addrs), sends)
 	}
 }
 
@@ -119,32 +127,60 @@ type sample struct {
 	local, dest, mapped netip.AddrPort
 }
 
-func (c *classifier) mappingSamples() []sample {
+// samplesOf returns the mapping samples among ps: plain requests (no
+// CHANGE-REQUEST) that were answered with a mapped address.
+func samplesOf(ps []Probe) []sample {
 	var ss []sample
-	add := func(p Probe) {
-		if p.Replied() && p.Mapped.IsValid() && !p.ChangeIP && !p.ChangePort {
+	for _, p := range ps {
+		if p.Replied() && p.Mapped.IsValid() && !p.ChangeIP && !p.ChangePort && p.ResponsePort == 0 {
 			ss = append(ss, sample{p.Local, p.Dest, p.Mapped})
 		}
-	}
-	for _, s := range c.obs.Servers {
-		add(s.Binding)
-	}
-	for _, t := range c.obs.RFC5780 {
-		add(t.MappingII)
-		add(t.MappingIII)
-		add(t.MappingPa)
 	}
 	return ss
 }
 
-// mapping classifies mapping behaviour from the samples of the shared mapping
-// socket (RFC 5780 section 4.3 generalised: Test I/II compare two destination
-// IP addresses, Test II/III two ports of one address).
-func (c *classifier) mapping() {
-	ss := c.mappingSamples()
+// mappingProbes returns the transactions of the shared mapping socket:
+// Test I to every server, and Tests II, III and P:a.
+func (c *classifier) mappingProbes() []Probe {
+	var ps []Probe
+	for _, s := range c.obs.Servers {
+		ps = append(ps, s.Binding)
+	}
+	for _, t := range c.obs.RFC5780 {
+		ps = append(ps, t.MappingII, t.MappingIII, t.MappingPa)
+	}
+	return ps
+}
+
+// mappingOutcome is what one socket's samples say about mapping behaviour.
+type mappingOutcome struct {
+	behavior  Behavior
+	varies    Tri
+	behindNAT Tri
+	// contradiction: no single behaviour explains the samples; the
+	// mapping changed during the test, or the NAT has several exits.
+	contradiction bool
+	reason        string
+}
+
+// MappingContradicts reports whether the answered plain requests among ps,
+// all from one socket, contradict each other: no mapping behaviour (none,
+// endpoint-independent, address-dependent, address-and-port-dependent)
+// explains them. The engine then takes a second sample on a fresh socket.
+func MappingContradicts(ps []Probe) bool {
+	return mappingFrom(samplesOf(ps)).contradiction
+}
+
+// mappingFrom classifies mapping behaviour from the samples of one socket
+// (RFC 5780 section 4.3 generalised: samples to two IP addresses tell
+// endpoint-independent from dependent mapping, samples to two ports of one
+// address tell address- from address-and-port-dependent). A behaviour is
+// concluded only when it alone fits every pair of samples.
+func mappingFrom(ss []sample) mappingOutcome {
+	var o mappingOutcome
 	if len(ss) == 0 {
-		c.reason("no server returned a mapped address to the mapping socket")
-		return
+		o.reason = "no server returned a mapped address to the mapping socket"
+		return o
 	}
 	nat, same := 0, 0
 	for _, s := range ss {
@@ -159,68 +195,130 @@ func (c *classifier) mapping() {
 	}
 	switch {
 	case same > 0 && nat == 0:
-		c.r.BehindNAT = No
-		c.r.Mapping = BehaviorNone
-		c.r.MappingVariesByDestination = No
-		c.reason("the public address %s is this host's own address: there is no NAT", ss[0].mapped)
-		return
+		o.behindNAT, o.behavior, o.varies = No, BehaviorNone, No
+		o.reason = fmt.Sprintf("the public address %s is this host's own address: there is no NAT", ss[0].mapped)
+		return o
 	case same > 0 && nat > 0:
-		c.reason("some servers saw this host's own address and others a translated one: mapping cannot be told")
-		return
+		o.contradiction = true
+		o.reason = "some servers saw this host's own address and others a translated one: the observations contradict each other, so mapping behaviour is unknown"
+		return o
 	case nat > 0:
-		c.r.BehindNAT = Yes
+		o.behindNAT = Yes
 	}
 
-	var crossIPDiff, crossIPSame, portDiff, portSame *[2]sample
+	// Which behaviours fit every pair, and an example pair for each kind
+	// of evidence.
+	eim, adm, apdm := true, true, true
+	var crossIPDiff, crossIPSame, portDiff, portSame, sameDest *[2]sample
 	for i := range ss {
 		for j := i + 1; j < len(ss); j++ {
 			a, b := ss[i], ss[j]
-			if a.dest == b.dest {
-				continue
-			}
 			pair := &[2]sample{a, b}
-			sameIP := a.dest.Addr() == b.dest.Addr()
+			differ := a.mapped != b.mapped
+			if differ {
+				eim = false
+			}
 			switch {
-			case !sameIP && a.mapped != b.mapped && crossIPDiff == nil:
-				crossIPDiff = pair
-			case !sameIP && a.mapped == b.mapped && crossIPSame == nil:
-				crossIPSame = pair
-			case sameIP && a.mapped != b.mapped && portDiff == nil:
-				portDiff = pair
-			case sameIP && a.mapped == b.mapped && portSame == nil:
-				portSame = pair
+			case a.dest == b.dest:
+				if differ && sameDest == nil {
+					sameDest = pair
+				}
+				if differ {
+					adm, apdm = false, false
+				}
+			case a.dest.Addr() != b.dest.Addr():
+				if differ {
+					crossIPDiff = cmpOr(crossIPDiff, pair)
+				} else {
+					crossIPSame = cmpOr(crossIPSame, pair)
+					adm, apdm = false, false
+				}
+			default: // one IP, two ports
+				if differ {
+					portDiff = cmpOr(portDiff, pair)
+					adm = false
+				} else {
+					portSame = cmpOr(portSame, pair)
+					apdm = false
+				}
 			}
 		}
 	}
 	switch {
-	case crossIPDiff != nil && crossIPSame != nil:
-		// Some destinations on other IPs share a mapping and others do not
-		// (several exit routes or address pools): no single behaviour fits.
-		c.r.MappingVariesByDestination = Yes
-		c.reason("one socket got %s from both %s and %s, but %s from %s: the observations contradict each other (several exit routes or public addresses?), so mapping behaviour is unknown; it does vary by destination",
-			crossIPSame[0].mapped, crossIPSame[0].dest, crossIPSame[1].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest)
-	case portDiff != nil:
-		c.r.Mapping = BehaviorAddressAndPortDependent
-		c.r.MappingVariesByDestination = Yes
-		c.reason("one socket got %s from %s but %s from %s, the same IP on another port: mapping is address-and-port-dependent",
-			portDiff[0].mapped, portDiff[0].dest, portDiff[1].mapped, portDiff[1].dest)
-	case crossIPDiff != nil && portSame != nil:
-		c.r.Mapping = BehaviorAddressDependent
-		c.r.MappingVariesByDestination = Yes
-		c.reason("one socket got %s from %s but %s from %s; two ports of %s gave the same address: mapping is address-dependent",
-			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest, portSame[0].dest.Addr())
-	case crossIPDiff != nil:
-		c.r.MappingVariesByDestination = Yes
-		c.reason("one socket got %s from %s but %s from %s: the mapping varies by destination (symmetric NAT); no two ports of one server were compared, so address-dependent and address-and-port-dependent cannot be told apart",
-			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest)
-	case crossIPSame != nil:
-		c.r.Mapping = BehaviorEndpointIndependent
-		c.r.MappingVariesByDestination = No
-		c.reason("one socket got the same public address %s from %s and from %s: mapping is endpoint-independent",
+	case !eim && !adm && !apdm:
+		o.contradiction = true
+		switch {
+		case sameDest != nil:
+			o.reason = fmt.Sprintf("one socket got %s and then %s from the same server %s: its mapping changed during the test, so mapping behaviour is unknown",
+				sameDest[0].mapped, sameDest[1].mapped, sameDest[0].dest)
+		case crossIPSame != nil && crossIPDiff != nil:
+			o.reason = fmt.Sprintf("one socket got %s from both %s and %s, but %s from %s: the observations contradict each other (the mapping changed during the test, or the NAT has several public addresses), so mapping behaviour is unknown",
+				crossIPSame[0].mapped, crossIPSame[0].dest, crossIPSame[1].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest)
+		case crossIPSame != nil && portDiff != nil:
+			o.reason = fmt.Sprintf("one socket got %s from both %s and %s, but %s from %s, the same IP as %s on another port: the observations contradict each other (the mapping changed during the test), so mapping behaviour is unknown",
+				crossIPSame[0].mapped, crossIPSame[0].dest, crossIPSame[1].dest, portDiff[1].mapped, portDiff[1].dest, portDiff[0].dest)
+		default:
+			o.reason = "the mapped addresses of one socket fit no single mapping behaviour (the mapping changed during the test), so mapping behaviour is unknown"
+		}
+	case eim && crossIPSame != nil:
+		o.behavior, o.varies = BehaviorEndpointIndependent, No
+		o.reason = fmt.Sprintf("one socket got the same public address %s from %s and from %s: mapping is endpoint-independent",
 			crossIPSame[0].mapped, crossIPSame[0].dest, crossIPSame[1].dest)
+	case adm && !apdm && crossIPDiff != nil:
+		o.behavior, o.varies = BehaviorAddressDependent, Yes
+		o.reason = fmt.Sprintf("one socket got %s from %s but %s from %s; two ports of %s gave the same address: mapping is address-dependent",
+			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest, portSame[0].dest.Addr())
+	case apdm && portDiff != nil:
+		o.behavior, o.varies = BehaviorAddressAndPortDependent, Yes
+		o.reason = fmt.Sprintf("one socket got %s from %s but %s from %s, the same IP on another port: mapping is address-and-port-dependent",
+			portDiff[0].mapped, portDiff[0].dest, portDiff[1].mapped, portDiff[1].dest)
+	case apdm && crossIPDiff != nil:
+		o.varies = Yes
+		o.reason = fmt.Sprintf("one socket got %s from %s but %s from %s: the mapping varies by destination (symmetric NAT); no two ports of one server were compared, so address-dependent and address-and-port-dependent cannot be told apart",
+			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest)
 	default:
-		c.reason("only one server IP address answered the mapping socket, so mapping behaviour cannot be told; add a server on another address or one that supports RFC 5780")
+		o.reason = "only one server IP address answered the mapping socket, so mapping behaviour cannot be told; add a server on another address or one that supports RFC 5780"
 	}
+	return o
+}
+
+// cmpOr returns a if it is set, else b.
+func cmpOr(a, b *[2]sample) *[2]sample {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// mapping classifies mapping behaviour from the samples of the shared mapping
+// socket. When they contradict each other and the engine took a second
+// sample on a fresh socket, that sample decides; when it contradicts itself
+// too, the mapping changed during the test and is unknown.
+func (c *classifier) mapping() {
+	first := mappingFrom(samplesOf(c.mappingProbes()))
+	o := first
+	if first.contradiction {
+		c.reason("%s", first.reason)
+		switch second := mappingFrom(samplesOf(c.obs.Resample)); {
+		case len(c.obs.Resample) == 0:
+			c.r.BehindNAT = first.behindNAT
+			c.r.MappingChanged = true
+			return
+		case second.contradiction:
+			c.r.BehindNAT = first.behindNAT
+			c.r.MappingChanged = true
+			c.reason("a second, fresh socket's samples contradicted each other too: %s", second.reason)
+			return
+		default:
+			o = second
+			c.reason("a second, fresh socket was sampled to settle it: %s", second.reason)
+		}
+	} else {
+		c.reason("%s", o.reason)
+	}
+	c.r.BehindNAT = o.behindNAT
+	c.r.Mapping = o.behavior
+	c.r.MappingVariesByDestination = o.varies
 }
 
 // filterOutcome is what one RFC 5780 server says about filtering.
@@ -317,35 +415,98 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 		p    Probe
 		want netip.AddrPort
 	}{{ii, t.FilteringII, wantII}, {iii, t.FilteringIII, wantIII}, {ctl, t.Control, wantII}, {ctlPort, t.ControlPort, wantIII}} {
-		switch x.k {
-		case replyWrong:
+		switch {
+		case x.k == replyWrong:
 			c.reason("%s answered a CHANGE-REQUEST from %s instead of %s: it does not honour CHANGE-REQUEST, so filtering is unknown", name, x.p.From, x.want)
 			return out
-		case replyRejected:
+		case x.k == replyRejected && x.p.ResponsePort != 0:
+			c.reason("%s rejected a request with RESPONSE-PORT (error %d): it does not support RFC 5780 section 7.5, which a control needs behind a mapping that varies by destination, so filtering is unknown", name, x.p.ErrorCode)
+			return out
+		case x.k == replyRejected:
 			c.reason("%s rejected CHANGE-REQUEST (error %d): it does not support it, so filtering is unknown", name, x.p.ErrorCode)
 			return out
 		}
 	}
+	// Silence is a result only when loss cannot explain it: every send
+	// unanswered by chance must be less likely than MaxFalseNegative at the
+	// loss measured in this run.
+	silent := func(p Probe) bool {
+		return judge(p, netip.AddrPort{}) == replyNone && c.loss.FalseNegative(p.Sent) < MaxFalseNegative
+	}
+	lossy := func(ps ...Probe) bool {
+		for _, p := range ps {
+			if judge(p, netip.AddrPort{}) == replyNone && !silent(p) {
+				c.reason("no reply came from %s to a fresh socket after %d sends, but with the UDP loss measured in this run (%s; up to %.0f%% assumed) that happens by chance more often than 1 in %.0f: filtering is unknown",
+					changeSource(p, p.Dest, a), p.Sent, c.loss, 100*c.loss.Bound, 1/MaxFalseNegative)
+				return true
+			}
+		}
+		return false
+	}
 	// Silence means filtering only where a control proved that the server
-	// does send from the address in question.
+	// does send from the address in question, to this NAT.
+	via := func(ps ...Probe) string {
+		var parts []string
+		for _, p := range ps {
+			if p.ResponsePort != 0 {
+				parts = append(parts, fmt.Sprintf("%d for the mapping that talked to %s", p.ResponsePort, changeSource(p, p.Dest, a)))
+			}
+		}
+		if len(parts) == 0 {
+			return ""
+		}
+		return " (the mapping varies by destination, so the controls asked for RESPONSE-PORT " + strings.Join(parts, " and ") + ")"
+	}
 	switch {
 	case ii == replyRight:
 		out.behavior = BehaviorEndpointIndependent
 		c.reason("a socket that never talked to %s received its reply (change IP and port): filtering is endpoint-independent", wantII)
 	case ii == replyNone && iii == replyRight && ctl == replyRight:
+		if lossy(t.FilteringII) {
+			return out
+		}
 		out.behavior = BehaviorAddressDependent
-		c.reason("a fresh socket received a reply from %s (same IP, other port) but none from %s, though %s does answer from there once a socket has sent to it: filtering is address-dependent", wantIII, wantII, name)
+		c.reason("a fresh socket received a reply from %s (same IP, other port) but none from %s after %d sends, though %s does answer from there once a socket has sent to it%s: filtering is address-dependent (UDP loss in this run: %s)",
+			wantIII, wantII, t.FilteringII.Sent, name, via(t.Control), c.loss)
 	case ii == replyNone && iii == replyNone && ctl == replyRight && ctlPort == replyRight:
+		if lossy(t.FilteringII, t.FilteringIII) {
+			return out
+		}
 		out.behavior = BehaviorAddressAndPortDependent
-		c.reason("a fresh socket received no reply from %s or %s, though %s does answer from both once a socket has sent to them: filtering is address-and-port-dependent", wantII, wantIII, name)
+		c.reason("a fresh socket received no reply from %s or %s after %d and %d sends, though %s does answer from both once a socket has sent to them%s: filtering is address-and-port-dependent (UDP loss in this run: %s)",
+			wantII, wantIII, t.FilteringII.Sent, t.FilteringIII.Sent, name, via(t.Control, t.ControlPort), c.loss)
 	case ii == replyNone && iii == replyRight:
-		c.reason("no reply came from %s, and it could not be confirmed from behind this NAT that %s answers from there: filtering is unknown", wantII, name)
+		c.reason("no reply came from %s, and it could not be confirmed from behind this NAT that %s answers from there%s: filtering is unknown", wantII, name, notRunWhy(t.Control))
 	case ii == replyNone && iii == replyNone:
-		c.reason("no reply came from %s or %s, and it could not be confirmed from behind this NAT that %s answers from both: filtering is unknown", wantII, wantIII, name)
+		c.reason("no reply came from %s or %s, and it could not be confirmed from behind this NAT that %s answers from both%s: filtering is unknown", wantII, wantIII, name, notRunWhy(t.Control, t.ControlPort))
 	default:
 		c.reason("the filtering tests against %s did not complete: filtering is unknown", name)
 	}
 	return out
+}
+
+// changeSource is where a change request to p asks the reply to come
+// from, given the server's alternate address a.
+func changeSource(p Probe, primary, a netip.AddrPort) netip.AddrPort {
+	switch {
+	case p.ChangeIP && p.ChangePort:
+		return a
+	case p.ChangePort:
+		return netip.AddrPortFrom(primary.Addr(), a.Port())
+	case p.ChangeIP:
+		return netip.AddrPortFrom(a.Addr(), primary.Port())
+	}
+	return primary
+}
+
+// notRunWhy explains controls that were never sent.
+func notRunWhy(ps ...Probe) string {
+	for _, p := range ps {
+		if p.Status == StatusNotRun && p.Error != "" {
+			return " (" + p.Error + ")"
+		}
+	}
+	return ""
 }
 
 // extras fills in port preservation, CGNAT, ALG, hairpinning and the public
@@ -495,11 +656,16 @@ func ChangeRequestSupport(obs Observations, i int) string {
 		if t.Server != i {
 			continue
 		}
-		kinds := []replyKind{
-			judge(t.FilteringII, a),
-			judge(t.FilteringIII, netip.AddrPortFrom(p.Addr(), a.Port())),
-			judge(t.Control, a),
-			judge(t.ControlPort, netip.AddrPortFrom(p.Addr(), a.Port())),
+		var kinds []replyKind
+		for _, x := range []struct {
+			p    Probe
+			want netip.AddrPort
+		}{{t.FilteringII, a}, {t.FilteringIII, netip.AddrPortFrom(p.Addr(), a.Port())}, {t.Control, a}, {t.ControlPort, netip.AddrPortFrom(p.Addr(), a.Port())}} {
+			k := judge(x.p, x.want)
+			if k == replyRejected && x.p.ResponsePort != 0 {
+				continue // RESPONSE-PORT was rejected: that says nothing of CHANGE-REQUEST
+			}
+			kinds = append(kinds, k)
 		}
 		switch {
 		case slices.Contains(kinds, replyWrong):

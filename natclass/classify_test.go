@@ -38,8 +38,16 @@ var (
 func ok(from netip.AddrPort) reply     { return reply{status: StatusReply, from: from} }
 func okm(from, m netip.AddrPort) reply { return reply{status: StatusReply, from: from, mapped: m} }
 func rejected(code int) reply          { return reply{status: StatusErrorReply, from: srvP, code: code} }
+// unansweredSends is how often the engine sends a request that goes
+// unanswered on a loss-free network: enough for silence to be a result.
+const unansweredSends = 6
+
 func probe(l, d netip.AddrPort, r reply) Probe {
-	return Probe{Local: l, Dest: d, Sent: 1, Status: r.status, From: r.from, Mapped: r.mapped, ErrorCode: r.code}
+	sent := 1
+	if r.status == StatusNoReply {
+		sent = unansweredSends
+	}
+	return Probe{Local: l, Dest: d, Sent: sent, Status: r.status, From: r.from, Mapped: r.mapped, ErrorCode: r.code}
 }
 
 // rfc builds observations of one RFC 5780 server: the mapped addresses of
@@ -62,6 +70,11 @@ func rfc(m1, m2, m3 netip.AddrPort, fII, fIII, ctl reply) Observations {
 	fII.mapped, fIII.mapped, ctl.mapped = freshMapped, freshMapped, m1
 	ctlProbe := probe(local, srvP, ctl)
 	ctlProbe.ChangeIP, ctlProbe.ChangePort = true, true
+	if m3.IsValid() && m1.IsValid() && m3 != m1 {
+		// Behind a mapping that varies by destination the control asks
+		// for its reply at Test III's mapping (RESPONSE-PORT).
+		ctlProbe.ResponsePort = m3.Port()
+	}
 	// The change-port control fares like the change-IP one: it answers from
 	// P:a where the other answers from A:a.
 	ctlPort := ctl
@@ -78,6 +91,9 @@ func rfc(m1, m2, m3 netip.AddrPort, fII, fIII, ctl reply) Observations {
 		mPa = netip.AddrPort{} // lost like Test III
 	case m1.IsValid() && m2 != m3:
 		mPa = netip.AddrPortFrom(m1.Addr(), m1.Port()+7)
+	}
+	if mPa.IsValid() && m1.IsValid() && mPa != m1 {
+		ctlPortProbe.ResponsePort = mPa.Port()
 	}
 	fIIProbe := probe(fresh, srvP, fII)
 	fIIProbe.ChangeIP, fIIProbe.ChangePort = true, true
@@ -163,19 +179,13 @@ func TestNineCombinations(t *testing.T) {
 		for _, f := range filterings {
 			t.Run(m.b.String()+"/"+f.b.String(), func(t *testing.T) {
 				eim := m.b == BehaviorEndpointIndependent
-				// The control reply passes the filter only when the mapping
-				// socket's public address is the one that talked to A:a, or
-				// when filtering lets A through anyway.
-				ctl := none
-				if eim || f.b != BehaviorAddressAndPortDependent {
-					ctl = ok(srvA)
-				}
-				if !eim && f.b == BehaviorAddressDependent {
-					ctl = none // M1 never sent to A's IP
-				}
-				w := want{udp: true, mapping: m.b, filtering: f.b, varies: Yes}
-				switch {
-				case eim:
+				// The control reply reaches the mapping socket whatever the
+				// NAT: it is sent once the socket has talked to A:a, and
+				// behind a mapping that varies by destination it carries
+				// RESPONSE-PORT, the port of that mapping.
+				ctl := ok(srvA)
+				w := want{udp: true, mapping: m.b, filtering: f.b, varies: Yes, typ: TypeSymmetric, direct: LikelihoodUnlikely}
+				if eim {
 					w.varies = No
 					w.direct = LikelihoodLikely
 					w.typ = map[Behavior]Type{
@@ -183,17 +193,12 @@ func TestNineCombinations(t *testing.T) {
 						BehaviorAddressDependent:        TypeRestrictedCone,
 						BehaviorAddressAndPortDependent: TypePortRestrictedCone,
 					}[f.b]
-				default:
-					w.typ = TypeSymmetric
-					w.direct = LikelihoodUnlikely
-					if f.b != BehaviorEndpointIndependent {
-						// Behind a symmetric NAT no control reply gets
-						// through, so silence cannot be read as filtering.
-						w.filtering = BehaviorUnknown
-						w.reason = "could not be confirmed"
-					}
 				}
-				check(t, Classify(rfc(m.m1, m.m2, m.m3, f.fII, f.fIII, ctl)), w)
+				o := rfc(m.m1, m.m2, m.m3, f.fII, f.fIII, ctl)
+				if got := o.RFC5780[0].Control.ResponsePort != 0; got == eim {
+					t.Fatalf("control RESPONSE-PORT set %v behind %s mapping", got, m.b)
+				}
+				check(t, Classify(o), w)
 			})
 		}
 	}
@@ -226,7 +231,7 @@ func TestClassifyCases(t *testing.T) {
 		{"mapping test III lost after II differed", rfc(pubX, pubY, netip.AddrPort{}, none, none, none),
 			want{udp: true, mapping: BehaviorUnknown, typ: TypeSymmetric, direct: LikelihoodUnlikely, varies: Yes, reason: "cannot be told apart"}},
 		{"contradictory: some servers see no NAT", rfc(local, pubX, pubX, ok(srvA), ok(srvPa), ok(srvA)),
-			want{udp: true, filtering: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodPossible, reason: "cannot be told"}},
+			want{udp: true, filtering: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodPossible, reason: "contradict"}},
 		{"plain servers, same mapping", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{plain, pubX}),
 			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: No, reason: "filtering behaviour cannot be learned from plain servers"}},
 		{"plain servers, mapping varies", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{plain, pubY}),
@@ -455,7 +460,8 @@ func TestContradictoryMapping(t *testing.T) {
 	o := rfc(pubX, pubX, pubX, ok(srvA), ok(srvPa), ok(srvA))
 	o.Servers = append(o.Servers, Server{Name: "plain", Address: plain, Binding: probe(local, plain, okm(plain, pubY))})
 	r := Classify(o)
-	if r.Mapping != BehaviorUnknown || r.MappingVariesByDestination != Yes || !strings.Contains(strings.Join(r.Reasons, " "), "contradict") {
-		t.Errorf("mapping %s varies %s; reasons %q", r.Mapping, r.MappingVariesByDestination, r.Reasons)
+	if r.Mapping != BehaviorUnknown || r.MappingVariesByDestination != Unknown || r.Type != TypeUnknown || !r.MappingChanged ||
+		!strings.Contains(strings.Join(r.Reasons, " "), "contradict") || !strings.Contains(r.Verdict.Summary, "changed during the test") {
+		t.Errorf("mapping %s varies %s type %s changed %v; summary %q reasons %q", r.Mapping, r.MappingVariesByDestination, r.Type, r.MappingChanged, r.Verdict.Summary, r.Reasons)
 	}
 }

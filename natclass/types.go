@@ -234,6 +234,9 @@ type Probe struct {
 	Dest       netip.AddrPort `json:"dest"`        // where the request was sent
 	ChangeIP   bool           `json:"change_ip"`   // CHANGE-REQUEST change-IP flag sent
 	ChangePort bool           `json:"change_port"` // CHANGE-REQUEST change-port flag sent
+	// ResponsePort is the RESPONSE-PORT sent (RFC 5780 section 7.5): the
+	// reply goes to this port at the request's public IP. Zero if none.
+	ResponsePort uint16 `json:"response_port,omitempty"`
 	Sent       int            `json:"sent"`        // transmissions, retransmissions included
 	Status     Status         `json:"status"`
 
@@ -284,19 +287,28 @@ type RFC5780Tests struct {
 	FilteringII  Probe `json:"filtering_ii"`  // change-IP and change-port
 	FilteringIII Probe `json:"filtering_iii"` // change-port only
 
-	// Control is sent from the mapping socket once Mapping Test III has
-	// opened its filter towards the alternate address: a change-IP and
+	// Control is sent from the mapping socket only once Mapping Test III
+	// was answered, so the NAT holds a mapping towards the alternate
+	// address and never sees a packet from there first: a change-IP and
 	// change-port request whose reply, from the alternate address, proves
-	// that the server can answer from there.
+	// that the server can answer from there. Behind a mapping that varies
+	// by destination it carries RESPONSE-PORT, the port of Test III's
+	// mapping, so the reply reaches the mapping that talked to A:a.
 	Control Probe `json:"control"`
 	// MappingPa is a plain request from the mapping socket to the primary
 	// IP's alternate port; it opens the filter towards that port and gives
 	// one more mapping sample.
 	MappingPa Probe `json:"mapping_pa"`
-	// ControlPort is a change-port request from the mapping socket after
-	// MappingPa: its reply, from the primary IP's alternate port, proves
-	// that the server honours change-port.
+	// ControlPort is a change-port request from the mapping socket, sent
+	// once MappingPa was answered: its reply, from the primary IP's
+	// alternate port, proves that the server honours change-port. It
+	// carries RESPONSE-PORT when MappingPa's mapping differs from Test I's.
 	ControlPort Probe `json:"control_port"`
+}
+
+// probes returns every transaction of t, in a stable order.
+func (t RFC5780Tests) probes() []Probe {
+	return []Probe{t.MappingII, t.MappingIII, t.FilteringI, t.FilteringII, t.FilteringIII, t.Control, t.MappingPa, t.ControlPort}
 }
 
 // Observations is everything the probe engine saw for one address family.
@@ -308,6 +320,12 @@ type Observations struct {
 	// socket's mapped address; StatusReply means the mapping socket received
 	// it. Nil when the test was not run.
 	Hairpin *Probe `json:"hairpin,omitempty"`
+	// Resample holds the plain Binding transactions of a second, fresh
+	// mapping socket (Test I to every server, and Tests II, III and P:a to
+	// the first RFC 5780 server): the engine takes them when the mapping
+	// socket's samples contradicted each other, so that a mapping changed
+	// during the test is told from a mapping that varies by destination.
+	Resample []Probe `json:"resample,omitempty"`
 	// Extra holds further plain Binding transactions on other sockets (for
 	// instance a fresh socket's Test I) used for port-preservation evidence.
 	Extra []Probe `json:"extra,omitempty"`
@@ -453,6 +471,13 @@ type Result struct {
 	TCPMappingEndpointIndependent Tri `json:"tcp_mapping_endpoint_independent"`
 	// TCPPortPreservation: the NAT kept the local TCP port.
 	TCPPortPreservation Tri `json:"tcp_port_preservation"`
+	// MappingChanged: the public address of one socket changed during the
+	// test in a way no mapping behaviour explains, even on a second, fresh
+	// socket; mapping and type are then unknown.
+	MappingChanged bool `json:"mapping_changed"`
+	// UDPLoss is the UDP loss measured in this run; nil when UDP did not
+	// get out.
+	UDPLoss *Loss `json:"udp_loss"`
 	// RFC5780Server names the server whose behaviour tests were used, if any.
 	RFC5780Server string  `json:"rfc5780_server,omitempty"`
 	Verdict       Verdict `json:"verdict"`

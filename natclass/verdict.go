@@ -167,6 +167,8 @@ func summary(r Result, v Verdict) string {
 		return "Direct UDP unlikely: symmetric NAT; peers behind port-restricted or symmetric NATs (most home routers) need a TURN relay"
 	}
 	switch {
+	case r.MappingChanged:
+		return fmt.Sprintf("Direct UDP %s: UDP gets out, but the NAT's mapping changed during the test and a fresh socket did not settle it, so its behaviour could not be told; run natcheck again", v.DirectUDP)
 	case r.Mapping == BehaviorNone:
 		return "Direct UDP likely: this host has a public address; whether a firewall filters inbound UDP could not be told"
 	case v.DirectUDP == LikelihoodLikely:

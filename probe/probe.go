@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,6 +92,10 @@ type Event struct {
 	Peer       netip.AddrPort // destination, or source of a received packet
 	ID         string         // transaction ID, hex
 	Detail     string
+	// What a sent request asked of the server: CHANGE-REQUEST flags and
+	// RESPONSE-PORT (zero if none).
+	ChangeIP, ChangePort bool
+	ResponsePort         uint16
 }
 
 // Run is the outcome for one family: the observations, or why the family
@@ -110,10 +115,15 @@ const (
 	retransPerWin = 10                     // retransmissions inside a window
 	// changeRetransPerWin bounds the sends of a CHANGE-REQUEST test per
 	// window: servers rate-limit reflected responses (RFC 5780 section 9).
-	changeRetransPerWin = 5
-	minRetransmit       = 10 * time.Millisecond
-	lateServerWait      = time.Second     // others' wait after the first server answered
-	resolveTimeout      = 3 * time.Second // bound on name resolution
+	// Six unanswered sends make silence a result after six answered
+	// transactions without loss (natclass.Loss.SendsNeeded).
+	changeRetransPerWin = 6
+	// maxSilentSends bounds the sends of a transaction whose window is
+	// extended because loss was measured (wait.extend).
+	maxSilentSends = 20
+	minRetransmit  = 10 * time.Millisecond
+	lateServerWait = time.Second     // others' wait after the first server answered
+	resolveTimeout = 3 * time.Second // bound on name resolution
 )
 
 // window returns how long to wait for a reply given a measured round-trip
@@ -260,6 +270,9 @@ type engine struct {
 
 	mu      sync.Mutex // guards sockets
 	sockets []*socket
+
+	lossMu sync.Mutex    // guards loss
+	loss   natclass.Loss // measured so far, as natclass.MeasureLoss counts it
 }
 
 // firstWindow is the waiting window of Test I, shared by every server: at
@@ -483,7 +496,7 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			srv.Binding = e.transact(ctx, ms, "binding", srv.Address, rfc5780.ChangeRequest{}, wait{
+			srv.Binding = e.transact(ctx, ms, "binding", srv.Address, request{}, wait{
 				deadline: firstDeadline, stop: fw.stop, interval: firstInterval, minWait: fw.minWait,
 			})
 			if !srv.Binding.Replied() {
@@ -505,6 +518,9 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 	}
 	wg.Wait()
 	sortTests(obs.RFC5780)
+	if natclass.MappingContradicts(mappingProbes(obs)) {
+		obs.Resample = e.resample(ctx, obs)
+	}
 	if e.cfg.Hairpin {
 		obs.Hairpin = e.hairpin(ctx, ms, obs)
 	}
@@ -512,28 +528,27 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 
 // rfc5780 runs mapping tests II and III and the filtering tests against one
 // server that advertised a usable OTHER-ADDRESS.
+//
+// One rule orders them: no server endpoint is asked to send to a socket's
+// public address before that socket has had an answer from that endpoint.
+// On a Linux router that accepts unsolicited input, a packet that arrives
+// first leaves a conntrack entry, and masquerade then gives the socket
+// another port when it does send there: the test would make the mapping
+// change it measures. So each control waits for the mapping test that
+// opens the NAT towards the address it asks for. The filtering socket is
+// the exception by design: it is sent replies from addresses it never
+// talked to, and it never talks to them.
 func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass.Server) natclass.RFC5780Tests {
 	t := natclass.RFC5780Tests{Server: idx}
 	p, a := srv.Address, srv.Binding.Other
 	pa := netip.AddrPortFrom(p.Addr(), a.Port()) // primary IP, alternate port
 	rtt := srv.Binding.RTT
-	// One window for everything: the controls run alongside the tests
-	// they vouch for, so that a server's rate limit cannot starve the
-	// tests and then pass the controls. CHANGE-REQUEST tests retransmit
-	// less, to stay inside such limits.
-	w := e.windowFor(rtt)
-	wc := w
-	wc.interval = max(w.interval, window(rtt)/changeRetransPerWin)
 	var wg sync.WaitGroup
-	run := func(dst *natclass.Probe, s *socket, name string, to netip.AddrPort, cr rfc5780.ChangeRequest) {
+	run := func(dst *natclass.Probe, s *socket, name string, to netip.AddrPort, req request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ww := w
-			if cr.ChangeIP || cr.ChangePort {
-				ww = wc
-			}
-			*dst = e.transact(ctx, s, name, to, cr, ww)
+			*dst = e.transact(ctx, s, name, to, req, e.testWindow(rtt, req))
 		}()
 	}
 	// Filtering (4.4) on a fresh socket that never talked to A.
@@ -541,21 +556,129 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	if err != nil {
 		t.FilteringI = natclass.Probe{Dest: p, Error: err.Error()}
 	} else {
-		run(&t.FilteringI, fs, "filtering-I", p, rfc5780.ChangeRequest{})
-		run(&t.FilteringII, fs, "filtering-II", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
-		run(&t.FilteringIII, fs, "filtering-III", p, rfc5780.ChangeRequest{ChangePort: true})
+		run(&t.FilteringI, fs, "filtering-I", p, request{})
+		run(&t.FilteringII, fs, "filtering-II", p, request{change: rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}})
+		run(&t.FilteringIII, fs, "filtering-III", p, request{change: rfc5780.ChangeRequest{ChangePort: true}})
 	}
 	// Mapping (4.3) on the mapping socket, with a plain request to P:a. The
-	// controls ask, from the same socket, for replies from A:a and P:a: the
-	// filter opens towards those once III and the P:a request have gone out,
-	// so a control's first send may be dropped and its retransmission not.
-	run(&t.MappingII, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), rfc5780.ChangeRequest{})
-	run(&t.MappingIII, ms, "mapping-III", a, rfc5780.ChangeRequest{})
-	run(&t.MappingPa, ms, "mapping-Pa", pa, rfc5780.ChangeRequest{})
-	run(&t.Control, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
-	run(&t.ControlPort, ms, "control-port", p, rfc5780.ChangeRequest{ChangePort: true})
+	// controls, from the same socket, ask for replies from A:a and P:a: each
+	// goes out once the request to that endpoint was answered, so the NAT
+	// holds a mapping towards it and lets the reply in.
+	run(&t.MappingII, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), request{})
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		t.MappingIII = e.transact(ctx, ms, "mapping-III", a, request{}, e.testWindow(rtt, request{}))
+		t.Control = e.control(ctx, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, srv.Binding, t.MappingIII, rtt)
+	}()
+	go func() {
+		defer wg.Done()
+		t.MappingPa = e.transact(ctx, ms, "mapping-Pa", pa, request{}, e.testWindow(rtt, request{}))
+		t.ControlPort = e.control(ctx, ms, "control-port", p, rfc5780.ChangeRequest{ChangePort: true}, srv.Binding, t.MappingPa, rtt)
+	}()
 	wg.Wait()
 	return t
+}
+
+// testWindow is the window of one RFC 5780 test: silence in it is read only
+// when the loss measured so far cannot explain it (wait.extend). CHANGE-
+// REQUEST tests retransmit less, to stay inside servers' rate limits.
+func (e *engine) testWindow(rtt time.Duration, req request) wait {
+	w := e.windowFor(rtt)
+	if req.change.ChangeIP || req.change.ChangePort || req.responsePort != 0 {
+		w.interval = max(w.interval, window(rtt)/changeRetransPerWin)
+	}
+	w.extend = e.needMore
+	w.countLoss = true
+	return w
+}
+
+// control asks the server at p, from socket s, for a reply changed as cr
+// asks, once opened (a plain request from s to the endpoint the reply will
+// come from) was answered. Behind a mapping that varies by destination,
+// opened's mapping is not the one p sees, so the control carries
+// RESPONSE-PORT (RFC 5780 section 7.5) with opened's public port: the reply
+// then goes to the mapping that talked to that endpoint.
+func (e *engine) control(ctx context.Context, s *socket, name string, p netip.AddrPort, cr rfc5780.ChangeRequest, testI, opened natclass.Probe, rtt time.Duration) natclass.Probe {
+	notSent := func(why string) natclass.Probe {
+		s.emit(Event{Kind: EventTimeout, Test: name, Socket: s.local, Peer: p, Detail: why})
+		return natclass.Probe{Local: s.local, Dest: p, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort, Error: why}
+	}
+	if !opened.Replied() || !opened.Mapped.IsValid() || !testI.Mapped.IsValid() {
+		return notSent(fmt.Sprintf("not sent: %s did not answer, so the NAT may hold no mapping towards it", opened.Dest))
+	}
+	req := request{change: cr}
+	if opened.Mapped != testI.Mapped {
+		if opened.Mapped.Addr() != testI.Mapped.Addr() {
+			return notSent(fmt.Sprintf("not sent: the NAT used public IP %s towards %s and %s towards %s, and RESPONSE-PORT cannot reach another IP",
+				opened.Mapped.Addr(), opened.Dest, testI.Mapped.Addr(), testI.Dest))
+		}
+		req.responsePort = opened.Mapped.Port()
+	}
+	return e.transact(ctx, s, name, p, req, e.testWindow(rtt, req))
+}
+
+// mappingProbes returns the mapping socket's plain requests: Test I to every
+// server and Tests II, III and P:a.
+func mappingProbes(obs *natclass.Observations) []natclass.Probe {
+	var ps []natclass.Probe
+	for _, s := range obs.Servers {
+		ps = append(ps, s.Binding)
+	}
+	for _, t := range obs.RFC5780 {
+		ps = append(ps, t.MappingII, t.MappingIII, t.MappingPa)
+	}
+	return ps
+}
+
+// resample repeats the mapping socket's plain requests on a fresh socket:
+// Test I to every server that answered, then Tests II, III and P:a to the
+// first RFC 5780 server. The engine takes it when the mapping socket's
+// samples contradicted each other, so that a mapping the NAT changed during
+// the test is told from a behaviour.
+func (e *engine) resample(ctx context.Context, obs *natclass.Observations) []natclass.Probe {
+	rs, err := e.newSocket("mapping-2")
+	if err != nil {
+		return nil
+	}
+	var mu sync.Mutex
+	var out []natclass.Probe
+	var wg sync.WaitGroup
+	send := func(to netip.AddrPort, name string, rtt time.Duration) natclass.Probe {
+		p := e.transact(ctx, rs, name, to, request{}, e.testWindow(rtt, request{}))
+		mu.Lock()
+		out = append(out, p)
+		mu.Unlock()
+		return p
+	}
+	var rfcServer int = -1
+	if len(obs.RFC5780) > 0 {
+		rfcServer = obs.RFC5780[0].Server
+	}
+	for i, srv := range obs.Servers {
+		if !srv.Binding.Replied() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rtt := srv.Binding.RTT
+			if b := send(srv.Address, "resample-I", rtt); i != rfcServer || !b.Replied() {
+				return
+			}
+			p, a := srv.Address, srv.Binding.Other
+			for _, to := range []netip.AddrPort{netip.AddrPortFrom(a.Addr(), p.Port()), a, netip.AddrPortFrom(p.Addr(), a.Port())} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					send(to, "resample", rtt)
+				}()
+			}
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(out, func(x, y natclass.Probe) int { return x.Dest.Compare(y.Dest) })
+	return out
 }
 
 // windowFor returns the waiting window for a server with the given RTT,
@@ -592,7 +715,7 @@ func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observat
 	// The hairpin socket learns its own public address; the mapping socket
 	// sends there first, so that its filter lets the hairpinned packet in
 	// and the test is about hairpinning, not filtering.
-	own := e.transact(ctx, hs, "hairpin-self", server, rfc5780.ChangeRequest{}, e.windowFor(rtt))
+	own := e.transact(ctx, hs, "hairpin-self", server, request{}, e.windowFor(rtt))
 	if own.Replied() && own.Mapped.IsValid() {
 		if opener, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint); err == nil {
 			dst := net.UDPAddrFromAddrPort(own.Mapped)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pion/stun/v3"
@@ -28,15 +29,36 @@ type wait struct {
 	// minWait is the shortest window after which silence counts as "no
 	// reply"; a window clipped shorter by the run's budget gives "not run".
 	minWait time.Duration
+	// extend, if set, is asked when the window ends without a reply after
+	// sent sends; true sends once more and waits another interval (within
+	// the run's budget). It keeps silence from being read while the loss
+	// measured so far could explain it.
+	extend func(sent int) bool
+	// countLoss adds an answered transaction's sends to the run's loss
+	// measurement (natclass.MeasureLoss counts the same ones).
+	countLoss bool
+}
+
+// request is what a Binding request asks of the server beyond a plain
+// answer (RFC 5780 sections 7.2 and 7.5).
+type request struct {
+	change rfc5780.ChangeRequest
+	// responsePort, if not zero, asks for the reply at this port of the
+	// request's public IP.
+	responsePort uint16
 }
 
 // transact runs one Binding transaction with retransmissions and returns
 // what happened.
-func (e *engine) transact(ctx context.Context, s *socket, test string, dest netip.AddrPort, cr rfc5780.ChangeRequest, w wait) natclass.Probe {
-	p := natclass.Probe{Local: s.local, Dest: dest, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort}
+func (e *engine) transact(ctx context.Context, s *socket, test string, dest netip.AddrPort, req request, w wait) natclass.Probe {
+	cr := req.change
+	p := natclass.Probe{Local: s.local, Dest: dest, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort, ResponsePort: req.responsePort}
 	setters := []stun.Setter{stun.TransactionID, stun.BindingRequest}
 	if cr.ChangeIP || cr.ChangePort {
 		setters = append(setters, cr)
+	}
+	if req.responsePort != 0 {
+		setters = append(setters, rfc5780.ResponsePort(req.responsePort))
 	}
 	setters = append(setters, stun.Fingerprint)
 	msg, err := stun.Build(setters...)
@@ -47,7 +69,22 @@ func (e *engine) transact(ctx context.Context, s *socket, test string, dest neti
 	ch := s.register(msg.TransactionID, false)
 	defer s.unregister(msg.TransactionID)
 	e.retransmitLoop(ctx, s, test, msg, &p, w, ch)
+	if w.countLoss && (p.Status == natclass.StatusReply || p.Status == natclass.StatusErrorReply) {
+		e.lossMu.Lock()
+		e.loss.Add(p.Sent)
+		e.lossMu.Unlock()
+	}
 	return p
+}
+
+// needMore reports whether a transaction still unanswered after sent sends
+// should send again: while the loss measured so far makes that silence too
+// likely by chance (natclass.Loss.SendsNeeded), up to maxSilentSends.
+func (e *engine) needMore(sent int) bool {
+	e.lossMu.Lock()
+	need := e.loss.SendsNeeded()
+	e.lossMu.Unlock()
+	return sent < min(need, maxSilentSends)
 }
 
 // retransmitLoop sends msg from s to p.Dest until a message arrives on ch or
@@ -68,7 +105,8 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			kind = EventRetransmit
 		}
 		p.Sent++
-		s.emit(Event{Kind: kind, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: changeDetail(p)})
+		s.emit(Event{Kind: kind, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: changeDetail(p),
+			ChangeIP: p.ChangeIP, ChangePort: p.ChangePort, ResponsePort: p.ResponsePort})
 		wake := minTime(time.Now().Add(interval), w.deadline)
 		if !w.fixed {
 			interval = min(interval*2, maxInterval)
@@ -90,6 +128,12 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			return
 		case <-timer.C:
 			if !time.Now().Before(w.deadline) {
+				// Loss seen in this run may explain the silence: send
+				// again rather than conclude, within the budget.
+				if next := time.Now().Add(interval); w.extend != nil && next.Before(e.deadline) && w.extend(p.Sent) {
+					w.deadline = next
+					continue
+				}
 				e.endWindow(s, test, id, p, start, w)
 				return
 			}
@@ -157,10 +201,14 @@ func toAddrPort(ip net.IP, port int) netip.AddrPort {
 }
 
 func changeDetail(p *natclass.Probe) string {
-	if !p.ChangeIP && !p.ChangePort {
-		return ""
+	var parts []string
+	if p.ChangeIP || p.ChangePort {
+		parts = append(parts, "CHANGE-REQUEST "+rfc5780.ChangeRequest{ChangeIP: p.ChangeIP, ChangePort: p.ChangePort}.String())
 	}
-	return "CHANGE-REQUEST " + rfc5780.ChangeRequest{ChangeIP: p.ChangeIP, ChangePort: p.ChangePort}.String()
+	if p.ResponsePort != 0 {
+		parts = append(parts, fmt.Sprintf("RESPONSE-PORT %d", p.ResponsePort))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func replyDetail(p *natclass.Probe) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,14 +141,18 @@ func TestVnetNineCombinations(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%s", m.b, f.b), func(t *testing.T) {
 				l := newVlab(t, vlabOpts{nat: &vnet.NATType{MappingBehavior: m.v, FilteringBehavior: f.v}})
 				obs, r := l.run(t, 10*time.Second)
+				// Filtering is measured in every cell: behind a mapping
+				// that varies by destination the controls carry
+				// RESPONSE-PORT, so they prove the server's alternate
+				// address there too.
 				wantF := f.b
-				wantType := natclass.TypeOf(m.b, f.b, natclass.Unknown)
-				if m.b != natclass.BehaviorEndpointIndependent && f.b != natclass.BehaviorEndpointIndependent {
-					// Behind a symmetric NAT that filters, no control reply
-					// gets through, so silence cannot be read as filtering:
-					// unknown is the honest answer, and the type does not
-					// need it.
-					wantF = natclass.BehaviorUnknown
+				wantType := natclass.TypeSymmetric
+				if m.b == natclass.BehaviorEndpointIndependent {
+					wantType = map[natclass.Behavior]natclass.Type{
+						natclass.BehaviorEndpointIndependent:     natclass.TypeFullCone,
+						natclass.BehaviorAddressDependent:        natclass.TypeRestrictedCone,
+						natclass.BehaviorAddressAndPortDependent: natclass.TypePortRestrictedCone,
+					}[f.b]
 				}
 				if r.Mapping != m.b || r.Filtering != wantF || r.Type != wantType || !r.UDP {
 					t.Fatalf("mapping %s filtering %s type %s udp %v; want %s %s %s\nreasons %q",
@@ -284,5 +289,75 @@ func TestVnetHairpin(t *testing.T) {
 	l := newVlab(t, vlabOpts{nat: &vnet.NATType{}})
 	if obs, r := l.run(t, 10*time.Second); obs.Hairpin != nil || r.Hairpin != natclass.Unknown {
 		t.Errorf("hairpin ran without being asked: %+v", obs.Hairpin)
+	}
+}
+
+// TestVnetNoUnsolicitedReplies holds the ordering rule: no server endpoint
+// is asked to send to a socket's public address before that socket has had
+// an answer from that endpoint, if the socket ever talks to it. (A router
+// that accepts unsolicited input would otherwise record the early packet in
+// conntrack and give the socket another port towards that endpoint.) The
+// filtering socket is asked for replies from endpoints it never talks to,
+// which the rule allows.
+func TestVnetNoUnsolicitedReplies(t *testing.T) {
+	p := netip.MustParseAddrPort("1.2.3.4:3478")
+	a := netip.MustParseAddrPort("1.2.3.5:3479")
+	for _, nat := range []*vnet.NATType{
+		nil,
+		{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent},
+		{MappingBehavior: vnet.EndpointAddrPortDependent, FilteringBehavior: vnet.EndpointIndependent},
+	} {
+		l := newVlab(t, vlabOpts{nat: nat})
+		var mu sync.Mutex
+		var events []Event
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client, Trace: func(e Event) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		}}, IPv4)
+		cancel()
+		if r := natclass.Classify(runs[0].Observations); r.Filtering == natclass.BehaviorUnknown {
+			t.Fatalf("NAT %+v: filtering unknown, the controls did not run; reasons %q", nat, r.Reasons)
+		}
+		mu.Lock()
+		// The endpoints each socket sends plain requests to, at any time.
+		talks := map[[2]netip.AddrPort]bool{}
+		for _, e := range events {
+			if (e.Kind == EventSend || e.Kind == EventRetransmit) && !e.ChangeIP && !e.ChangePort {
+				talks[[2]netip.AddrPort{e.Socket, e.Peer}] = true
+			}
+		}
+		answered := map[[2]netip.AddrPort]bool{}
+		checked := 0
+		for _, e := range events {
+			switch e.Kind {
+			case EventReply:
+				answered[[2]netip.AddrPort{e.Socket, e.Peer}] = true
+			case EventSend, EventRetransmit:
+				if !e.ChangeIP && !e.ChangePort {
+					continue
+				}
+				if e.Peer != p {
+					t.Fatalf("change request sent to %v, want the primary %v", e.Peer, p)
+				}
+				from := a
+				if !e.ChangeIP {
+					from = netip.AddrPortFrom(p.Addr(), a.Port())
+				}
+				key := [2]netip.AddrPort{e.Socket, from}
+				if talks[key] {
+					checked++
+					if !answered[key] {
+						t.Errorf("NAT %+v: socket %s (%v) asked for a reply from %v (%s) before %v had answered it", nat, e.SocketName, e.Socket, from, e.Test, from)
+					}
+				}
+			}
+		}
+		mu.Unlock()
+		t.Logf("NAT %+v: %d events, %d controls checked", nat, len(events), checked)
+		if checked == 0 {
+			t.Errorf("NAT %+v: no control was sent from a socket that talks to the alternate address: the rule was not exercised", nat)
+		}
 	}
 }

@@ -38,6 +38,7 @@ type metricSet struct {
 	natFlag       *prometheus.GaugeVec
 	directUDP     *prometheus.GaugeVec
 	wayOut        *prometheus.GaugeVec
+	udpLoss       *prometheus.GaugeVec
 	publicAddrs   *prometheus.GaugeVec
 	stunAnswered  *prometheus.GaugeVec
 	stunRTT       *prometheus.GaugeVec
@@ -119,6 +120,7 @@ func newMetricSet() *metricSet {
 		natFlag:       gauge("nat_flag", "Yes/no findings about the NAT, named as in the JSON report's nat object (behind_nat, cgnat, alg, hairpin, ...): 1 yes, 0 no, absent when unknown.", "family", "flag"),
 		directUDP:     gauge("direct_udp_info", "Verdict on direct UDP to typical peers: unknown, likely, possible, unlikely or impossible. Always 1.", "family", "likelihood"),
 		wayOut:        gauge("way_out_info", "First way out that works, in ICE order: direct-udp, turn-udp, turn-tcp, turn-tls, none or unknown. Always 1.", "family", "via"),
+		udpLoss:       gauge("udp_loss_ratio", "UDP loss measured in the run: the fraction of sends of answered STUN transactions that went unanswered (Test I left out); absent when UDP did not get out.", "family"),
 		publicAddrs:   gauge("public_addresses", "Number of distinct public addresses the mapping socket got (more than one under a symmetric NAT).", "family"),
 		stunAnswered:  gauge("stun_answered", "1 when the STUN server answered a Binding request over UDP, else 0.", "server", "family"),
 		stunRTT:       gauge("stun_rtt_seconds", "Round-trip time of the Binding request to the STUN server over UDP; absent without a reply.", "server", "family"),
@@ -135,7 +137,7 @@ func newMetricSet() *metricSet {
 
 func (m *metricSet) collectors() []prometheus.Collector {
 	return append([]prometheus.Collector{m.duration, m.udpOK, m.mapping, m.filtering, m.natType, m.natFlag, m.directUDP,
-		m.wayOut, m.publicAddrs, m.stunAnswered, m.stunRTT, m.stunRFC5780, m.pathOK, m.pathReachable, m.pathTime,
+		m.wayOut, m.udpLoss, m.publicAddrs, m.stunAnswered, m.stunRTT, m.stunRFC5780, m.pathOK, m.pathReachable, m.pathTime,
 		m.pathCertValid, m.pathCertExp, m.candidates}, m.turn.collectors()...)
 }
 
@@ -197,6 +199,9 @@ func RegisterMetrics(reg prometheus.Registerer, r Report) error {
 			m.wayOut.WithLabelValues(fam, via).Set(1)
 		}
 		m.publicAddrs.WithLabelValues(fam).Set(float64(len(f.PublicAddresses)))
+		if l := f.UDPLoss; l != nil && l.Sends > 0 {
+			m.udpLoss.WithLabelValues(fam).Set(l.Fraction)
+		}
 	}
 	for _, s := range r.Servers {
 		if s.Address == "" && s.Error == "" {

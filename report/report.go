@@ -25,6 +25,9 @@ type Report struct {
 	DurationMS    int64     `json:"duration_ms"`
 	// UDP is true when any UDP STUN reply arrived, in any family.
 	UDP bool `json:"udp"`
+	// UDPLoss is the UDP loss measured in the leading family's run (see
+	// Family); null when UDP did not get out.
+	UDPLoss *natclass.Loss `json:"udp_loss"`
 	// Family names the address family that NAT, PublicAddresses, Verdict and
 	// Reasons describe: IPv4 when it was tested, else IPv6. Every family's
 	// own result is in Families.
@@ -64,6 +67,10 @@ type NAT struct {
 	TCP                           natclass.Tri `json:"tcp"`
 	TCPMappingEndpointIndependent natclass.Tri `json:"tcp_mapping_endpoint_independent"`
 	TCPPortPreservation           natclass.Tri `json:"tcp_port_preservation"`
+	// MappingChanged is true when one socket's public address changed
+	// during the test in a way no mapping behaviour explains, on a second,
+	// fresh socket too: mapping and type are then unknown.
+	MappingChanged bool `json:"mapping_changed"`
 	// RFC5780Server names the server whose behaviour tests decided filtering.
 	RFC5780Server string `json:"rfc5780_server,omitempty"`
 }
@@ -72,8 +79,12 @@ type NAT struct {
 type FamilyResult struct {
 	Family string `json:"family"`
 	// Skipped says why the family was not tested; empty when it was.
-	Skipped         string           `json:"skipped,omitempty"`
-	UDP             bool             `json:"udp"`
+	Skipped string `json:"skipped,omitempty"`
+	UDP     bool   `json:"udp"`
+	// UDPLoss is the UDP loss measured in this family's run: of the sends
+	// of answered transactions (Test I left out), how many went
+	// unanswered; null when UDP did not get out.
+	UDPLoss         *natclass.Loss   `json:"udp_loss"`
 	NAT             NAT              `json:"nat"`
 	PublicAddresses []string         `json:"public_addresses"`
 	Verdict         natclass.Verdict `json:"verdict"`
@@ -132,6 +143,7 @@ type Test struct {
 	Local         string          `json:"local,omitempty"`
 	Dest          string          `json:"dest"`
 	ChangeRequest string          `json:"change_request,omitempty"`
+	ResponsePort  int             `json:"response_port,omitempty"`
 	Sent          int             `json:"sent"`
 	Status        natclass.Status `json:"status"`
 	From          string          `json:"from,omitempty"`
@@ -167,6 +179,9 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		if f.Skipped == "" {
 			res := f.Result
 			fr.UDP = res.UDP
+			if res.UDP {
+				fr.UDPLoss = res.UDPLoss
+			}
 			fr.NAT = natOf(res)
 			fr.PublicAddresses = addrStrings(res.PublicAddresses)
 			fr.Verdict = res.Verdict
@@ -199,6 +214,7 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 	if primary != nil {
 		r.Family = primary.Family
 		r.NAT = primary.NAT
+		r.UDPLoss = primary.UDPLoss
 		r.PublicAddresses = primary.PublicAddresses
 		r.Verdict = primary.Verdict
 		r.Reasons = primary.Reasons
@@ -220,6 +236,7 @@ func natOf(res natclass.Result) NAT {
 		CGNAT:                         res.CGNAT,
 		ALG:                           res.ALG,
 		Hairpin:                       res.Hairpin,
+		MappingChanged:                res.MappingChanged,
 		RFC5780Server:                 res.RFC5780Server,
 		TCP:                           res.TCP,
 		TCPMappingEndpointIndependent: res.TCPMappingEndpointIndependent,
@@ -327,6 +344,7 @@ func tests(obs natclass.Observations) []Test {
 		t := Test{
 			Name: name, Server: server, Local: str(p.Local), Dest: str(p.Dest), Sent: p.Sent, Status: p.Status,
 			From: str(p.From), Mapped: str(p.Mapped), ErrorCode: p.ErrorCode, Error: p.Error,
+			ResponsePort: int(p.ResponsePort),
 		}
 		if p.ChangeIP || p.ChangePort {
 			t.ChangeRequest = changeName(p)
@@ -350,10 +368,30 @@ func tests(obs natclass.Observations) []Test {
 		add("change-request-control", name, t.Control)
 		add("change-port-control", name, t.ControlPort)
 	}
+	for _, p := range obs.Resample {
+		add("resample", serverAt(obs, p.Dest), p)
+	}
 	if obs.Hairpin != nil {
 		add("hairpin", "", *obs.Hairpin)
 	}
 	return out
+}
+
+// serverAt names the server a probe to dest went to: the server with that
+// address, or the RFC 5780 server whose alternate address or port it is.
+func serverAt(obs natclass.Observations, dest netip.AddrPort) string {
+	for _, s := range obs.Servers {
+		if s.Address == dest {
+			return s.Name
+		}
+	}
+	for _, t := range obs.RFC5780 {
+		s := obs.Servers[t.Server]
+		if o := s.Binding.Other; dest.Addr() == o.Addr() || dest.Port() == o.Port() {
+			return s.Name
+		}
+	}
+	return ""
 }
 
 func changeName(p natclass.Probe) string {

@@ -63,7 +63,7 @@ func rfc5780Obs(m1, m2, m3, m4, freshMapped netip.AddrPort, eif bool) natclass.O
 	test1 := reply(local, srvP, srvP, m1, 23.456)
 	test1.Other = srvA
 	test1.LegacyMapped = m1 // an honest path: no ALG
-	fII := change(noReply(fresh, srvP, 3), true, true)
+	fII := change(noReply(fresh, srvP, 6), true, true)
 	if eif {
 		fII = change(reply(fresh, srvP, srvA, freshMapped, 24.1), true, true)
 	}
@@ -79,7 +79,7 @@ func rfc5780Obs(m1, m2, m3, m4, freshMapped netip.AddrPort, eif bool) natclass.O
 			MappingIII:   reply(local, srvA, srvA, m3, 24.25),
 			FilteringI:   reply(fresh, srvP, srvP, freshMapped, 23.5),
 			FilteringII:  fII,
-			FilteringIII: change(noReply(fresh, srvP, 3), false, true),
+			FilteringIII: change(noReply(fresh, srvP, 6), false, true),
 			Control:      change(reply(local, srvP, srvA, m1, 25), true, true),
 			MappingPa:    reply(local, srvPa, srvPa, m1, 24.4),
 			ControlPort:  change(reply(local, srvP, srvPa, m1, 25.2), false, true),
@@ -99,11 +99,14 @@ func portRestricted() natclass.Observations {
 func symmetric() natclass.Observations {
 	o := rfc5780Obs(ap("198.51.100.200:50001"), ap("198.51.100.200:50002"), ap("198.51.100.200:50003"),
 		ap("198.51.100.200:50004"), ap("198.51.100.200:50005"), false)
-	// Behind APDM + APDF the controls' replies cannot get through, and
-	// P:a gets a mapping of its own.
-	o.RFC5780[0].Control = change(noReply(local, srvP, 5), true, true)
-	o.RFC5780[0].ControlPort = change(noReply(local, srvP, 5), false, true)
+	// Behind APDM P:a gets a mapping of its own, and the controls ask
+	// (RESPONSE-PORT) for their replies at the mappings that talked to A:a
+	// and P:a: 50003 and 50006.
 	o.RFC5780[0].MappingPa.Mapped = ap("198.51.100.200:50006")
+	o.RFC5780[0].Control.ResponsePort = 50003
+	o.RFC5780[0].Control.Mapped = ap("198.51.100.200:50001")
+	o.RFC5780[0].ControlPort.ResponsePort = 50006
+	o.RFC5780[0].ControlPort.Mapped = ap("198.51.100.200:50001")
 	h := noReply(hairp, ap("198.51.100.200:50001"), 3)
 	o.Hairpin = &h
 	return o
@@ -322,8 +325,8 @@ func TestBuildTests(t *testing.T) {
 		"filtering-II " + rfcName + " 203.0.113.1:3478 change-ip|change-port no-reply",
 		"filtering-III " + rfcName + " 203.0.113.1:3478 change-port no-reply",
 		"mapping-Pa " + rfcName + " 203.0.113.1:3479  reply",
-		"change-request-control " + rfcName + " 203.0.113.1:3478 change-ip|change-port no-reply",
-		"change-port-control " + rfcName + " 203.0.113.1:3478 change-port no-reply",
+		"change-request-control " + rfcName + " 203.0.113.1:3478 change-ip|change-port reply",
+		"change-port-control " + rfcName + " 203.0.113.1:3478 change-port reply",
 		"hairpin  198.51.100.200:50001  no-reply",
 	}
 	if !slices.Equal(got, want) {
@@ -333,7 +336,7 @@ func TestBuildTests(t *testing.T) {
 	if tests[0].RTTMS == nil || *tests[0].RTTMS != 23.456 || tests[5].RTTMS != nil {
 		t.Errorf("RTTs %v %v: want 23.456 on a reply and none without", deref(tests[0].RTTMS), deref(tests[5].RTTMS))
 	}
-	if tests[5].Sent != 3 || tests[0].Local != "192.168.1.10:40000" || tests[7].From != "203.0.113.1:3479" {
+	if tests[5].Sent != 6 || tests[0].Local != "192.168.1.10:40000" || tests[7].From != "203.0.113.1:3479" {
 		t.Errorf("fields lost: %+v %+v", tests[5], tests[7])
 	}
 	if v6 := r.Families[1]; v6.Skipped != "no IPv6 address" || v6.Tests == nil || len(v6.Tests) != 0 {

@@ -276,6 +276,19 @@ func (p palette) tri(t natclass.Tri, yes, no *color.Color, unknown string) strin
 	return p.warn.Sprint(unknown)
 }
 
+// loss shows the UDP loss measured in the run: "0% (0 of 7 sends)", a
+// warning colour when any send went unanswered.
+func (p palette) loss(l *natclass.Loss) string {
+	if l == nil || l.Sends == 0 {
+		return p.warn.Sprint("not measured")
+	}
+	c := p.good
+	if l.Lost > 0 {
+		c = p.warn
+	}
+	return c.Sprintf("%.0f%% (%d of %d sends unanswered)", 100*l.Fraction, l.Lost, l.Sends)
+}
+
 func allUnknown(ps []natclass.PeerPath) bool {
 	for _, pp := range ps {
 		if pp.Path != natclass.PathUnknown {
@@ -358,6 +371,7 @@ func familyRows(p palette, f FamilyResult) [][]string {
 		[]string{"ALG", p.tri(n.ALG, p.bad, p.good, "unknown (no MAPPED-ADDRESS to compare)")},
 		[]string{"hairpinning", hairpin},
 		[]string{"RFC 5780 server", rfc},
+		[]string{"UDP loss", p.loss(f.UDPLoss)},
 	)
 	if n.TCP != natclass.Unknown {
 		rows = append(rows,
