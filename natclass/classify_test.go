@@ -38,6 +38,7 @@ var (
 func ok(from netip.AddrPort) reply     { return reply{status: StatusReply, from: from} }
 func okm(from, m netip.AddrPort) reply { return reply{status: StatusReply, from: from, mapped: m} }
 func rejected(code int) reply          { return reply{status: StatusErrorReply, from: srvP, code: code} }
+
 // unansweredSends is how often the engine sends a request that goes
 // unanswered on a loss-free network: enough for silence to be a result.
 const unansweredSends = 6

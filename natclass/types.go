@@ -237,8 +237,8 @@ type Probe struct {
 	// ResponsePort is the RESPONSE-PORT sent (RFC 5780 section 7.5): the
 	// reply goes to this port at the request's public IP. Zero if none.
 	ResponsePort uint16 `json:"response_port,omitempty"`
-	Sent       int            `json:"sent"`        // transmissions, retransmissions included
-	Status     Status         `json:"status"`
+	Sent         int    `json:"sent"` // transmissions, retransmissions included
+	Status       Status `json:"status"`
 
 	// Reply fields; zero unless Status is StatusReply or StatusErrorReply.
 	From           netip.AddrPort `json:"from,omitzero"`            // the reply's source address
