@@ -17,12 +17,13 @@ const lossZ = 1.645
 
 // Loss is the UDP loss measured in one run: among the transactions that were
 // answered, how many sends went unanswered before the one that got through
-// (the request or its reply was lost). Test I is left out: its first
-// retransmissions go before any round-trip time is known, so a late reply
-// could not be told from a lost one.
+// (the request or its reply was lost), and how many single-send loss probes
+// went unanswered. Test I is left out: its first retransmissions go before
+// any round-trip time is known, so a late reply could not be told from a
+// lost one.
 type Loss struct {
 	// Sends counts the requests of answered transactions, retransmissions
-	// included.
+	// included, and the loss probes.
 	Sends int `json:"sends"`
 	// Lost counts those sends that went unanswered.
 	Lost int `json:"lost"`
@@ -34,13 +35,17 @@ type Loss struct {
 	Bound float64 `json:"bound"`
 }
 
-// Add counts one answered transaction that took sends requests.
-func (l *Loss) Add(sends int) {
+// Add counts one transaction of sends requests: answered by the last of
+// them, or not at all.
+func (l *Loss) Add(sends int, answered bool) {
 	if sends < 1 {
 		return
 	}
 	l.Sends += sends
-	l.Lost += sends - 1
+	l.Lost += sends
+	if answered {
+		l.Lost--
+	}
 	// Four decimals are plenty for a fraction and keep JSON short.
 	l.Fraction = math.Round(1e4*float64(l.Lost)/float64(l.Sends)) / 1e4
 	l.Bound = math.Round(1e4*wilsonUpper(l.Lost, l.Sends)) / 1e4
@@ -94,17 +99,24 @@ func (l Loss) String() string {
 }
 
 // MeasureLoss counts the loss of one run's observations: every answered
-// transaction but Test I and the hairpin test.
+// transaction but Test I and the hairpin test, and every loss probe.
 func MeasureLoss(obs Observations) Loss {
 	var l Loss
 	add := func(p Probe) {
-		if p.Status == StatusReply || p.Status == StatusErrorReply {
-			l.Add(p.Sent)
+		if answered(p) {
+			l.Add(p.Sent, true)
 		}
 	}
 	for _, t := range obs.RFC5780 {
 		for _, p := range t.probes() {
 			add(p)
+		}
+	}
+	for _, t := range obs.RFC5780 {
+		for _, p := range t.LossProbes {
+			if p.Status == StatusNoReply || answered(p) {
+				l.Add(p.Sent, answered(p))
+			}
 		}
 	}
 	for _, p := range obs.Extra {
@@ -115,3 +127,5 @@ func MeasureLoss(obs Observations) Loss {
 	}
 	return l
 }
+
+func answered(p Probe) bool { return p.Status == StatusReply || p.Status == StatusErrorReply }

@@ -24,7 +24,7 @@ func TestLossBound(t *testing.T) {
 	for _, c := range cases {
 		var l Loss
 		for _, s := range c.sends {
-			l.Add(s)
+			l.Add(s, true)
 		}
 		if l.Lost != c.lost || math.Abs(l.Bound-c.bound) > 5e-4 || l.SendsNeeded() != c.need {
 			t.Errorf("sends %v: lost %d bound %.4f need %d; want %d %.4f %d", c.sends, l.Lost, l.Bound, l.SendsNeeded(), c.lost, c.bound, c.need)

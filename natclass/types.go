@@ -249,6 +249,20 @@ type Probe struct {
 	ErrorCode      int            `json:"error_code,omitempty"`     // STUN error code of an error reply
 	Error          string         `json:"error,omitempty"`          // why the request could not be sent
 	RTT            time.Duration  `json:"-"`                        // first transmission to reply
+	// LastRTT is the time from the last transmission to the reply: the
+	// round trip when the request was sent once, a lower bound on it when
+	// retransmitted (a reply cannot be told from a late one; Karn).
+	LastRTT time.Duration `json:"-"`
+}
+
+// PathRTT is the round-trip time to size waiting windows with: RTT when the
+// request was sent once, else LastRTT, since loss inflates RTT by the
+// retransmission intervals.
+func (p Probe) PathRTT() time.Duration {
+	if p.Sent > 1 && p.LastRTT > 0 {
+		return p.LastRTT
+	}
+	return p.RTT
 }
 
 // Replied reports whether a success response arrived.
@@ -304,6 +318,12 @@ type RFC5780Tests struct {
 	// alternate port, proves that the server honours change-port. It
 	// carries RESPONSE-PORT when MappingPa's mapping differs from Test I's.
 	ControlPort Probe `json:"control_port"`
+	// LossProbes are single plain requests the filtering socket sends to
+	// the primary address while the filtering tests wait, each given its own
+	// window: answered or not, each is a direct sample of the loss that
+	// silence is weighed against (natclass.MeasureLoss). Only probes whose
+	// window ended are kept.
+	LossProbes []Probe `json:"loss_probes,omitempty"`
 }
 
 // probes returns every transaction of t, in a stable order.

@@ -47,7 +47,7 @@ func FuzzHandle(f *testing.F) {
 				t.Fatalf("delivered %v with ID %x", r.msg.Type, r.msg.TransactionID)
 			}
 			var p natclass.Probe
-			fill(&p, r, time.Now())
+			fill(&p, r, time.Now(), time.Now())
 			if p.Status != natclass.StatusReply && p.Status != natclass.StatusErrorReply {
 				t.Fatalf("status %s after a response", p.Status)
 			}

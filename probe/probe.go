@@ -121,6 +121,10 @@ const (
 	// maxSilentSends bounds the sends of a transaction whose window is
 	// extended because loss was measured (wait.extend).
 	maxSilentSends = 20
+	// maxLossProbes bounds the loss probes of one filtering socket, and
+	// lossProbeWait is their window beyond two round trips.
+	maxLossProbes  = 40
+	lossProbeWait  = 50 * time.Millisecond
 	minRetransmit  = 10 * time.Millisecond
 	lateServerWait = time.Second     // others' wait after the first server answered
 	resolveTimeout = 3 * time.Second // bound on name resolution
@@ -286,6 +290,7 @@ type firstWindow struct {
 	mu       sync.Mutex
 	end      time.Time
 	timer    *time.Timer
+	rtt      time.Duration // of the first answer, 0 before it
 	once     sync.Once
 }
 
@@ -305,12 +310,28 @@ func newFirstWindow(firstWait time.Duration, budget time.Time) *firstWindow {
 
 func (w *firstWindow) close() { w.once.Do(func() { close(w.stop) }) }
 
+// pace is the retransmission interval of Test I once a server answered: the
+// first answer's round trip tells how long a reply can take, so the other
+// servers' requests need not keep doubling their interval (a lost packet
+// would otherwise cost up to 800 ms). Zero before any answer.
+func (w *firstWindow) pace() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.rtt == 0 {
+		return 0
+	}
+	return retransmitEvery(w.rtt)
+}
+
 // answered shrinks the window once a reply (or a TCP handshake) took rtt:
 // the others get lateServerWait or 8 RTTs more, whichever is longer.
 func (w *firstWindow) answered(rtt time.Duration) {
 	to := time.Now().Add(max(lateServerWait, 8*rtt))
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.rtt == 0 {
+		w.rtt = max(rtt, time.Microsecond)
+	}
 	if to.Before(w.end) {
 		w.end = to
 		w.timer.Reset(time.Until(to))
@@ -398,7 +419,7 @@ func maxRTT(obs *natclass.Observations) (time.Duration, bool) {
 	ok := false
 	for _, s := range obs.Servers {
 		if s.Binding.Replied() {
-			m, ok = max(m, s.Binding.RTT), true
+			m, ok = max(m, s.Binding.PathRTT()), true
 		}
 	}
 	return m, ok
@@ -497,12 +518,12 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 		go func() {
 			defer wg.Done()
 			srv.Binding = e.transact(ctx, ms, "binding", srv.Address, request{}, wait{
-				deadline: firstDeadline, stop: fw.stop, interval: firstInterval, minWait: fw.minWait,
+				deadline: firstDeadline, stop: fw.stop, interval: firstInterval, minWait: fw.minWait, pace: fw.pace,
 			})
 			if !srv.Binding.Replied() {
 				return
 			}
-			fw.answered(srv.Binding.RTT)
+			fw.answered(srv.Binding.PathRTT())
 			if natclass.UsableOther(srv.Address, srv.Binding.Other) {
 				if e.paths != nil {
 					// The alternate address is a second server address for
@@ -542,7 +563,7 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	t := natclass.RFC5780Tests{Server: idx}
 	p, a := srv.Address, srv.Binding.Other
 	pa := netip.AddrPortFrom(p.Addr(), a.Port()) // primary IP, alternate port
-	rtt := srv.Binding.RTT
+	rtt := srv.Binding.PathRTT()
 	var wg sync.WaitGroup
 	run := func(dst *natclass.Probe, s *socket, name string, to netip.AddrPort, req request) {
 		wg.Add(1)
@@ -556,9 +577,29 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	if err != nil {
 		t.FilteringI = natclass.Probe{Dest: p, Error: err.Error()}
 	} else {
+		var fwg sync.WaitGroup
+		filter := func(dst *natclass.Probe, name string, cr rfc5780.ChangeRequest) {
+			fwg.Add(1)
+			go func() {
+				defer fwg.Done()
+				*dst = e.transact(ctx, fs, name, p, request{change: cr}, e.testWindow(rtt, request{change: cr}))
+			}()
+		}
 		run(&t.FilteringI, fs, "filtering-I", p, request{})
-		run(&t.FilteringII, fs, "filtering-II", p, request{change: rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}})
-		run(&t.FilteringIII, fs, "filtering-III", p, request{change: rfc5780.ChangeRequest{ChangePort: true}})
+		filter(&t.FilteringII, "filtering-II", rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+		filter(&t.FilteringIII, "filtering-III", rfc5780.ChangeRequest{ChangePort: true})
+		done := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.LossProbes = e.lossProbes(ctx, fs, p, rtt, done)
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fwg.Wait()
+			close(done)
+		}()
 	}
 	// Mapping (4.3) on the mapping socket, with a plain request to P:a. The
 	// controls, from the same socket, ask for replies from A:a and P:a: each
@@ -578,6 +619,63 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	}()
 	wg.Wait()
 	return t
+}
+
+// lossProbes sends single plain requests from s to dest, one every
+// retransmission interval, until done closes (the filtering tests ended),
+// and returns those whose own short window ended: each answered or not, a
+// direct sample of the loss on this path. Silence in the filtering tests is
+// weighed against that loss (natclass.Loss); without the probes a run has
+// only a handful of answered transactions to measure it from.
+func (e *engine) lossProbes(ctx context.Context, s *socket, dest netip.AddrPort, rtt time.Duration, done <-chan struct{}) []natclass.Probe {
+	every := retransmitEvery(rtt)
+	win := 2*rtt + lossProbeWait
+	pctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var out []natclass.Probe
+	var wg sync.WaitGroup
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+send:
+	for range maxLossProbes {
+		end := time.Now().Add(win)
+		if end.After(e.deadline) {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := e.transact(pctx, s, "loss-probe", dest, request{}, wait{deadline: end, interval: 2 * win, minWait: win, fixed: true})
+			// Counted only once its window has ended, answered or not:
+			// answers come early and silences late, and counting
+			// answers at once would bias the estimate low.
+			select {
+			case <-pctx.Done():
+				return
+			case <-time.After(time.Until(end)):
+			}
+			ok := p.Status == natclass.StatusReply || p.Status == natclass.StatusErrorReply
+			if !ok && p.Status != natclass.StatusNoReply {
+				return
+			}
+			mu.Lock()
+			out = append(out, p)
+			e.lossMu.Lock()
+			e.loss.Add(p.Sent, ok)
+			e.lossMu.Unlock()
+			mu.Unlock()
+		}()
+		select {
+		case <-done:
+			break send
+		case <-ctx.Done():
+			break send
+		case <-tick.C:
+		}
+	}
+	cancel()
+	wg.Wait()
+	return out
 }
 
 // testWindow is the window of one RFC 5780 test: silence in it is read only
@@ -662,7 +760,7 @@ func (e *engine) resample(ctx context.Context, obs *natclass.Observations) []nat
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rtt := srv.Binding.RTT
+			rtt := srv.Binding.PathRTT()
 			if b := send(srv.Address, "resample-I", rtt); i != rfcServer || !b.Replied() {
 				return
 			}
@@ -701,7 +799,7 @@ func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observat
 	var rtt time.Duration
 	for _, s := range obs.Servers {
 		if s.Binding.Replied() && s.Binding.Mapped.IsValid() {
-			target, server, rtt = s.Binding.Mapped, s.Address, s.Binding.RTT
+			target, server, rtt = s.Binding.Mapped, s.Address, s.Binding.PathRTT()
 			break
 		}
 	}

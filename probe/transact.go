@@ -37,6 +37,9 @@ type wait struct {
 	// countLoss adds an answered transaction's sends to the run's loss
 	// measurement (natclass.MeasureLoss counts the same ones).
 	countLoss bool
+	// pace, if set, gives the retransmission interval once it knows one
+	// (Test I: after any server answered); zero keeps the doubling.
+	pace func() time.Duration
 }
 
 // request is what a Binding request asks of the server beyond a plain
@@ -71,7 +74,7 @@ func (e *engine) transact(ctx context.Context, s *socket, test string, dest neti
 	e.retransmitLoop(ctx, s, test, msg, &p, w, ch)
 	if w.countLoss && (p.Status == natclass.StatusReply || p.Status == natclass.StatusErrorReply) {
 		e.lossMu.Lock()
-		e.loss.Add(p.Sent)
+		e.loss.Add(p.Sent, true)
 		e.lossMu.Unlock()
 	}
 	return p
@@ -94,7 +97,9 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 	dst := net.UDPAddrFromAddrPort(p.Dest)
 	start := time.Now()
 	interval := w.interval
+	var lastSend time.Time
 	for {
+		lastSend = time.Now()
 		if _, err := s.conn.WriteTo(msg.Raw, dst); err != nil {
 			p.Error = fmt.Sprintf("send to %s: %v", p.Dest, unwrapOp(err))
 			s.emit(Event{Kind: EventError, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: p.Error})
@@ -108,14 +113,17 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 		s.emit(Event{Kind: kind, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: changeDetail(p),
 			ChangeIP: p.ChangeIP, ChangePort: p.ChangePort, ResponsePort: p.ResponsePort})
 		wake := minTime(time.Now().Add(interval), w.deadline)
-		if !w.fixed {
+		switch {
+		case w.pace != nil && w.pace() > 0:
+			interval = w.pace()
+		case !w.fixed:
 			interval = min(interval*2, maxInterval)
 		}
 		timer := time.NewTimer(time.Until(wake))
 		select {
 		case r := <-ch:
 			timer.Stop()
-			fill(p, r, start)
+			fill(p, r, start, lastSend)
 			s.emit(Event{Kind: EventReply, Test: test, Socket: s.local, Peer: r.from, ID: id, Detail: replyDetail(p)})
 			return
 		case <-ctx.Done():
@@ -152,10 +160,12 @@ func (e *engine) endWindow(s *socket, test, id string, p *natclass.Probe, start 
 	s.emit(Event{Kind: EventTimeout, Test: test, Socket: s.local, Peer: p.Dest, ID: id, Detail: "cut short by --timeout"})
 }
 
-// fill records a response in p.
-func fill(p *natclass.Probe, r response, start time.Time) {
+// fill records a response in p; start is the first transmission, last the
+// latest.
+func fill(p *natclass.Probe, r response, start, last time.Time) {
 	m := r.msg
 	p.RTT = r.at.Sub(start)
+	p.LastRTT = r.at.Sub(last)
 	p.From = r.from
 	if m.Type.Class == stun.ClassErrorResponse {
 		p.Status = natclass.StatusErrorReply
