@@ -177,7 +177,9 @@ func (l *Lab) waitServers(ctx context.Context) error {
 	}
 	tcp := []netip.AddrPort{l.TURN.TCP, l.TURN.TLS, l.TURN.TLS443, netip.AddrPortFrom(STUNAltAddr, TLS443Port)}
 	start := time.Now()
-	for attempt := 0; ; attempt++ {
+	// At most 150 rounds: 15 s of 100 ms pauses, plus the checks' own
+	// bounded waits; the context ends it at 15 s in any case.
+	for attempt := 0; attempt < 150; attempt++ {
 		err := l.checkServers(udp, tcp)
 		if err == nil {
 			l.logf("lab: servers answer after %v", time.Since(start).Round(time.Millisecond))
@@ -192,6 +194,7 @@ func (l *Lab) waitServers(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	return fmt.Errorf("servers not ready after %v", time.Since(start).Round(time.Millisecond))
 }
 
 func (l *Lab) exitedProc() string {

@@ -96,7 +96,7 @@ func probeFiltering(l *Lab, window time.Duration) (filteringSeen, error) {
 		defer close(done)
 		buf := make([]byte, 1500)
 		c.SetReadDeadline(time.Now().Add(window))
-		for {
+		for i := 0; i < 1000; i++ {
 			n, from, err := c.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
@@ -152,7 +152,7 @@ func bindingOn(c *net.UDPConn, server netip.AddrPort, timeout time.Duration) (ne
 			return netip.AddrPort{}, err
 		}
 		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		for {
+		for j := 0; j < 100; j++ {
 			n, _, err := c.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				break

@@ -85,7 +85,7 @@ func responsePortProbe(l *Lab, server netip.AddrPort, change *rfc5780.ChangeRequ
 			defer wg.Done()
 			buf := make([]byte, 1500)
 			c.SetReadDeadline(end)
-			for {
+			for i := 0; i < 1000; i++ {
 				n, from, err := c.ReadFromUDPAddrPort(buf)
 				if err != nil {
 					return

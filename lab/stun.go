@@ -39,7 +39,7 @@ func (l *Lab) Binding(ns string, local, server netip.AddrPort, timeout time.Dura
 	res := BindingResult{Local: c.LocalAddr().(*net.UDPAddr).AddrPort()}
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 1500)
-	for time.Now().Before(deadline) {
+	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
 		if _, err := c.WriteToUDPAddrPort(req.Raw, server); err != nil {
 			return res, err
 		}
@@ -48,7 +48,7 @@ func (l *Lab) Binding(ns string, local, server netip.AddrPort, timeout time.Dura
 			wait = deadline
 		}
 		c.SetReadDeadline(wait)
-		for {
+		for j := 0; j < 100; j++ {
 			n, from, err := c.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				var ne net.Error
