@@ -123,11 +123,12 @@ const (
 	maxSilentSends = 20
 	// maxLossProbes bounds the loss probes of one filtering socket, and
 	// lossProbeWait is their window beyond two round trips.
-	maxLossProbes  = 40
-	lossProbeWait  = 50 * time.Millisecond
-	minRetransmit  = 10 * time.Millisecond
-	lateServerWait = time.Second     // others' wait after the first server answered
-	resolveTimeout = 3 * time.Second // bound on name resolution
+	maxLossProbes    = 40
+	lossProbeWait    = 50 * time.Millisecond
+	minRetransmit    = 10 * time.Millisecond
+	lateServerWait   = time.Second           // others' wait after the first server answered
+	minPacedInterval = 50 * time.Millisecond // Test I's interval once paced: 20 sends a second at most
+	resolveTimeout   = 3 * time.Second       // bound on name resolution
 )
 
 // window returns how long to wait for a reply given a measured round-trip
@@ -291,6 +292,7 @@ type firstWindow struct {
 	end      time.Time
 	timer    *time.Timer
 	rtt      time.Duration // of the first answer, 0 before it
+	paced    chan struct{} // closed when rtt is set
 	once     sync.Once
 }
 
@@ -302,6 +304,7 @@ func newFirstWindow(firstWait time.Duration, budget time.Time) *firstWindow {
 		deadline: minTime(time.Now().Add(firstWait), budget),
 		minWait:  min(firstWait, 500*time.Millisecond),
 		stop:     make(chan struct{}),
+		paced:    make(chan struct{}),
 	}
 	w.end = w.deadline
 	w.timer = time.AfterFunc(time.Until(w.end), w.close)
@@ -320,7 +323,7 @@ func (w *firstWindow) pace() time.Duration {
 	if w.rtt == 0 {
 		return 0
 	}
-	return retransmitEvery(w.rtt)
+	return max(retransmitEvery(w.rtt), minPacedInterval)
 }
 
 // answered shrinks the window once a reply (or a TCP handshake) took rtt:
@@ -331,6 +334,7 @@ func (w *firstWindow) answered(rtt time.Duration) {
 	defer w.mu.Unlock()
 	if w.rtt == 0 {
 		w.rtt = max(rtt, time.Microsecond)
+		close(w.paced)
 	}
 	if to.Before(w.end) {
 		w.end = to
@@ -518,7 +522,7 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 		go func() {
 			defer wg.Done()
 			srv.Binding = e.transact(ctx, ms, "binding", srv.Address, request{}, wait{
-				deadline: firstDeadline, stop: fw.stop, interval: firstInterval, minWait: fw.minWait, pace: fw.pace,
+				deadline: firstDeadline, stop: fw.stop, interval: firstInterval, minWait: fw.minWait, pace: fw.pace, paced: fw.paced,
 			})
 			if !srv.Binding.Replied() {
 				return

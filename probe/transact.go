@@ -38,8 +38,10 @@ type wait struct {
 	// measurement (natclass.MeasureLoss counts the same ones).
 	countLoss bool
 	// pace, if set, gives the retransmission interval once it knows one
-	// (Test I: after any server answered); zero keeps the doubling.
-	pace func() time.Duration
+	// (Test I: after any server answered); zero keeps the doubling. paced
+	// closes when it first knows one.
+	pace  func() time.Duration
+	paced <-chan struct{}
 }
 
 // request is what a Binding request asks of the server beyond a plain
@@ -120,6 +122,7 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			interval = min(interval*2, maxInterval)
 		}
 		timer := time.NewTimer(time.Until(wake))
+	waiting:
 		select {
 		case r := <-ch:
 			timer.Stop()
@@ -134,6 +137,15 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			timer.Stop()
 			e.endWindow(s, test, id, p, start, w)
 			return
+		case <-w.paced:
+			// A round trip is known now: the next send need not wait
+			// out a doubled interval.
+			w.paced = nil
+			if d := w.pace(); d > 0 {
+				interval = d
+				timer.Reset(time.Until(minTime(lastSend.Add(interval), w.deadline)))
+			}
+			goto waiting
 		case <-timer.C:
 			if !time.Now().Before(w.deadline) {
 				// Loss seen in this run may explain the silence: send
