@@ -224,3 +224,16 @@ func TestResponsePortRejected(t *testing.T) {
 		t.Errorf("a rejected RESPONSE-PORT made CHANGE-REQUEST support %q", got)
 	}
 }
+
+// TestLossProbes: single-send loss probes count whether answered or not;
+// probes cut short say nothing.
+func TestLossProbes(t *testing.T) {
+	o := rfc(pubX, pubX, pubX, none, none, ok(srvA))
+	lp := func(s Status) Probe { return Probe{Local: fresh, Dest: srvP, Sent: 1, Status: s} }
+	o.RFC5780[0].LossProbes = []Probe{lp(StatusReply), lp(StatusReply), lp(StatusNoReply), lp(StatusNotRun)}
+	l := MeasureLoss(o)
+	// 6 answered transactions at one send each, and 3 probes, 1 unanswered.
+	if l.Sends != 9 || l.Lost != 1 || l.Fraction != 0.1111 {
+		t.Errorf("MeasureLoss = %+v, want 1 of 9 (0.1111)", l)
+	}
+}
