@@ -141,12 +141,12 @@ func samplesOf(ps []Probe) []sample {
 
 // mappingProbes returns the transactions of the shared mapping socket:
 // Test I to every server, and Tests II, III and P:a.
-func (c *classifier) mappingProbes() []Probe {
+func mappingProbes(obs Observations) []Probe {
 	var ps []Probe
-	for _, s := range c.obs.Servers {
+	for _, s := range obs.Servers {
 		ps = append(ps, s.Binding)
 	}
-	for _, t := range c.obs.RFC5780 {
+	for _, t := range obs.RFC5780 {
 		ps = append(ps, t.MappingII, t.MappingIII, t.MappingPa)
 	}
 	return ps
@@ -163,12 +163,13 @@ type mappingOutcome struct {
 	reason        string
 }
 
-// MappingContradicts reports whether the answered plain requests among ps,
-// all from one socket, contradict each other: no mapping behaviour (none,
-// endpoint-independent, address-dependent, address-and-port-dependent)
-// explains them. The engine then takes a second sample on a fresh socket.
-func MappingContradicts(ps []Probe) bool {
-	return mappingFrom(samplesOf(ps)).contradiction
+// MappingContradicts reports whether the answered plain requests of the
+// mapping socket (Test I to every server, Tests II, III and P:a) contradict
+// each other: no mapping behaviour (none, endpoint-independent,
+// address-dependent, address-and-port-dependent) explains them. The engine
+// then takes a second sample on a fresh socket (Observations.Resample).
+func MappingContradicts(obs Observations) bool {
+	return mappingFrom(samplesOf(mappingProbes(obs))).contradiction
 }
 
 // mappingFrom classifies mapping behaviour from the samples of one socket
@@ -295,7 +296,7 @@ func cmpOr(a, b *[2]sample) *[2]sample {
 // sample on a fresh socket, that sample decides; when it contradicts itself
 // too, the mapping changed during the test and is unknown.
 func (c *classifier) mapping() {
-	first := mappingFrom(samplesOf(c.mappingProbes()))
+	first := mappingFrom(samplesOf(mappingProbes(c.obs)))
 	o := first
 	if first.contradiction {
 		c.reason("%s", first.reason)

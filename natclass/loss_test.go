@@ -109,7 +109,7 @@ func TestResample(t *testing.T) {
 		o := rfc(pubX, pubX, pubY, none, none, ok(srvA))
 		return o
 	}
-	if !MappingContradicts(append([]Probe{contradictory().Servers[0].Binding}, contradictory().RFC5780[0].MappingII, contradictory().RFC5780[0].MappingIII)) {
+	if !MappingContradicts(contradictory()) {
 		t.Fatal("I = II = X, III = Y on II's IP is not flagged as a contradiction")
 	}
 	freshLocal := ap("192.168.1.10:40002")

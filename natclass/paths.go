@@ -111,8 +111,14 @@ const (
 // wayOut picks the first way out in ICE's order.
 func wayOut(r Result, direct Likelihood) WayOut {
 	if r.UDP {
-		if direct == LikelihoodLikely || direct == LikelihoodPossible {
+		switch direct {
+		case LikelihoodLikely:
 			return WayOut{Via: WayDirectUDP, Cost: costDirect}
+		case LikelihoodPossible:
+			// Direct works with some kinds of peer and needs a relay with
+			// others, and which is which could not be told: naming
+			// either way would be a guess.
+			return WayOut{Via: WayUnknown, Cost: "direct UDP works with some kinds of peer and not with others, and the NAT's behaviour could not be told: keep TURN over UDP ready"}
 		}
 		return WayOut{Via: WayTURNUDP, Cost: costRelay}
 	}

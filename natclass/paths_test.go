@@ -53,6 +53,7 @@ func TestWayOut(t *testing.T) {
 		{"UDP blocked, TCP not tried", udpBlocked, WayUnknown, 0, "UDP is blocked"},
 		{"UDP works, port-restricted", rfc(pubX, pubX, pubX, none, none, ok(srvA)), WayDirectUDP, 0, "Direct UDP likely"},
 		{"UDP works, symmetric", rfc(pubX, pubY, pubZ, none, none, none), WayTURNUDP, 0, "Direct UDP unlikely"},
+		{"UDP works, mapping not told", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{plain, {}}), WayUnknown, 0, "Direct UDP possible"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

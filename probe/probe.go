@@ -543,7 +543,7 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 	}
 	wg.Wait()
 	sortTests(obs.RFC5780)
-	if natclass.MappingContradicts(mappingProbes(obs)) {
+	if natclass.MappingContradicts(*obs) {
 		obs.Resample = e.resample(ctx, obs)
 	}
 	if e.cfg.Hairpin {
@@ -718,19 +718,6 @@ func (e *engine) control(ctx context.Context, s *socket, name string, p netip.Ad
 		req.responsePort = opened.Mapped.Port()
 	}
 	return e.transact(ctx, s, name, p, req, e.testWindow(rtt, req))
-}
-
-// mappingProbes returns the mapping socket's plain requests: Test I to every
-// server and Tests II, III and P:a.
-func mappingProbes(obs *natclass.Observations) []natclass.Probe {
-	var ps []natclass.Probe
-	for _, s := range obs.Servers {
-		ps = append(ps, s.Binding)
-	}
-	for _, t := range obs.RFC5780 {
-		ps = append(ps, t.MappingII, t.MappingIII, t.MappingPa)
-	}
-	return ps
 }
 
 // resample repeats the mapping socket's plain requests on a fresh socket:

@@ -109,6 +109,8 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 			fmt.Fprintf(&b, " (cost: %s)", w.Cost)
 		}
 		fmt.Fprintln(&b)
+	} else if w.Via == natclass.WayUnknown && w.Cost != "" {
+		fmt.Fprintf(&b, "Way out: %s (%s)\n", p.warn.Sprint("not settled"), w.Cost)
 	}
 
 	// 4. Why.
