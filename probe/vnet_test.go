@@ -30,6 +30,10 @@ type vlabOpts struct {
 	blockUDP   bool
 	noPlain    bool
 	serverConf stunserver.Config
+	// lanServer adds a plain STUN server on the client's side of the NAT
+	// (10.0.0.3:3478): it sees the client's own address, the others the
+	// NAT's, so no single mapping behaviour explains what one socket sees.
+	lanServer bool
 }
 
 func newVlab(t testing.TB, o vlabOpts) *vlab {
@@ -72,6 +76,13 @@ func newVlab(t testing.TB, o vlabOpts) *vlab {
 		must(err)
 		l.lan = lan
 		l.client = newNet("10.0.0.2")
+		if o.lanServer {
+			lanNet := newNet("10.0.0.3")
+			must(lan.AddNet(lanNet))
+			ls, err := stunserver.Start(context.Background(), stunserver.Config{Net: lanNet, Primary: netip.MustParseAddrPort("10.0.0.3:3478")})
+			must(err)
+			t.Cleanup(func() { _ = ls.Close() })
+		}
 		if o.loss > 0 {
 			lossNIC, err := vnet.NewLossFilter(l.client, o.loss)
 			must(err)
@@ -109,6 +120,9 @@ func newVlab(t testing.TB, o vlabOpts) *vlab {
 		must(err)
 		t.Cleanup(func() { _ = ps.Close() })
 		l.servers = append(l.servers, Target{Host: "5.6.7.9", Port: 3478})
+	}
+	if o.lanServer && o.nat != nil {
+		l.servers = append(l.servers, Target{Host: "10.0.0.3", Port: 3478})
 	}
 	return l
 }
@@ -370,5 +384,32 @@ func TestVnetNoUnsolicitedReplies(t *testing.T) {
 		if checked == 0 {
 			t.Errorf("NAT %+v: no control was sent from a socket that talks to the alternate address: the rule was not exercised", nat)
 		}
+	}
+}
+
+// TestVnetResample: when the mapping socket's samples contradict each other
+// (here a STUN server on the LAN sees the host's own address and the
+// public ones the NAT's), the engine samples again on a fresh socket; as
+// that contradicts itself too, the mapping is unknown and said to have
+// changed, never "symmetric".
+func TestVnetResample(t *testing.T) {
+	l := newVlab(t, vlabOpts{nat: &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent}, lanServer: true})
+	obs, r := l.run(t, 10*time.Second)
+	if len(obs.Resample) < 3 {
+		t.Fatalf("resample %+v: want Test I to each server again", obs.Resample)
+	}
+	first := obs.Servers[0].Binding.Local
+	for _, p := range obs.Resample {
+		if p.Local == first || !p.Local.IsValid() {
+			t.Errorf("resample from %v: want a fresh socket, not the mapping socket %v", p.Local, first)
+		}
+	}
+	if r.Mapping != natclass.BehaviorUnknown || r.Type != natclass.TypeUnknown || !r.MappingChanged || r.MappingVariesByDestination != natclass.Unknown {
+		t.Errorf("mapping %s type %s changed %v varies %s; reasons %q", r.Mapping, r.Type, r.MappingChanged, r.MappingVariesByDestination, r.Reasons)
+	}
+	// Without the LAN server nothing contradicts and nothing is resampled.
+	l = newVlab(t, vlabOpts{nat: &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent}})
+	if obs, _ := l.run(t, 10*time.Second); obs.Resample != nil {
+		t.Errorf("resampled without a contradiction: %+v", obs.Resample)
 	}
 }
