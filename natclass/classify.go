@@ -34,7 +34,9 @@ func Classify(obs Observations) Result {
 		return r
 	}
 	c.loss = MeasureLoss(obs)
-	r.UDPLoss = &c.loss
+	if c.loss.Sends > 0 {
+		r.UDPLoss = &c.loss
+	}
 	c.mapping()
 	c.filtering()
 	r.Type = TypeOf(r.Mapping, r.Filtering, r.MappingVariesByDestination)

@@ -495,8 +495,9 @@ type Result struct {
 	// test in a way no mapping behaviour explains, even on a second, fresh
 	// socket; mapping and type are then unknown.
 	MappingChanged bool `json:"mapping_changed"`
-	// UDPLoss is the UDP loss measured in this run; nil when UDP did not
-	// get out.
+	// UDPLoss is the UDP loss measured in this run; nil when nothing was
+	// measured (UDP did not get out, or no transaction after Test I was
+	// answered: only plain servers).
 	UDPLoss *Loss `json:"udp_loss"`
 	// RFC5780Server names the server whose behaviour tests were used, if any.
 	RFC5780Server string  `json:"rfc5780_server,omitempty"`

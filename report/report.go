@@ -26,7 +26,7 @@ type Report struct {
 	// UDP is true when any UDP STUN reply arrived, in any family.
 	UDP bool `json:"udp"`
 	// UDPLoss is the UDP loss measured in the leading family's run (see
-	// Family); null when UDP did not get out.
+	// Family); null when nothing was measured.
 	UDPLoss *natclass.Loss `json:"udp_loss"`
 	// Family names the address family that NAT, PublicAddresses, Verdict and
 	// Reasons describe: IPv4 when it was tested, else IPv6. Every family's
@@ -83,7 +83,9 @@ type FamilyResult struct {
 	UDP     bool   `json:"udp"`
 	// UDPLoss is the UDP loss measured in this family's run: of the sends
 	// of answered transactions (Test I left out), how many went
-	// unanswered; null when UDP did not get out.
+	// unanswered, and how many loss probes went unanswered; null when
+	// nothing was measured (UDP did not get out, or only plain servers
+	// answered).
 	UDPLoss         *natclass.Loss   `json:"udp_loss"`
 	NAT             NAT              `json:"nat"`
 	PublicAddresses []string         `json:"public_addresses"`
