@@ -1,15 +1,13 @@
 package turncheck
 
 import (
-	"crypto/hmac"
-	"crypto/sha1"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
+
+	"github.com/natcheck/natcheck/internal/turnauth"
 )
 
 // Secret is a password or shared secret. Its String, GoString, Format and
@@ -92,18 +90,8 @@ func (c Credentials) Resolve(now time.Time) (user string, password Secret, expir
 		lifetime = DefaultRESTLifetime
 	}
 	expires = now.Add(lifetime).Truncate(time.Second)
-	user = strconv.FormatInt(expires.Unix(), 10)
-	if c.User != "" {
-		user += ":" + c.User
-	}
-	return user, NewSecret(restPassword(c.SharedSecret.Reveal(), user)), expires
-}
-
-// restPassword is base64(HMAC-SHA1(secret, user)).
-func restPassword(secret, user string) string {
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(user))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	user = turnauth.Username(expires, c.User)
+	return user, NewSecret(turnauth.Password(c.SharedSecret.Reveal(), user)), expires
 }
 
 // LoadCAFile reads PEM CA certificates from file and returns the system's

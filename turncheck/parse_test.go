@@ -3,6 +3,7 @@ package turncheck
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,16 +71,22 @@ func TestRESTCredentials(t *testing.T) {
 	if user != "1700003600:alice" || !exp.Equal(now.Add(time.Hour)) {
 		t.Errorf("user %q expires %v", user, exp)
 	}
+	// printf %s 1700003600:alice | openssl sha1 -hmac s3cret -binary | base64
+	if pw.Reveal() != "YAFdW/YDZewZsR1QSgUk2IrfbRI=" {
+		t.Error("Resolve's password is not base64(HMAC-SHA1(secret, user))")
+	}
 	// Cross-check with pion/turn's own REST credential generator.
 	pionUser, pionPW, err := turn.GenerateLongTermTURNRESTCredentials("s3cret", "alice", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := restPassword("s3cret", pionUser); got != pionPW {
-		t.Errorf("password for %q: %q, pion says %q", pionUser, got, pionPW)
+	expiry, _, _ := strings.Cut(pionUser, ":")
+	sec, err := strconv.ParseInt(expiry, 10, 64)
+	if err != nil {
+		t.Fatalf("pion's user name %q: %v", pionUser, err)
 	}
-	if pw.Reveal() != restPassword("s3cret", user) {
-		t.Error("Resolve's password differs from restPassword")
+	if u, p, _ := c.Resolve(time.Unix(sec, 0).Add(-time.Hour)); u != pionUser || p.Reveal() != pionPW {
+		t.Errorf("Resolve gives %q, pion %q with another password", u, pionUser)
 	}
 	// Without a user: the name is the expiry alone.
 	if u, _, _ := (Credentials{SharedSecret: NewSecret("x")}).Resolve(now); u != "1700086400" {
