@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/natcheck/natcheck/internal/connlimit"
 )
 
 // Defaults of the reflection limit (RFC 5780 section 9).
@@ -56,7 +58,7 @@ func newLimiter(rate float64, burst, maxSources int, now func() time.Time) *limi
 // the caller should log the refusal, and dropped how many refusals that log
 // line stands for; this keeps logging to about one line per logInterval.
 func (l *limiter) allow(ip netip.Addr) (ok, logNow bool, dropped uint64) {
-	ip = SourceKey(ip)
+	ip = connlimit.SourceKey(ip)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -115,19 +117,4 @@ func (l *limiter) tracked() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)
-}
-
-// SourceKey is what per-source limits count by: an IPv4 address, or the
-// /64 an IPv6 address is in, since one host commonly holds a whole /64 and
-// could otherwise take every slot with addresses of its own.
-func SourceKey(ip netip.Addr) netip.Addr {
-	ip = ip.Unmap()
-	if ip.Is4() {
-		return ip
-	}
-	p, err := ip.WithZone("").Prefix(64)
-	if err != nil {
-		return ip
-	}
-	return p.Addr()
 }

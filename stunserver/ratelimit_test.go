@@ -91,16 +91,17 @@ func TestLimiterBounded(t *testing.T) {
 	}
 }
 
-func TestSourceKeyGroupsIPv6By64(t *testing.T) {
-	a, b := netip.MustParseAddr("2001:db8:1:2::1"), netip.MustParseAddr("2001:db8:1:2:ffff::9")
-	if SourceKey(a) != SourceKey(b) {
-		t.Errorf("%s and %s are one /64 but count apart", a, b)
+// TestLimiterGroupsIPv6By64: the addresses of one /64 share a bucket.
+func TestLimiterGroupsIPv6By64(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	l := newLimiter(1, 1, 100, clock.now)
+	if ok, _, _ := l.allow(netip.MustParseAddr("2001:db8:1:2::1")); !ok {
+		t.Fatal("first response refused")
 	}
-	if c := netip.MustParseAddr("2001:db8:1:3::1"); SourceKey(a) == SourceKey(c) {
-		t.Errorf("%s and %s are different /64s but count together", a, c)
+	if ok, _, _ := l.allow(netip.MustParseAddr("2001:db8:1:2::2")); ok {
+		t.Error("another address of the same /64 got a full bucket")
 	}
-	v4 := netip.MustParseAddr("192.0.2.7")
-	if SourceKey(v4) != v4 || SourceKey(netip.AddrFrom16(v4.As16())) != v4 {
-		t.Errorf("IPv4 keys: %s %s", SourceKey(v4), SourceKey(netip.AddrFrom16(v4.As16())))
+	if ok, _, _ := l.allow(netip.MustParseAddr("2001:db8:1:3::1")); !ok {
+		t.Error("another /64 refused")
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/pion/stun/v3"
 	"github.com/pion/transport/v4"
 	"github.com/pion/transport/v4/stdnet"
+
+	"github.com/natcheck/natcheck/internal/connlimit"
 )
 
 // Limits of the server.
@@ -245,12 +247,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	s.st = &streams{
-		maxConns:     cmp.Or(cfg.MaxConns, defaultMaxConns),
-		maxPerSource: cmp.Or(cfg.MaxConnsPerSource, defaultMaxConnsPerSource),
-		idle:         cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
-		maxMessage:   cmp.Or(cfg.MaxMessageSize, defaultMaxMessageSize),
-		conns:        make(map[net.Conn]struct{}),
-		perSrc:       make(map[netip.Addr]int),
+		limits:     connlimit.New(cmp.Or(cfg.MaxConns, defaultMaxConns), cmp.Or(cfg.MaxConnsPerSource, defaultMaxConnsPerSource)),
+		idle:       cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
+		maxMessage: cmp.Or(cfg.MaxMessageSize, defaultMaxMessageSize),
 	}
 
 	s.h.dual = cfg.Alternate.IsValid()

@@ -10,11 +10,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/pion/stun/v3"
 	"github.com/pion/transport/v4"
+
+	"github.com/natcheck/natcheck/internal/connlimit"
 )
 
 // Defaults of the stream (TCP and TLS) limits.
@@ -43,16 +44,9 @@ type streamListener struct {
 
 // streams holds the state of the TCP and TLS side of a Server.
 type streams struct {
-	maxConns, maxPerSource int
-	idle                   time.Duration
-	maxMessage             int
-
-	mu       sync.Mutex
-	closed   bool
-	conns    map[net.Conn]struct{}
-	perSrc   map[netip.Addr]int
-	lastLog  time.Time
-	rejected uint64 // since the last log line
+	limits     *connlimit.Limiter
+	idle       time.Duration
+	maxMessage int
 }
 
 // listenTCP binds a TCP listener on ap; port 0 picks a free port. The
@@ -109,56 +103,28 @@ func (s *Server) accept(l streamListener) {
 }
 
 // admit registers c from src unless a limit is reached or the server is
-// closing; it logs refusals at most once per logInterval.
+// closing; it logs refusals at most once a second.
 func (s *Server) admit(c net.Conn, src netip.AddrPort) bool {
-	st := s.st
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
-		return false
+	r, ok := s.st.limits.Admit(c, src.Addr())
+	if ok || r.Closed {
+		return ok
 	}
-	ip := SourceKey(src.Addr())
-	if len(st.conns) >= st.maxConns || st.perSrc[ip] >= st.maxPerSource {
-		s.tcpRejected.Add(1)
-		st.rejected++
-		if now := time.Now(); now.Sub(st.lastLog) >= logInterval {
-			s.log.Warn("stream connections refused: limit reached", "source", ip,
-				"open", len(st.conns), "from_source", st.perSrc[ip], "refused", st.rejected)
-			st.lastLog, st.rejected = now, 0
-		}
-		return false
+	s.tcpRejected.Add(1)
+	if r.Log {
+		s.log.Warn("stream connections refused: limit reached", "source", r.Source,
+			"open", r.Open, "from_source", r.FromSource, "refused", r.Refused)
 	}
-	st.conns[c] = struct{}{}
-	st.perSrc[ip]++
-	return true
+	return false
 }
 
-// release forgets c from src.
-func (s *Server) release(c net.Conn, src netip.AddrPort) {
-	st := s.st
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	delete(st.conns, c)
-	ip := SourceKey(src.Addr())
-	if st.perSrc[ip] <= 1 {
-		delete(st.perSrc, ip)
-	} else {
-		st.perSrc[ip]--
-	}
-}
+// release forgets c.
+func (s *Server) release(c net.Conn) { s.st.limits.Release(c) }
 
 // closeStreams closes every open connection; the listeners are closed by
 // the caller. No connection is admitted afterwards.
 func (s *Server) closeStreams() {
-	st := s.st
-	if st == nil {
-		return
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.closed = true
-	for c := range st.conns {
-		_ = c.Close()
+	if s.st != nil {
+		s.st.limits.Close()
 	}
 }
 
@@ -168,7 +134,7 @@ func (s *Server) closeStreams() {
 // within the idle timeout, or a response cannot be written in time.
 func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
 	defer s.wg.Done()
-	defer s.release(c, src)
+	defer s.release(c)
 	defer c.Close()
 	st := s.st
 

@@ -26,7 +26,7 @@ import (
 	"github.com/pion/transport/v4"
 	"github.com/pion/turn/v5"
 
-	"github.com/natcheck/natcheck/stunserver"
+	"github.com/natcheck/natcheck/internal/connlimit"
 )
 
 // TURN defaults.
@@ -330,7 +330,7 @@ var serveSharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
 // serveTURNServer is a running pion/turn server with its accounting.
 type serveTURNServer struct {
 	srv       *turn.Server
-	listeners []*serveLimitListener
+	listeners []*connlimit.Listener
 	opts      serveTURNOptions
 
 	mu      sync.Mutex
@@ -392,7 +392,15 @@ func startServeTURN(o serveOptions, creds *serveTURNCreds, tlsCfg *tls.Config, n
 			cleanup()
 			return nil, fmt.Errorf("listen on tcp %v: %w", ap, err)
 		}
-		ll := newServeLimitListener(ln, o.maxConns, o.maxConnsPerSource, o.idleTimeout, serveTURNIdleTimeout, log)
+		ll := connlimit.NewListener(ln, connlimit.ListenerConfig{
+			MaxConns: o.maxConns, MaxConnsPerSource: o.maxConnsPerSource,
+			FirstTimeout: o.idleTimeout, IdleTimeout: serveTURNIdleTimeout,
+			Refused: func(r connlimit.Refusal) {
+				if r.Log {
+					log.Warn("turn connection refused: limit reached", "source", r.Source, "open", r.Open)
+				}
+			},
+		})
 		t.listeners = append(t.listeners, ll)
 		var l net.Listener = ll
 		if i >= len(o.turn.tcp) {
@@ -502,7 +510,7 @@ func (t *serveTURNServer) logStats(log *slog.Logger, force bool) {
 func (t *serveTURNServer) close() {
 	_ = t.srv.Close() // closes the sockets and listeners; allocations follow
 	for _, l := range t.listeners {
-		l.closeConns()
+		l.CloseConns()
 	}
 }
 
@@ -511,119 +519,6 @@ func serveNetwork(proto string, ip netip.Addr) string {
 		return proto + "4"
 	}
 	return proto + "6"
-}
-
-// serveLimitListener bounds the TURN TCP and TLS connections: at most max at
-// once and perSource from one IP address (excess ones are closed on
-// accept), and it closes a connection that sends nothing for first
-// before its first bytes or for idle afterwards. It uses timers rather
-// than read deadlines, which crypto/tls uses for its own handshake timeout.
-type serveLimitListener struct {
-	net.Listener
-	max, perSource int
-	first, idle    time.Duration
-	log            *slog.Logger
-
-	mu      sync.Mutex
-	conns   map[*serveLimitConn]struct{}
-	bySrc   map[netip.Addr]int
-	closed  bool
-	lastLog time.Time
-}
-
-func newServeLimitListener(ln net.Listener, maxConns, perSource int, first, idle time.Duration, log *slog.Logger) *serveLimitListener {
-	return &serveLimitListener{Listener: ln, max: maxConns, perSource: perSource, first: first, idle: idle, log: log,
-		conns: map[*serveLimitConn]struct{}{}, bySrc: map[netip.Addr]int{}}
-}
-
-// Accept returns the next connection within the limits. Errors other than
-// closing (EMFILE, say) are paused on, with backoff, and retried for as
-// long as the listener is open: giving up would leave TURN over TCP dead
-// for the life of the process.
-func (l *serveLimitListener) Accept() (net.Conn, error) {
-	backoff := 10 * time.Millisecond
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil, err
-			}
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 10 * time.Millisecond
-		src := stunserver.SourceKey(serveAddrOf(c.RemoteAddr())) // an IPv6 /64 counts as one source
-		l.mu.Lock()
-		if l.closed || len(l.conns) >= l.max || l.bySrc[src] >= l.perSource {
-			if now := time.Now(); !l.closed && now.Sub(l.lastLog) >= time.Second {
-				l.lastLog = now
-				l.log.Warn("turn connection refused: limit reached", "source", src, "open", len(l.conns))
-			}
-			l.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		lc := &serveLimitConn{Conn: c, l: l, src: src}
-		l.conns[lc] = struct{}{}
-		l.bySrc[src]++
-		lc.timer = time.AfterFunc(l.first, func() { _ = lc.Close() })
-		l.mu.Unlock()
-		return lc, nil
-	}
-}
-
-func (l *serveLimitListener) closeConns() {
-	l.mu.Lock()
-	l.closed = true
-	conns := make([]*serveLimitConn, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-}
-
-type serveLimitConn struct {
-	net.Conn
-	l     *serveLimitListener
-	src   netip.Addr
-	timer *time.Timer
-	once  sync.Once
-}
-
-func (c *serveLimitConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.timer.Reset(c.l.idle)
-	}
-	return n, err
-}
-
-func (c *serveLimitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.timer.Stop()
-		c.l.mu.Lock()
-		delete(c.l.conns, c)
-		if c.l.bySrc[c.src] <= 1 {
-			delete(c.l.bySrc, c.src)
-		} else {
-			c.l.bySrc[c.src]--
-		}
-		c.l.mu.Unlock()
-	})
-	return err
-}
-
-func serveAddrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap.Addr().Unmap()
 }
 
 // servePionLogFactory sends pion's log lines to slog; pion's trace level is
