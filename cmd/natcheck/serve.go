@@ -17,6 +17,7 @@ import (
 	"github.com/pion/transport/v4/stdnet"
 
 	"github.com/natcheck/natcheck/stunserver"
+	"github.com/natcheck/natcheck/turnserver"
 )
 
 func init() { subcommands["serve"] = runServe }
@@ -256,7 +257,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	creds, err := loadServeTURNCreds(o.turn, log)
+	turnCfg, err := serveTURNConfig(o, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "natcheck serve: %v\n", err)
 		return exitUsage
@@ -320,14 +321,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 		}
 	}
 
-	var turnSrv *serveTURNServer
-	if creds != nil {
-		turnSrv, err = startServeTURN(o, creds, tlsCfg, nw, log)
+	var turnSrv *turnserver.Server
+	if turnCfg != nil {
+		// Closed below, after the last stats, rather than when ctx ends.
+		turnSrv, err = startServeTURN(context.WithoutCancel(ctx), *turnCfg, o.turn, tlsCfg, nw, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "natcheck serve: TURN: %v\n", err)
 			return exitServeStart
 		}
-		defer turnSrv.close()
+		defer turnSrv.Close()
 	}
 	log.Info("ready")
 
@@ -338,21 +340,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 		tick = t.C
 	}
 	var last []stunserver.Stats
+	var lastTURN turnserver.Stats
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("shutting down")
-			serveLogStats(log, servers, turnSrv, nil, true)
+			serveLogStats(log, servers, nil, true)
+			if turnSrv != nil {
+				serveLogTURNStats(log, turnSrv, lastTURN, true)
+			}
 			return exitOK
 		case <-tick:
-			last = serveLogStats(log, servers, turnSrv, last, false)
+			last = serveLogStats(log, servers, last, false)
+			if turnSrv != nil {
+				lastTURN = serveLogTURNStats(log, turnSrv, lastTURN, false)
+			}
 		}
 	}
 }
 
 // serveLogStats logs each server's counters if they changed since last (or
 // always with force) and returns the new snapshot.
-func serveLogStats(log *slog.Logger, servers []*stunserver.Server, t *serveTURNServer, last []stunserver.Stats, force bool) []stunserver.Stats {
+func serveLogStats(log *slog.Logger, servers []*stunserver.Server, last []stunserver.Stats, force bool) []stunserver.Stats {
 	now := make([]stunserver.Stats, len(servers))
 	for i, s := range servers {
 		st := s.Stats()
@@ -363,9 +372,6 @@ func serveLogStats(log *slog.Logger, servers []*stunserver.Server, t *serveTURNS
 		log.Info("stun stats", "primary", s.Primary(), "requests", st.Requests, "responses", st.Responses,
 			"error_responses", st.ErrorResponses, "malformed", st.Malformed, "rate_limited", st.RateLimited,
 			"send_errors", st.SendErrors, "stream_conns", st.StreamConns, "stream_refused", st.StreamRefused)
-	}
-	if t != nil {
-		t.logStats(log, force)
 	}
 	return now
 }
