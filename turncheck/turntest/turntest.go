@@ -1,16 +1,15 @@
-// Package turntest starts TURN servers on loopback for tests: an in-process pion/turn server over UDP, TCP and TLS, and a real coturn.
+// Package turntest starts TURN servers on loopback for tests: natcheck's
+// own turnserver, in process, over UDP, TCP and TLS, and a real coturn.
 package turntest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -19,13 +18,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
+	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/turn/v5"
+
+	"github.com/natcheck/natcheck/turnserver"
 )
 
 // Credentials every test server accepts.
@@ -36,14 +36,15 @@ const (
 	Secret   = "secret-Do-Not-Print-9b2e4d"
 )
 
-// Options change how a pion server misbehaves.
+// Options change how a server misbehaves.
 type Options struct {
 	// DropData makes relayed addresses swallow every packet: allocations
 	// and permissions succeed, but no data passes.
 	DropData bool
 	// DenyPeers refuses every permission (403 Forbidden).
 	DenyPeers bool
-	// Quota refuses every allocation (486 Allocation Quota Reached).
+	// Quota refuses every allocation (486 Allocation Quota Reached): the
+	// server allows one at a time, and NewServer holds it.
 	Quota bool
 	// NoCapacity fails every relay allocation (508 Insufficient Capacity).
 	NoCapacity bool
@@ -54,9 +55,9 @@ type Options struct {
 	PeersCutOff bool
 }
 
-// Server is an in-process pion/turn server on 127.0.0.1 with a UDP, a TCP
-// and a TLS listener. It accepts User/Password (long-term credentials) and
-// REST credentials made from Secret.
+// Server is a turnserver.Server on 127.0.0.1 with a UDP, a TCP and a TLS
+// listener. It accepts User/Password (long-term credentials) and REST
+// credentials made from Secret, and relays to peers on 127.0.0.0/8.
 type Server struct {
 	UDP, TCP, TLS netip.AddrPort
 	// CAFile holds the PEM certificate of the CA that signed the TLS
@@ -74,127 +75,135 @@ func (s *Server) URLs() []string {
 	}
 }
 
-// NewServer starts a pion/turn server and stops it when the test ends.
+// NewServer starts a turnserver.Server and stops it when the test ends.
 func NewServer(tb testing.TB, o Options) *Server {
 	tb.Helper()
 	ca := NewCA(tb)
-	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	std, err := stdnet.NewNet()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tcp, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	loopback := netip.MustParseAddrPort("127.0.0.1:0")
+	cfg := turnserver.Config{
+		Net: relayNet{std, o},
+		UDP: []netip.AddrPort{loopback}, TCP: []netip.AddrPort{loopback}, TLS: []netip.AddrPort{loopback},
+		TLSConfig:      &tls.Config{Certificates: []tls.Certificate{ca.Cert}},
+		Realm:          Realm,
+		Users:          map[string][]byte{User: turn.GenerateAuthKey(User, Realm, Password)},
+		Secret:         Secret,
+		AllowPeers:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		MaxAllocations: 10000,
+		UserQuota:      10000,
 	}
-	tlsL, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ca.Cert}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1"}
-	if o.DropData {
-		gen = dropGenerator{gen}
+	if o.DenyPeers {
+		cfg.AllowPeers = nil
+		cfg.DenyPeers = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	if o.PeersCutOff {
-		gen = cutOffGenerator{&turn.RelayAddressGeneratorStatic{RelayAddress: net.IPv4(127, 0, 0, 2), Address: "127.0.0.2"}}
-	}
-	if o.NoCapacity {
-		gen = fullGenerator{gen}
-	}
-	var perm turn.PermissionHandler
-	if o.DenyPeers {
-		perm = func(net.Addr, net.IP) bool { return false }
-	}
-	cfg := turn.ServerConfig{
-		Realm:         Realm,
-		AuthHandler:   authHandler,
-		LoggerFactory: quiet(),
-		PacketConnConfigs: []turn.PacketConnConfig{
-			{PacketConn: udp, RelayAddressGenerator: gen, PermissionHandler: perm},
-		},
-		ListenerConfigs: []turn.ListenerConfig{
-			{Listener: tcp, RelayAddressGenerator: gen, PermissionHandler: perm},
-			{Listener: tlsL, RelayAddressGenerator: gen, PermissionHandler: perm},
-		},
+		cfg.Relays = []turnserver.Relay{{Public: cutOff2, Local: cutOff2}}
 	}
 	if o.Quota {
-		cfg.QuotaHandler = func(string, string, net.Addr) bool { return false }
+		cfg.MaxAllocations = 1
 	}
-	srv, err := turn.NewServer(cfg)
+	srv, err := turnserver.Start(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { srv.Close() })
-	return &Server{
-		UDP:    udp.LocalAddr().(*net.UDPAddr).AddrPort(),
-		TCP:    tcp.Addr().(*net.TCPAddr).AddrPort(),
-		TLS:    tlsL.Addr().(*net.TCPAddr).AddrPort(),
+	s := &Server{
+		UDP:    srv.UDPAddrs()[0],
+		TCP:    srv.TCPAddrs()[0],
+		TLS:    srv.TLSAddrs()[0],
 		CAFile: ca.File,
 		CAPool: ca.Pool,
 	}
-}
-
-func quiet() logging.LoggerFactory {
-	f := logging.NewDefaultLoggerFactory()
-	f.Writer = discard{}
-	f.DefaultLogLevel = logging.LogLevelDisabled
-	return f
-}
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
-
-// authHandler accepts User with Password, and REST user names
-// "<expiry>:<user>" with base64(HMAC-SHA1(Secret, name)) while unexpired.
-func authHandler(ra *turn.RequestAttributes) (string, []byte, bool) {
-	if ra.Username == User {
-		return User, turn.GenerateAuthKey(User, ra.Realm, Password), true
+	if o.Quota {
+		if _, err := Allocate(tb, s.UDP, User, Password); err != nil {
+			tb.Fatalf("allocation to fill the quota: %v", err)
+		}
 	}
-	exp, _, ok := strings.Cut(ra.Username, ":")
-	if !ok {
-		exp = ra.Username
-	}
-	t, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || time.Unix(t, 0).Before(time.Now()) {
-		return "", nil, false
-	}
-	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, RESTPassword(Secret, ra.Username)), true
+	return s
 }
 
-// RESTPassword is base64(HMAC-SHA1(secret, user)).
-func RESTPassword(secret, user string) string {
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(user))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
-}
-
-// dropGenerator hands out relayed sockets that pass no data.
-type dropGenerator struct{ turn.RelayAddressGenerator }
-
-func (g dropGenerator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	pc, addr, err := g.RelayAddressGenerator.AllocatePacketConn(c)
+// Allocate allocates a relayed address on the TURN server at server over
+// UDP from 127.0.0.1 with long-term credentials, and holds it until the
+// test ends. It returns the relayed connection, or the server's refusal.
+func Allocate(tb testing.TB, server netip.AddrPort, user, password string) (net.PacketConn, error) {
+	tb.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
-		return nil, nil, err
+		tb.Fatal(err)
 	}
-	return dropConn{pc}, addr, nil
+	tb.Cleanup(func() { conn.Close() })
+	c, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: server.String(), TURNServerAddr: server.String(), Conn: conn,
+		Username: user, Password: password, RTO: 200 * time.Millisecond,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	relay, err := c.Allocate()
+	if err != nil {
+		return nil, err
+	}
+	tb.Cleanup(func() { relay.Close() })
+	return relay, nil
 }
 
+// relayNet is the host's network, except that the relay sockets it opens
+// misbehave as its Options say. Relay sockets are told apart by their
+// port: the server's own listeners ask for port 0, relays for one of the
+// relay port range.
+type relayNet struct {
+	transport.Net
+	o Options
+}
+
+func (n relayNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	if _, port, _ := net.SplitHostPort(address); port == "0" {
+		return n.Net.ListenPacket(network, address)
+	}
+	if n.o.NoCapacity {
+		return nil, errors.New("no relay port left")
+	}
+	pc, err := n.Net.ListenPacket(network, address)
+	switch {
+	case err != nil:
+		return nil, err
+	case n.o.DropData:
+		return dropConn{pc}, nil
+	case n.o.PeersCutOff:
+		return cutOffConn{pc}, nil
+	}
+	return pc, nil
+}
+
+// dropConn is a relayed socket that passes no data.
 type dropConn struct{ net.PacketConn }
 
-// cutOffGenerator hands out relayed sockets that pass no data to or from
-// 127.0.0.1.
-type cutOffGenerator struct{ turn.RelayAddressGenerator }
+func (c dropConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
 
-func (g cutOffGenerator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	pc, addr, err := g.RelayAddressGenerator.AllocatePacketConn(c)
-	if err != nil {
-		return nil, nil, err
+func (c dropConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		if _, _, err := c.PacketConn.ReadFrom(b); err != nil {
+			return 0, nil, err
+		}
 	}
-	return cutOffConn{pc}, addr, nil
 }
 
-var cutOff = net.IPv4(127, 0, 0, 1)
+// Addresses of PeersCutOff: relays live on cutOff2 and pass nothing to or
+// from cutOff.
+var (
+	cutOff  = net.IPv4(127, 0, 0, 1)
+	cutOff2 = netip.MustParseAddr("127.0.0.2")
+)
 
+// cutOffConn is a relayed socket that passes no data to or from
+// 127.0.0.1.
 type cutOffConn struct{ net.PacketConn }
 
 func (c cutOffConn) WriteTo(b []byte, to net.Addr) (int, error) {
@@ -212,23 +221,6 @@ func (c cutOffConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		if ua, ok := from.(*net.UDPAddr); !ok || !ua.IP.Equal(cutOff) {
 			return n, from, nil
-		}
-	}
-}
-
-// fullGenerator has no relay ports left.
-type fullGenerator struct{ turn.RelayAddressGenerator }
-
-func (fullGenerator) AllocatePacketConn(turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	return nil, nil, errors.New("no relay port left")
-}
-
-func (c dropConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
-
-func (c dropConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		if _, _, err := c.PacketConn.ReadFrom(b); err != nil {
-			return 0, nil, err
 		}
 	}
 }
