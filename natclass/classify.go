@@ -11,26 +11,21 @@ import (
 // It never guesses: whatever the observations do not settle is Unknown, with a
 // reason saying why.
 func Classify(obs Observations) Result {
-	r := Result{Family: obs.Family}
+	r := Result{Family: obs.Family, UDPTested: len(obs.Servers) > 0, HairpinTested: obs.Hairpin != nil}
+	for i, s := range obs.Servers {
+		var sr ServerResult
+		if s.Binding.Replied() {
+			sr.RFC5780 = TriOf(UsableOther(s.Address, s.Binding.Other))
+			sr.ChangeRequest = ChangeRequestSupport(obs, i)
+		}
+		r.Servers = append(r.Servers, sr)
+	}
 	c := classifier{obs: obs, r: &r}
 	c.udp()
 	if !r.UDP {
 		c.paths()
+		r.NotMeasured = c.summary
 		r.Verdict = Decide(r)
-		if c.summary != "" && r.TCP != Yes {
-			r.Verdict.Summary = c.summary
-		}
-		if len(obs.Servers) == 0 {
-			// Only TCP or TLS servers were given: UDP, which ICE tries
-			// first, was never tested, so no way out can be named.
-			r.Verdict.WayOut = WayOut{Via: WayUnknown, Cost: "UDP was not tested: give a UDP STUN server (HOST[:PORT] or stun:HOST) too"}
-			r.Verdict.Summary = "UDP not tested: no UDP STUN server was given"
-			if ports := preferPorts(r.TLSPortsOpen, 443); len(ports) > 0 {
-				r.Verdict.Summary += fmt.Sprintf("; TLS to port %d gets out", ports[0])
-			} else if ports := preferPorts(r.TCPPortsOpen, 3478, 443); len(ports) > 0 {
-				r.Verdict.Summary += fmt.Sprintf("; TCP to port %d gets out", ports[0])
-			}
-		}
 		return r
 	}
 	c.loss = MeasureLoss(obs)
