@@ -9,7 +9,7 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/natcheck/natcheck/natclass"
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // fuzzID is the transaction ID the fuzz targets wait for, so that mutated
@@ -25,7 +25,7 @@ func seedResponses(f *testing.F) {
 	f.Add(ok.Raw)
 	errResp, _ := stun.Build(stun.NewTransactionIDSetter(fuzzID), stun.BindingError, stun.CodeUnknownAttribute, stun.Fingerprint)
 	f.Add(errResp.Raw)
-	req, _ := stun.Build(stun.NewTransactionIDSetter(fuzzID), stun.BindingRequest, rfc5780.ChangeRequest{ChangeIP: true})
+	req, _ := stun.Build(stun.NewTransactionIDSetter(fuzzID), stun.BindingRequest, natstun.ChangeRequest{ChangeIP: true})
 	f.Add(req.Raw)
 	f.Add([]byte{0x01, 0x01, 0x00, 0x04, 0x21, 0x12, 0xa4, 0x42})
 }

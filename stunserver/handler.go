@@ -6,7 +6,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Socket indexes. Bit 1 selects the alternate IP address, bit 0 the
@@ -157,7 +157,7 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 		return reply{act: actError, from: local, to: src, code: int(stun.CodeUnknownAttribute)}
 	}
 
-	var change rfc5780.ChangeRequest
+	var change natstun.ChangeRequest
 	if req.Contains(stun.AttrChangeRequest) {
 		if err := change.GetFrom(req); err != nil {
 			h.buildError(req, resp, stun.CodeBadRequest, nil, lim)
@@ -166,7 +166,7 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 	}
 	to := src
 	if req.Contains(stun.AttrResponsePort) {
-		var port rfc5780.ResponsePort
+		var port natstun.ResponsePort
 		if err := port.GetFrom(req); err != nil || port == 0 {
 			h.buildError(req, resp, stun.CodeBadRequest, nil, lim)
 			return reply{act: actError, from: local, to: src, code: int(stun.CodeBadRequest)}

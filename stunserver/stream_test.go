@@ -21,7 +21,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // selfSigned returns a server TLS config with a fresh self-signed
@@ -166,7 +166,7 @@ func TestTCPFourAddresses(t *testing.T) {
 	}
 	for i, to := range addrs {
 		sc := dialTCP(t, "127.0.0.1", to)
-		for _, setters := range [][]stun.Setter{nil, {rfc5780.ChangeRequest{}, stun.Fingerprint}} {
+		for _, setters := range [][]stun.Setter{nil, {natstun.ChangeRequest{}, stun.Fingerprint}} {
 			m := sc.roundTrip(setters...)
 			if m.Type != stun.BindingSuccess {
 				t.Fatalf("%v: type %v", to, m.Type)
@@ -189,9 +189,9 @@ func TestTCPFourAddresses(t *testing.T) {
 			setter stun.Setter
 			attr   stun.AttrType
 		}{
-			{rfc5780.ChangeRequest{ChangeIP: true}, stun.AttrChangeRequest},
-			{rfc5780.ChangeRequest{ChangePort: true}, stun.AttrChangeRequest},
-			{rfc5780.ResponsePort(4000), stun.AttrResponsePort},
+			{natstun.ChangeRequest{ChangeIP: true}, stun.AttrChangeRequest},
+			{natstun.ChangeRequest{ChangePort: true}, stun.AttrChangeRequest},
+			{natstun.ResponsePort(4000), stun.AttrResponsePort},
 		} {
 			m := sc.roundTrip(bad.setter, stun.Fingerprint)
 			if m.Type != stun.BindingError || errorCode(t, m) != stun.CodeUnknownAttribute {
@@ -271,7 +271,7 @@ func TestTLS(t *testing.T) {
 		if m.Contains(stun.AttrOtherAddress) {
 			t.Errorf("%v: OTHER-ADDRESS over TLS", to)
 		}
-		m = sc.roundTrip(rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+		m = sc.roundTrip(natstun.ChangeRequest{ChangeIP: true, ChangePort: true})
 		if m.Type != stun.BindingError || errorCode(t, m) != stun.CodeUnknownAttribute {
 			t.Errorf("%v: change request: type %v", to, m.Type)
 		}
@@ -484,7 +484,7 @@ func TestHandleStream(t *testing.T) {
 	}
 	// IgnoreChangeRequest answers as over UDP.
 	h.ignoreChange = true
-	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangeIP: true})
+	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangeIP: true})
 	if r := h.handleStream(pkt, testSource, -1, tlsOrigin, req, resp); r.act != actSuccess {
 		t.Errorf("ignoring change request: act %v", r.act)
 	}

@@ -31,7 +31,7 @@ import (
 
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/probe"
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 	"github.com/natcheck/natcheck/stunserver/stuntest"
 )
 
@@ -288,7 +288,7 @@ func TestServeRFC5780(t *testing.T) {
 	c := listenUDP(t, "127.0.0.1")
 	local := netip.MustParseAddrPort(c.LocalAddr().String())
 	for i, to := range udp {
-		for _, ch := range []rfc5780.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
+		for _, ch := range []natstun.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
 			want := i
 			if ch.ChangeIP {
 				want ^= 2
@@ -428,7 +428,7 @@ func TestServeReflectionFlood(t *testing.T) {
 		"--reflection-rate", fmt.Sprint(rate), "--reflection-burst", fmt.Sprint(burst))
 	udp := mustAddrPorts(t, s.stun(t).UDP)
 	attacker, other := listenUDP(t, "127.0.0.1"), listenUDP(t, "127.0.0.3")
-	change := rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}
+	change := natstun.ChangeRequest{ChangeIP: true, ChangePort: true}
 	answered := 0 // reflected responses the attacker got: they come from A:a
 	buf := make([]byte, 1500)
 	// syncAttacker sends a plain request and reads up to its reply, counting
