@@ -16,7 +16,10 @@
 //     peer cannot make a reader allocate more than its limit;
 //   - the RFC 5780 attributes that pion does not type: ChangeRequest
 //     (CHANGE-REQUEST, RFC 5780 section 7.2) and ResponsePort
-//     (RESPONSE-PORT, section 7.5), both pion Setters and Getters.
+//     (RESPONSE-PORT, section 7.5), both pion Setters and Getters;
+//   - address helpers between net.Addr, pion's IP and port, and
+//     netip.AddrPort (AddrPortOf, AddrPortFromIP, UnmapAddrPort), and the
+//     names of the transports (TransportUDP, TransportTCP, TransportTLS).
 //
 // # Import names
 //
