@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/binary"
 	"errors"
 	"io"
 	"math/big"
@@ -88,8 +87,8 @@ func dialTLS(tb testing.TB, to netip.AddrPort, roots *x509.CertPool) *streamClie
 	return &streamClient{tb: tb, c: c, r: bufio.NewReader(c)}
 }
 
-func (sc *streamClient) local() netip.AddrPort  { return addrPortOf(sc.c.LocalAddr()) }
-func (sc *streamClient) remote() netip.AddrPort { return addrPortOf(sc.c.RemoteAddr()) }
+func (sc *streamClient) local() netip.AddrPort  { return natstun.AddrPortOf(sc.c.LocalAddr()) }
+func (sc *streamClient) remote() netip.AddrPort { return natstun.AddrPortOf(sc.c.RemoteAddr()) }
 
 func (sc *streamClient) write(b []byte) {
 	sc.tb.Helper()
@@ -108,17 +107,12 @@ func (sc *streamClient) read() (*stun.Message, error) {
 	if err := sc.c.SetReadDeadline(time.Now().Add(replyTimeout)); err != nil {
 		sc.tb.Fatal(err)
 	}
-	hdr := make([]byte, headerSize)
-	if _, err := io.ReadFull(sc.r, hdr); err != nil {
-		return nil, err
-	}
-	raw := append(hdr, make([]byte, binary.BigEndian.Uint16(hdr[2:4]))...)
-	if _, err := io.ReadFull(sc.r, raw[headerSize:]); err != nil {
-		return nil, err
-	}
-	m := new(stun.Message)
-	if err := stun.Decode(raw, m); err != nil {
+	m, err := natstun.ReadMessage(sc.r, natstun.MaxMessageSize)
+	if errors.Is(err, natstun.ErrMalformed) {
 		sc.tb.Fatalf("response does not decode: %v", err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := stun.Fingerprint.Check(m); err != nil {
 		sc.tb.Errorf("response FINGERPRINT: %v", err)
@@ -449,7 +443,7 @@ func TestStreamStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	if s, err := Start(context.Background(), Config{Primary: addrPortOf(busy.Addr()), TCP: true}); err == nil {
+	if s, err := Start(context.Background(), Config{Primary: natstun.AddrPortOf(busy.Addr()), TCP: true}); err == nil {
 		_ = s.Close()
 		t.Error("busy TCP port: no error")
 	}
