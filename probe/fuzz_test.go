@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"bytes"
 	"net"
 	"testing"
 	"time"
@@ -57,23 +56,5 @@ func FuzzHandle(f *testing.F) {
 			}
 		default:
 		}
-	})
-}
-
-// FuzzReadSTUN feeds arbitrary streams to the TCP/TLS framing: no panic, and
-// a message it returns decodes within the bound.
-func FuzzReadSTUN(f *testing.F) {
-	seedResponses(f)
-	f.Add(append([]byte{0, 1, 0xff, 0xfc}, make([]byte, 16)...))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := readSTUN(bytes.NewReader(b))
-		if err != nil {
-			return
-		}
-		if len(m.Raw) > 20+maxSTUNOverTCP {
-			t.Fatalf("read %d bytes past the bound", len(m.Raw))
-		}
-		var xor stun.XORMappedAddress
-		_ = xor.GetFrom(m)
 	})
 }

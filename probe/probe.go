@@ -457,7 +457,7 @@ func (e *engine) sourceAddr(first netip.Addr, res []resolved) (netip.Addr, error
 			lastErr = err
 			continue
 		}
-		la := addrPortOf(c.LocalAddr())
+		la := natstun.AddrPortOf(c.LocalAddr())
 		_ = c.Close()
 		if la.Addr().IsValid() && !la.Addr().IsUnspecified() {
 			return la.Addr(), nil

@@ -190,36 +190,28 @@ func fill(p *natclass.Probe, r response, start, last time.Time) {
 	p.Status = natclass.StatusReply
 	var xor stun.XORMappedAddress
 	if xor.GetFrom(m) == nil {
-		p.Mapped = toAddrPort(xor.IP, xor.Port)
+		p.Mapped = natstun.AddrPortFromIP(xor.IP, xor.Port)
 	}
 	var legacy stun.MappedAddress
 	if legacy.GetFrom(m) == nil {
-		p.LegacyMapped = toAddrPort(legacy.IP, legacy.Port)
+		p.LegacyMapped = natstun.AddrPortFromIP(legacy.IP, legacy.Port)
 		if !p.Mapped.IsValid() { // an RFC 3489 server: nothing to compare with
 			p.Mapped, p.LegacyMapped = p.LegacyMapped, netip.AddrPort{}
 		}
 	}
 	var other stun.OtherAddress
 	if other.GetFrom(m) == nil {
-		p.Other = toAddrPort(other.IP, other.Port)
+		p.Other = natstun.AddrPortFromIP(other.IP, other.Port)
 	} else {
 		var changed stun.MappedAddress
 		if changed.GetFromAs(m, attrChangedAddress) == nil {
-			p.Other = toAddrPort(changed.IP, changed.Port)
+			p.Other = natstun.AddrPortFromIP(changed.IP, changed.Port)
 		}
 	}
 	var origin stun.ResponseOrigin
 	if origin.GetFrom(m) == nil {
-		p.ResponseOrigin = toAddrPort(origin.IP, origin.Port)
+		p.ResponseOrigin = natstun.AddrPortFromIP(origin.IP, origin.Port)
 	}
-}
-
-func toAddrPort(ip net.IP, port int) netip.AddrPort {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok || port < 0 || port > 65535 {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(port))
 }
 
 func changeDetail(p *natclass.Probe) string {
