@@ -19,6 +19,11 @@ func header(t uint16, length uint16, cookie uint32) []byte {
 	return b
 }
 
+// request returns a Binding request with attributes, FINGERPRINT last.
+func request() []byte {
+	return stun.MustBuild(stun.BindingRequest, stun.TransactionID, stun.NewSoftware("natcheck"), stun.Fingerprint).Raw
+}
+
 func TestHeaderConstantsMatchPion(t *testing.T) {
 	m := stun.MustBuild(stun.BindingRequest, stun.TransactionID)
 	if len(m.Raw) != HeaderSize {
@@ -33,7 +38,7 @@ func TestHeaderConstantsMatchPion(t *testing.T) {
 }
 
 func TestCheckHeader(t *testing.T) {
-	ok := stun.MustBuild(stun.BindingRequest, stun.TransactionID, stun.NewSoftware("natcheck"), stun.Fingerprint).Raw
+	ok := request()
 	for _, c := range []struct {
 		name string
 		b    []byte
@@ -63,7 +68,7 @@ func TestCheckHeader(t *testing.T) {
 }
 
 func TestCheckMessage(t *testing.T) {
-	ok := stun.MustBuild(stun.BindingRequest, stun.TransactionID, stun.Fingerprint).Raw
+	ok := request()
 	if err := CheckMessage(ok); err != nil {
 		t.Errorf("valid request: %v", err)
 	}

@@ -40,7 +40,7 @@ func TestReadFrameBackToBack(t *testing.T) {
 }
 
 func TestReadFrameErrors(t *testing.T) {
-	ok := stun.MustBuild(stun.BindingRequest, stun.TransactionID, stun.NewSoftware("natcheck"), stun.Fingerprint).Raw
+	ok := request()
 	for _, c := range []struct {
 		name    string
 		stream  []byte
