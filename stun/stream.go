@@ -21,9 +21,9 @@ import (
 // The message is read into buf's backing array (buf[:cap(buf)]) when it
 // fits, else into a new array of exactly the message's size; passing the
 // returned slice back in reuses it. Since the header is checked first, a
-// peer cannot make ReadFrame allocate more than maxSize bytes, and no
-// bytes at all when buf is large enough. maxSize is taken as HeaderSize if
-// smaller and as MaxMessageSize if larger.
+// peer cannot make ReadFrame allocate an array larger than maxSize (nor
+// anything when buf holds HeaderSize bytes and the message fits). maxSize
+// is taken as HeaderSize if smaller and as MaxMessageSize if larger.
 //
 // ReadFrame sets no deadline: a caller reading a connection sets one that
 // covers a whole message (a peer sending one byte at a time must not hold
