@@ -20,7 +20,7 @@ import (
 	"github.com/pion/transport/v4/stdnet"
 
 	"github.com/natcheck/natcheck/natclass"
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Family is an address family: "ipv4" or "ipv6".
@@ -457,7 +457,7 @@ func (e *engine) sourceAddr(first netip.Addr, res []resolved) (netip.Addr, error
 			lastErr = err
 			continue
 		}
-		la := addrPortOf(c.LocalAddr())
+		la := natstun.AddrPortOf(c.LocalAddr())
 		_ = c.Close()
 		if la.Addr().IsValid() && !la.Addr().IsUnspecified() {
 			return la.Addr(), nil
@@ -582,7 +582,7 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 		t.FilteringI = natclass.Probe{Dest: p, Error: err.Error()}
 	} else {
 		var fwg sync.WaitGroup
-		filter := func(dst *natclass.Probe, name string, cr rfc5780.ChangeRequest) {
+		filter := func(dst *natclass.Probe, name string, cr natstun.ChangeRequest) {
 			fwg.Add(1)
 			go func() {
 				defer fwg.Done()
@@ -590,8 +590,8 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 			}()
 		}
 		run(&t.FilteringI, fs, "filtering-I", p, request{})
-		filter(&t.FilteringII, "filtering-II", rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
-		filter(&t.FilteringIII, "filtering-III", rfc5780.ChangeRequest{ChangePort: true})
+		filter(&t.FilteringII, "filtering-II", natstun.ChangeRequest{ChangeIP: true, ChangePort: true})
+		filter(&t.FilteringIII, "filtering-III", natstun.ChangeRequest{ChangePort: true})
 		done := make(chan struct{})
 		wg.Add(1)
 		go func() {
@@ -614,12 +614,12 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	go func() {
 		defer wg.Done()
 		t.MappingIII = e.transact(ctx, ms, "mapping-III", a, request{}, e.testWindow(rtt, request{}))
-		t.Control = e.control(ctx, ms, "control", p, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, srv.Binding, t.MappingIII, rtt)
+		t.Control = e.control(ctx, ms, "control", p, natstun.ChangeRequest{ChangeIP: true, ChangePort: true}, srv.Binding, t.MappingIII, rtt)
 	}()
 	go func() {
 		defer wg.Done()
 		t.MappingPa = e.transact(ctx, ms, "mapping-Pa", pa, request{}, e.testWindow(rtt, request{}))
-		t.ControlPort = e.control(ctx, ms, "control-port", p, rfc5780.ChangeRequest{ChangePort: true}, srv.Binding, t.MappingPa, rtt)
+		t.ControlPort = e.control(ctx, ms, "control-port", p, natstun.ChangeRequest{ChangePort: true}, srv.Binding, t.MappingPa, rtt)
 	}()
 	wg.Wait()
 	return t
@@ -701,7 +701,7 @@ func (e *engine) testWindow(rtt time.Duration, req request) wait {
 // opened's mapping is not the one p sees, so the control carries
 // RESPONSE-PORT (RFC 5780 section 7.5) with opened's public port: the reply
 // then goes to the mapping that talked to that endpoint.
-func (e *engine) control(ctx context.Context, s *socket, name string, p netip.AddrPort, cr rfc5780.ChangeRequest, testI, opened natclass.Probe, rtt time.Duration) natclass.Probe {
+func (e *engine) control(ctx context.Context, s *socket, name string, p netip.AddrPort, cr natstun.ChangeRequest, testI, opened natclass.Probe, rtt time.Duration) natclass.Probe {
 	notSent := func(why string) natclass.Probe {
 		s.emit(Event{Kind: EventTimeout, Test: name, Socket: s.local, Peer: p, Detail: why})
 		return natclass.Probe{Local: s.local, Dest: p, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort, Error: why}

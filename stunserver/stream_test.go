@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/binary"
 	"errors"
 	"io"
 	"math/big"
@@ -21,7 +20,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // selfSigned returns a server TLS config with a fresh self-signed
@@ -88,8 +87,8 @@ func dialTLS(tb testing.TB, to netip.AddrPort, roots *x509.CertPool) *streamClie
 	return &streamClient{tb: tb, c: c, r: bufio.NewReader(c)}
 }
 
-func (sc *streamClient) local() netip.AddrPort  { return addrPortOf(sc.c.LocalAddr()) }
-func (sc *streamClient) remote() netip.AddrPort { return addrPortOf(sc.c.RemoteAddr()) }
+func (sc *streamClient) local() netip.AddrPort  { return natstun.AddrPortOf(sc.c.LocalAddr()) }
+func (sc *streamClient) remote() netip.AddrPort { return natstun.AddrPortOf(sc.c.RemoteAddr()) }
 
 func (sc *streamClient) write(b []byte) {
 	sc.tb.Helper()
@@ -108,17 +107,12 @@ func (sc *streamClient) read() (*stun.Message, error) {
 	if err := sc.c.SetReadDeadline(time.Now().Add(replyTimeout)); err != nil {
 		sc.tb.Fatal(err)
 	}
-	hdr := make([]byte, headerSize)
-	if _, err := io.ReadFull(sc.r, hdr); err != nil {
-		return nil, err
-	}
-	raw := append(hdr, make([]byte, binary.BigEndian.Uint16(hdr[2:4]))...)
-	if _, err := io.ReadFull(sc.r, raw[headerSize:]); err != nil {
-		return nil, err
-	}
-	m := new(stun.Message)
-	if err := stun.Decode(raw, m); err != nil {
+	m, err := natstun.ReadMessage(sc.r, natstun.MaxMessageSize)
+	if errors.Is(err, natstun.ErrMalformed) {
 		sc.tb.Fatalf("response does not decode: %v", err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := stun.Fingerprint.Check(m); err != nil {
 		sc.tb.Errorf("response FINGERPRINT: %v", err)
@@ -166,7 +160,7 @@ func TestTCPFourAddresses(t *testing.T) {
 	}
 	for i, to := range addrs {
 		sc := dialTCP(t, "127.0.0.1", to)
-		for _, setters := range [][]stun.Setter{nil, {rfc5780.ChangeRequest{}, stun.Fingerprint}} {
+		for _, setters := range [][]stun.Setter{nil, {natstun.ChangeRequest{}, stun.Fingerprint}} {
 			m := sc.roundTrip(setters...)
 			if m.Type != stun.BindingSuccess {
 				t.Fatalf("%v: type %v", to, m.Type)
@@ -189,9 +183,9 @@ func TestTCPFourAddresses(t *testing.T) {
 			setter stun.Setter
 			attr   stun.AttrType
 		}{
-			{rfc5780.ChangeRequest{ChangeIP: true}, stun.AttrChangeRequest},
-			{rfc5780.ChangeRequest{ChangePort: true}, stun.AttrChangeRequest},
-			{rfc5780.ResponsePort(4000), stun.AttrResponsePort},
+			{natstun.ChangeRequest{ChangeIP: true}, stun.AttrChangeRequest},
+			{natstun.ChangeRequest{ChangePort: true}, stun.AttrChangeRequest},
+			{natstun.ResponsePort(4000), stun.AttrResponsePort},
 		} {
 			m := sc.roundTrip(bad.setter, stun.Fingerprint)
 			if m.Type != stun.BindingError || errorCode(t, m) != stun.CodeUnknownAttribute {
@@ -271,7 +265,7 @@ func TestTLS(t *testing.T) {
 		if m.Contains(stun.AttrOtherAddress) {
 			t.Errorf("%v: OTHER-ADDRESS over TLS", to)
 		}
-		m = sc.roundTrip(rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+		m = sc.roundTrip(natstun.ChangeRequest{ChangeIP: true, ChangePort: true})
 		if m.Type != stun.BindingError || errorCode(t, m) != stun.CodeUnknownAttribute {
 			t.Errorf("%v: change request: type %v", to, m.Type)
 		}
@@ -449,7 +443,7 @@ func TestStreamStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	if s, err := Start(context.Background(), Config{Primary: addrPortOf(busy.Addr()), TCP: true}); err == nil {
+	if s, err := Start(context.Background(), Config{Primary: natstun.AddrPortOf(busy.Addr()), TCP: true}); err == nil {
 		_ = s.Close()
 		t.Error("busy TCP port: no error")
 	}
@@ -484,7 +478,7 @@ func TestHandleStream(t *testing.T) {
 	}
 	// IgnoreChangeRequest answers as over UDP.
 	h.ignoreChange = true
-	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangeIP: true})
+	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangeIP: true})
 	if r := h.handleStream(pkt, testSource, -1, tlsOrigin, req, resp); r.act != actSuccess {
 		t.Errorf("ignoring change request: act %v", r.act)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/pion/stun/v3"
 	"github.com/pion/transport/v4/vnet"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // vnetLab is a virtual Internet: a WAN router holding a server host with
@@ -116,7 +116,7 @@ func TestVnet(t *testing.T) {
 	t.Run("RESPONSE-PORT", func(t *testing.T) {
 		c1 := vnetClient(t, l.public, l.publicIP.String())
 		c2 := vnetClient(t, l.public, l.publicIP.String())
-		req := send(t, c1, s.Primary(), rfc5780.ResponsePort(localAddr(t, c2).Port()), rfc5780.ChangeRequest{ChangePort: true})
+		req := send(t, c1, s.Primary(), natstun.ResponsePort(localAddr(t, c2).Port()), natstun.ChangeRequest{ChangePort: true})
 		m, from := mustReceive(t, c2, req)
 		if from != s.Addrs()[sockPA] {
 			t.Errorf("reply from %v, want %v", from, s.Addrs()[sockPA])
@@ -143,13 +143,13 @@ func TestVnet(t *testing.T) {
 		// replies really leave from other sockets.
 		c := vnetClient(t, l.apdf, "10.0.1.2")
 		for _, tc := range []struct {
-			change rfc5780.ChangeRequest
+			change natstun.ChangeRequest
 			pass   bool
 		}{
-			{rfc5780.ChangeRequest{}, true},
-			{rfc5780.ChangeRequest{ChangePort: true}, false},
-			{rfc5780.ChangeRequest{ChangeIP: true}, false},
-			{rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, false},
+			{natstun.ChangeRequest{}, true},
+			{natstun.ChangeRequest{ChangePort: true}, false},
+			{natstun.ChangeRequest{ChangeIP: true}, false},
+			{natstun.ChangeRequest{ChangeIP: true, ChangePort: true}, false},
 		} {
 			req := send(t, c, s.Primary(), tc.change)
 			timeout := replyTimeout
@@ -174,7 +174,7 @@ func TestVnetSingleAddress(t *testing.T) {
 	if from != s.Primary() || m.Contains(stun.AttrOtherAddress) {
 		t.Errorf("reply from %v, OTHER-ADDRESS present %v", from, m.Contains(stun.AttrOtherAddress))
 	}
-	m, _ = mustReceive(t, c, send(t, c, s.Primary(), rfc5780.ChangeRequest{ChangeIP: true}))
+	m, _ = mustReceive(t, c, send(t, c, s.Primary(), natstun.ChangeRequest{ChangeIP: true}))
 	if errorCode(t, m) != 420 {
 		t.Errorf("change request: code %d, want 420", errorCode(t, m))
 	}
