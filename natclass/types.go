@@ -422,12 +422,12 @@ type Verdict struct {
 	DirectUDP Likelihood `json:"direct_udp"`
 	// Peers are the paths to each kind of peer, direct or relay; null in
 	// the verdict of a skipped family.
-	Peers []PeerPath `json:"peers"`
+	Peers []PeerPath `json:"peers" jsonschema:"nullable"`
 	// Relay is the TURN transports to use when direct fails, best first;
 	// null in the verdict of a skipped family.
 	//
 	// It holds Relay constants.
-	Relay []string `json:"relay"`
+	Relay []string `json:"relay" jsonschema:"nullable"`
 	// RelayVerified is the relay transports proven by data through a TURN
 	// relay from here, best first; absent when no TURN server was checked,
 	// empty when none worked.
