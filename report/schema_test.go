@@ -3,14 +3,13 @@ package report
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/natcheck/natcheck/natclass"
 )
@@ -22,140 +21,33 @@ import (
 
 var schemaPath = filepath.Join("..", "docs", "report-schema.json")
 
-func toStrings(v any) []string {
-	switch x := v.(type) {
-	case []any:
-		var out []string
-		for _, s := range x {
-			out = append(out, fmt.Sprint(s))
-		}
-		return out
-	case string:
-		return []string{x}
-	}
-	return nil
-}
-
-// validator checks JSON values against the subset of JSON Schema that
-// docs/report-schema.json uses: $ref into $defs, type (one or a list),
-// properties, required, additionalProperties false, items, enum, anyOf.
-type validator struct {
-	defs map[string]map[string]any
-	errs []string
-}
-
-func (v *validator) fail(path, format string, args ...any) {
-	v.errs = append(v.errs, path+": "+fmt.Sprintf(format, args...))
-}
-
-func jsonType(x any) string {
-	switch n := x.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case string:
-		return "string"
-	case float64:
-		if n == math.Trunc(n) {
-			return "integer"
-		}
-		return "number"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	}
-	return "unknown"
-}
-
-func (v *validator) check(path string, s map[string]any, x any) {
-	if ref, ok := s["$ref"].(string); ok {
-		def, ok := v.defs[strings.TrimPrefix(ref, "#/$defs/")]
-		if !ok {
-			v.fail(path, "unknown $ref %s", ref)
-			return
-		}
-		v.check(path, def, x)
-		return
-	}
-	if anyOf, ok := s["anyOf"].([]any); ok {
-		for _, alt := range anyOf {
-			sub := &validator{defs: v.defs}
-			sub.check(path, alt.(map[string]any), x)
-			if len(sub.errs) == 0 {
-				return
-			}
-		}
-		v.fail(path, "matches no alternative of anyOf")
-		return
-	}
-	if types := toStrings(s["type"]); len(types) > 0 {
-		jt := jsonType(x)
-		if !slices.Contains(types, jt) && !(jt == "integer" && slices.Contains(types, "number")) {
-			v.fail(path, "%s, want %v", jt, types)
-			return
-		}
-	}
-	if e, ok := s["enum"].([]any); ok && !slices.Contains(e, x) {
-		v.fail(path, "%v is not one of %v", x, e)
-	}
-	switch val := x.(type) {
-	case map[string]any:
-		props, _ := s["properties"].(map[string]any)
-		for _, r := range toStrings(s["required"]) {
-			if _, ok := val[r]; !ok {
-				v.fail(path, "required field %q missing", r)
-			}
-		}
-		for k, sub := range val {
-			ps, ok := props[k].(map[string]any)
-			if !ok {
-				if s["additionalProperties"] == false {
-					v.fail(path, "field %q not in the schema", k)
-				}
-				continue
-			}
-			v.check(path+"."+k, ps, sub)
-		}
-	case []any:
-		if items, ok := s["items"].(map[string]any); ok {
-			for i, it := range val {
-				v.check(fmt.Sprintf("%s[%d]", path, i), items, it)
-			}
-		}
-	}
-}
-
-func loadValidator(t *testing.T) (*validator, map[string]any) {
+// compileSchema compiles docs/report-schema.json, or the $defs entry def of
+// it when def is not empty.
+func compileSchema(t *testing.T, def string) *jsonschema.Schema {
 	t.Helper()
-	b, err := os.ReadFile(schemaPath)
+	path, err := filepath.Abs(schemaPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var schema map[string]any
-	if err := json.Unmarshal(b, &schema); err != nil {
-		t.Fatalf("%s: %v", schemaPath, err)
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	loc := path
+	if def != "" {
+		loc += "#/$defs/" + def
 	}
-	if schema["$schema"] != "https://json-schema.org/draft/2020-12/schema" {
-		t.Errorf("$schema = %v", schema["$schema"])
+	s, err := c.Compile(loc)
+	if err != nil {
+		t.Fatalf("%s: %v", loc, err)
 	}
-	v := &validator{defs: map[string]map[string]any{}}
-	for name, d := range schema["$defs"].(map[string]any) {
-		v.defs[name] = d.(map[string]any)
-	}
-	return v, schema
+	return s
 }
 
-func validate(t *testing.T, v *validator, root map[string]any, doc []byte) []string {
-	t.Helper()
-	var x any
-	if err := json.Unmarshal(doc, &x); err != nil {
-		t.Fatal(err)
+func validate(s *jsonschema.Schema, doc []byte) error {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return err
 	}
-	v.errs = nil
-	v.check("$", root, x)
-	return v.errs
+	return s.Validate(v)
 }
 
 // reportWithTURN is a report with every optional part: TURN checks of
@@ -183,7 +75,7 @@ func reportWithResample() Report {
 // turn report validate against docs/report-schema.json; broken ones do
 // not.
 func TestSchemaValidatesGolden(t *testing.T) {
-	v, schema := loadValidator(t)
+	report, turnReport := compileSchema(t, ""), compileSchema(t, "TURNReport")
 	files, err := filepath.Glob(filepath.Join("..", "testdata", "golden", "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden JSON: %v", err)
@@ -204,34 +96,36 @@ func TestSchemaValidatesGolden(t *testing.T) {
 		docs[name] = b
 	}
 	for name, doc := range docs {
-		root := schema
+		s := report
 		if !bytes.Contains(doc, []byte(`"families"`)) {
-			root = map[string]any{"$ref": "#/$defs/TURNReport"}
+			s = turnReport
 		}
-		for _, e := range validate(t, v, root, doc) {
-			t.Errorf("%s: %s", name, e)
+		if err := validate(s, doc); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
-	turnReport, err := json.Marshal(BuildTURN("v0.1.0", started, duration, promTURNChecks(), natclass.VerifiedRelays(promTURNChecks())))
+	turn, err := json.Marshal(BuildTURN("v0.1.0", started, duration, promTURNChecks(), natclass.VerifiedRelays(promTURNChecks())))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range validate(t, v, map[string]any{"$ref": "#/$defs/TURNReport"}, turnReport) {
-		t.Errorf("TURN report: %s", e)
+	if err := validate(turnReport, turn); err != nil {
+		t.Errorf("TURN report: %v", err)
 	}
 
-	// The validator is not vacuous.
+	// The schema is not vacuous.
 	good := string(docs["symmetric.json"])
 	for what, bad := range map[string]string{
 		"unknown enum value":      strings.Replace(good, `"mapping": "address-and-port-dependent"`, `"mapping": "sticky"`, 1),
 		"missing required":        strings.Replace(good, `"measured": true`, `"measuredx": true`, 1),
 		"wrong type":              strings.Replace(good, `"udp": true`, `"udp": "yes"`, 1),
 		"null where not nullable": strings.Replace(good, `"schema_version": 1`, `"schema_version": null`, 1),
+		"not a date-time":         strings.Replace(good, `"started_at": "2025-03-14T09:26:53Z"`, `"started_at": "yesterday"`, 1),
+		"a TURN report":           string(turn),
 	} {
 		if bad == good {
 			t.Fatalf("%s: the replacement did not apply", what)
 		}
-		if errs := validate(t, v, schema, []byte(bad)); len(errs) == 0 {
+		if err := validate(report, []byte(bad)); err == nil {
 			t.Errorf("%s: validates", what)
 		}
 	}
