@@ -400,8 +400,12 @@ const (
 
 // PeerPath is how traffic to one kind of peer will flow.
 type PeerPath struct {
+	// Peer is the kind of peer, named like the NAT type it stands for.
+	//
+	// It is one of the Peer constants.
 	Peer string `json:"peer"`
-	Path Path   `json:"path"`
+	// Path is how traffic to that kind of peer flows.
+	Path Path `json:"path"`
 }
 
 // Relay transports a verdict can call for, in ICE's order of preference.
@@ -411,17 +415,24 @@ const (
 	RelayTURNTLS = "turn-tls"
 )
 
-// Verdict says how real-time traffic will get through from here.
+// Verdict is the answer to how real-time traffic will get through from
+// here.
 type Verdict struct {
 	// DirectUDP is the overall answer for direct UDP to typical peers.
 	DirectUDP Likelihood `json:"direct_udp"`
-	// Peers holds, for each kind of peer, direct or relay.
-	Peers []PeerPath `json:"peers"`
-	// Relay lists the TURN transports to use when direct fails, best first.
-	Relay []string `json:"relay"`
-	// RelayVerified lists the relay transports proven by data through a
-	// TURN relay from here, best first (see FoldTURN); null when no TURN
-	// server was checked, empty when none worked.
+	// Peers are the paths to each kind of peer, direct or relay; null in
+	// the verdict of a skipped family.
+	Peers []PeerPath `json:"peers" jsonschema:"nullable"`
+	// Relay is the TURN transports to use when direct fails, best first;
+	// null in the verdict of a skipped family.
+	//
+	// It holds Relay constants.
+	Relay []string `json:"relay" jsonschema:"nullable"`
+	// RelayVerified is the relay transports proven by data through a TURN
+	// relay from here, best first; absent when no TURN server was checked,
+	// empty when none worked.
+	//
+	// FoldTURN sets it; nil when no TURN server was checked.
 	RelayVerified []string `json:"relay_verified,omitzero"`
 	// WayOut is the first way out that works, in ICE's order: direct UDP,
 	// TURN over UDP, TURN over TCP, TURN over TLS.
@@ -442,9 +453,14 @@ const (
 
 // WayOut is how real-time media will leave this network.
 type WayOut struct {
-	Via  string `json:"via"`            // one of the Way constants
-	Port int    `json:"port,omitempty"` // the server port that got through, for TCP and TLS
-	Cost string `json:"cost"`           // what taking this way costs
+	// Via is the way out; empty in the verdict of a skipped family.
+	//
+	// It is one of the Way constants.
+	Via string `json:"via"`
+	// Port is the server port that got through, for TCP and TLS.
+	Port int `json:"port,omitempty"`
+	// Cost is what taking this way costs, in plain words.
+	Cost string `json:"cost"`
 }
 
 // ServerResult is what the diagnosis says of one UDP STUN server.
