@@ -447,14 +447,35 @@ type WayOut struct {
 	Cost string `json:"cost"`           // what taking this way costs
 }
 
+// ServerResult is what the diagnosis says of one UDP STUN server.
+type ServerResult struct {
+	// RFC5780 is Yes when the server advertised a usable OTHER-ADDRESS
+	// (UsableOther), No when it answered without one, Unknown without an
+	// answer.
+	RFC5780 Tri `json:"rfc5780"`
+	// ChangeRequest says how the server treated CHANGE-REQUEST
+	// (ChangeRequestSupport): honoured, ignored, rejected, unconfirmed, or
+	// empty when none was sent to it.
+	ChangeRequest string `json:"change_request,omitempty"`
+}
+
 // Result is the diagnosis of one address family.
 type Result struct {
 	Family string `json:"family"`
+	// Skipped says why the family was not tested; empty when it was.
+	Skipped string `json:"skipped,omitempty"`
+	// UDPTested is true when a UDP STUN server was given (only TCP or TLS
+	// servers leave UDP untested).
+	UDPTested bool `json:"udp_tested"`
 	// UDP is true when any UDP STUN reply arrived.
-	UDP       bool     `json:"udp"`
-	Mapping   Behavior `json:"mapping"`
-	Filtering Behavior `json:"filtering"`
-	Type      Type     `json:"type"`
+	UDP bool `json:"udp"`
+	// NotMeasured is the short cause when no UDP reply arrived and UDP
+	// could not be called blocked either ("Nothing could be measured: DNS
+	// failed for every server"); empty otherwise.
+	NotMeasured string   `json:"not_measured,omitempty"`
+	Mapping     Behavior `json:"mapping"`
+	Filtering   Behavior `json:"filtering"`
+	Type        Type     `json:"type"`
 	// BehindNAT: the public address differs from the local one.
 	BehindNAT Tri `json:"behind_nat"`
 	// MappingVariesByDestination: one socket got different public addresses
@@ -470,8 +491,11 @@ type Result struct {
 	// MAPPED-ADDRESS.
 	ALG Tri `json:"alg"`
 	// Hairpin: a packet sent to our own public address came back to us.
-	// Unknown when not tested (opt-in).
+	// Unknown when not tested (opt-in) or when the test did not finish.
 	Hairpin Tri `json:"hairpin"`
+	// HairpinTested: the hairpinning test was sent (--hairpin), whether
+	// or not it finished.
+	HairpinTested bool `json:"hairpin_tested"`
 	// PublicAddresses are the distinct XOR-MAPPED-ADDRESSes the mapping
 	// socket got: one under an endpoint-independent NAT, several under a
 	// symmetric one.
@@ -500,8 +524,11 @@ type Result struct {
 	// answered: only plain servers).
 	UDPLoss *Loss `json:"udp_loss"`
 	// RFC5780Server names the server whose behaviour tests were used, if any.
-	RFC5780Server string  `json:"rfc5780_server,omitempty"`
-	Verdict       Verdict `json:"verdict"`
+	RFC5780Server string `json:"rfc5780_server,omitempty"`
+	// Servers holds what the diagnosis says of each server, in the order
+	// of Observations.Servers.
+	Servers []ServerResult `json:"servers"`
+	Verdict Verdict        `json:"verdict"`
 	// Reasons explain the diagnosis in plain words, tied to observations.
 	Reasons []string `json:"reasons"`
 }

@@ -1,6 +1,12 @@
 // Package report holds the Report struct, natcheck's JSON schema, and the
 // renderers that print it: a table for people, JSON and JSON lines for
-// scripts.
+// scripts, and Prometheus metrics (the text exposition for node_exporter's
+// textfile collector, and a registry for the exporter). The TURN report of
+// `natcheck turn` and the TURN part of the diagnosis are here too.
+//
+// report copies and renders; it decides nothing. Every conclusion, down
+// to which address family leads and how TURN checks change the verdict,
+// is natclass's, assembled by internal/diagnose.
 package report
 
 import (
@@ -67,6 +73,9 @@ type NAT struct {
 	TCP                           natclass.Tri `json:"tcp"`
 	TCPMappingEndpointIndependent natclass.Tri `json:"tcp_mapping_endpoint_independent"`
 	TCPPortPreservation           natclass.Tri `json:"tcp_port_preservation"`
+	// HairpinTested is true when the hairpinning test was sent
+	// (--hairpin), whether or not it finished.
+	HairpinTested bool `json:"hairpin_tested"`
 	// MappingChanged is true when one socket's public address changed
 	// during the test in a way no mapping behaviour explains, on a second,
 	// fresh socket too: mapping and type are then unknown.
@@ -157,14 +166,16 @@ type Test struct {
 
 // Input is one family's observations and diagnosis, or why it was skipped.
 type Input struct {
-	Family       string
-	Skipped      string
 	Observations natclass.Observations
-	Result       natclass.Result
+	// Result is natclass.Classify's answer, or for a skipped family a
+	// Result with Family and Skipped set.
+	Result natclass.Result
 }
 
-// Build assembles a Report from the per-family results.
-func Build(version string, started time.Time, duration time.Duration, in []Input) Report {
+// Build assembles a Report from the per-family results and what natclass
+// concluded over all of them (natclass.Combine over the inputs' Results,
+// in the same order). It copies; it decides nothing.
+func Build(version string, started time.Time, duration time.Duration, in []Input, all natclass.Overall) Report {
 	r := Report{
 		SchemaVersion: SchemaVersion,
 		Tool:          "natcheck",
@@ -174,25 +185,23 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		Servers:       []Server{},
 		Paths:         []Path{},
 		Families:      []FamilyResult{},
+		UDP:           all.UDP,
+		Measured:      all.Measured,
+		Verdict:       all.Verdict,
 	}
-	var primary *FamilyResult
 	for _, f := range in {
-		fr := FamilyResult{Family: f.Family, Skipped: f.Skipped, Tests: []Test{}}
-		if f.Skipped == "" {
+		fr := FamilyResult{Family: f.Result.Family, Skipped: f.Result.Skipped, Tests: []Test{}}
+		if fr.Skipped == "" {
 			res := f.Result
 			fr.UDP = res.UDP
-			if res.UDP {
-				fr.UDPLoss = res.UDPLoss
-			}
+			fr.UDPLoss = res.UDPLoss
 			fr.NAT = natOf(res)
 			fr.PublicAddresses = addrStrings(res.PublicAddresses)
 			fr.Verdict = res.Verdict
 			fr.Reasons = res.Reasons
 			fr.Tests = tests(f.Observations)
-			r.Servers = append(r.Servers, servers(f.Observations)...)
+			r.Servers = append(r.Servers, servers(f.Observations, res)...)
 			r.Paths = append(r.Paths, paths(f.Observations)...)
-			r.UDP = r.UDP || res.UDP
-			r.Measured = r.Measured || res.UDP || res.TCP == natclass.Yes // a TCP or TLS answer counts
 		}
 		if fr.PublicAddresses == nil {
 			fr.PublicAddresses = []string{}
@@ -202,27 +211,14 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		}
 		r.Families = append(r.Families, fr)
 	}
-	for i := range r.Families {
-		f := &r.Families[i]
-		if f.Skipped != "" {
-			continue
-		}
-		// A family that measured something beats one that did not; between
-		// equals, IPv4 leads.
-		if primary == nil || (!primary.UDP && f.UDP) || (primary.UDP == f.UDP && f.Family == "ipv4" && primary.Family != "ipv4") {
-			primary = f
-		}
-	}
-	if primary != nil {
-		r.Family = primary.Family
-		r.NAT = primary.NAT
-		r.UDPLoss = primary.UDPLoss
-		r.PublicAddresses = primary.PublicAddresses
-		r.Verdict = primary.Verdict
-		r.Reasons = primary.Reasons
-	} else {
-		r.PublicAddresses, r.Reasons = []string{}, []string{}
-		r.Verdict = natclass.Decide(natclass.Result{})
+	r.PublicAddresses, r.Reasons = []string{}, []string{}
+	if all.Lead >= 0 && all.Lead < len(r.Families) {
+		lead := r.Families[all.Lead]
+		r.Family = lead.Family
+		r.NAT = lead.NAT
+		r.UDPLoss = lead.UDPLoss
+		r.PublicAddresses = lead.PublicAddresses
+		r.Reasons = lead.Reasons
 	}
 	return r
 }
@@ -239,6 +235,7 @@ func natOf(res natclass.Result) NAT {
 		ALG:                           res.ALG,
 		Hairpin:                       res.Hairpin,
 		MappingChanged:                res.MappingChanged,
+		HairpinTested:                 res.HairpinTested,
 		RFC5780Server:                 res.RFC5780Server,
 		TCP:                           res.TCP,
 		TCPMappingEndpointIndependent: res.TCPMappingEndpointIndependent,
@@ -266,7 +263,7 @@ func str(a netip.AddrPort) string {
 	return a.String()
 }
 
-func servers(obs natclass.Observations) []Server {
+func servers(obs natclass.Observations, res natclass.Result) []Server {
 	var out []Server
 	for i, s := range obs.Servers {
 		sv := Server{Name: s.Name, Family: obs.Family, Address: str(s.Address), Error: s.ResolveError}
@@ -277,8 +274,9 @@ func servers(obs natclass.Observations) []Server {
 			sv.RTTMS = ms(b.RTT)
 			sv.Mapped = str(b.Mapped)
 			sv.OtherAddress = str(b.Other)
-			sv.RFC5780 = natclass.TriOf(natclass.UsableOther(s.Address, b.Other))
-			sv.ChangeRequest = natclass.ChangeRequestSupport(obs, i)
+			if i < len(res.Servers) {
+				sv.RFC5780, sv.ChangeRequest = res.Servers[i].RFC5780, res.Servers[i].ChangeRequest
+			}
 		case b.Error != "":
 			sv.Error = b.Error
 		case b.Status == natclass.StatusErrorReply:

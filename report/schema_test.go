@@ -59,6 +59,7 @@ var fieldDocs = map[string]string{
 	"NAT.tcp_mapping_endpoint_independent": "Connections from one local port to servers on different IP addresses got the same public address.",
 	"NAT.tcp_port_preservation":            "The NAT kept the local TCP port.",
 	"NAT.rfc5780_server":                   "The server whose RFC 5780 behaviour tests decided filtering.",
+	"NAT.hairpin_tested":                   "The hairpinning test was sent (--hairpin), whether or not it finished: with hairpin null, true means the test did not finish, false that it was not asked for.",
 	"NAT.mapping_changed":                  "One socket's public address changed during the test in a way no mapping behaviour explains, and so did a second, fresh socket's: mapping and type are unknown.",
 	"Loss.sends":                           "Requests of answered transactions (Test I left out), retransmissions included, and single-send loss probes.",
 	"Loss.lost":                            "Of those sends, how many went unanswered (the request or its reply was lost).",
@@ -744,7 +745,7 @@ func validate(t *testing.T, v *validator, root map[string]any, doc []byte) []str
 // each kind and gathered candidates.
 func reportWithTURN() Report {
 	r := build(in(portRestricted()))
-	r.AddTURN(promTURNChecks(), &natclass.Gathering{
+	addTURN(&r, promTURNChecks(), &natclass.Gathering{
 		Candidates: []natclass.Candidate{{Type: "relay", Protocol: "udp", Port: 50000, RelatedPort: 40000, Priority: 5,
 			Server: "turn:turn.example.com:3478", RelayProtocol: "udp", Time: 30 * time.Millisecond}},
 		Servers: []natclass.CandidateServer{{URL: "turn:turn.example.com:3478", Want: "relay", Produced: 1}},
@@ -783,7 +784,7 @@ func TestSchemaValidatesGolden(t *testing.T) {
 			t.Errorf("%s: %s", name, e)
 		}
 	}
-	turnReport, err := json.Marshal(BuildTURN("v0.1.0", started, duration, promTURNChecks()))
+	turnReport, err := json.Marshal(BuildTURN("v0.1.0", started, duration, promTURNChecks(), natclass.VerifiedRelays(promTURNChecks())))
 	if err != nil {
 		t.Fatal(err)
 	}

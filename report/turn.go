@@ -119,13 +119,14 @@ type TURNReport struct {
 	TURN          []TURNResult `json:"turn"`
 }
 
-// BuildTURN assembles the report of `natcheck turn`.
-func BuildTURN(version string, started time.Time, duration time.Duration, checks []natclass.TURNCheck) TURNReport {
+// BuildTURN assembles the report of `natcheck turn` from its checks and
+// the relay transports they verified (natclass.VerifiedRelays).
+func BuildTURN(version string, started time.Time, duration time.Duration, checks []natclass.TURNCheck, verified []string) TURNReport {
 	r := TURNReport{
 		SchemaVersion: SchemaVersion, Tool: "natcheck", Version: version,
 		StartedAt: started.UTC(), DurationMS: duration.Milliseconds(),
 		OK: len(checks) > 0, TURN: TURNResults(checks),
-		RelayVerified: natclass.VerifiedRelays(checks),
+		RelayVerified: verified,
 	}
 	if r.RelayVerified == nil {
 		r.RelayVerified = []string{}
@@ -136,12 +137,11 @@ func BuildTURN(version string, started time.Time, duration time.Duration, checks
 	return r
 }
 
-// AddTURN puts TURN checks and gathered candidates into r, and folds the
-// checks into the verdict (natclass.FoldTURN).
+// AddTURN puts TURN checks and gathered candidates into r. The verdict is
+// natclass's to change (natclass.FoldTURN, before this).
 func (r *Report) AddTURN(checks []natclass.TURNCheck, g *natclass.Gathering) {
 	if len(checks) > 0 {
 		r.TURN = TURNResults(checks)
-		r.Verdict = natclass.FoldTURN(r.Verdict, checks)
 	}
 	if g != nil {
 		r.Candidates = CandidatesOf(*g)
