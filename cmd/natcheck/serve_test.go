@@ -20,13 +20,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v3"
 	"github.com/pion/turn/v5"
 
+	"github.com/natcheck/natcheck/internal/syncbuf"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/probe"
 	natstun "github.com/natcheck/natcheck/stun"
@@ -35,23 +35,9 @@ import (
 
 const serveWait = 5 * time.Second
 
-// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the server's log, safe for its logger and the test, with
+// readers of its JSON lines.
+type syncBuffer struct{ syncbuf.Buffer }
 
 // logLine is the part of a JSON log record the tests read.
 type logLine struct {
