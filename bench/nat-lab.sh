@@ -1,7 +1,7 @@
 #!/bin/sh
 # nat-lab.sh: run natcheck's full diagnosis and coturn's
 # turnutils_natdiscovery behind every router kind of the network-namespace
-# lab (see lab/README.md), for each router input policy (drop, accept) and
+# lab (see internal/lab/README.md), for each router input policy (drop, accept) and
 # UDP loss level, several runs each, several labs at once, and print a table
 # of right / unknown / wrong answers and natcheck's run times, and whether
 # the accuracy and run-time goals were met. Needs root, iproute2, nftables

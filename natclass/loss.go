@@ -22,16 +22,22 @@ const lossZ = 1.645
 // any round-trip time is known, so a late reply could not be told from a
 // lost one.
 type Loss struct {
-	// Sends counts the requests of answered transactions, retransmissions
-	// included, and the loss probes.
+	// Sends is the number of requests of answered transactions (Test I left
+	// out), retransmissions included, and of single-send loss probes.
 	Sends int `json:"sends"`
-	// Lost counts those sends that went unanswered.
+	// Lost is how many of those sends went unanswered (the request or its
+	// reply was lost).
 	Lost int `json:"lost"`
-	// Fraction is Lost/Sends: the measured chance that one request or its
-	// reply is lost.
+	// Fraction is the share of those sends lost: the measured chance that
+	// one request or its reply is lost.
 	Fraction float64 `json:"fraction"`
 	// Bound is the one-sided 95% upper confidence bound on that chance
-	// (Wilson score interval): what natcheck assumes when it reads silence.
+	// (Wilson score interval): what natcheck assumes when it reads
+	// silence, which it reads as a result only when every send of a
+	// transaction going unanswered at this loss is less likely than 1 in
+	// 1000.
+	//
+	// 1 in 1000 is MaxFalseNegative; see SendsNeeded.
 	Bound float64 `json:"bound"`
 }
 

@@ -153,7 +153,9 @@ func preferPorts(ports []int, prefer ...int) []int {
 	return out
 }
 
-func wayName(w WayOut) string {
+// String names the way out for a person: "direct UDP", "TURN over TCP on
+// port 443", "none found"; an unknown way gives its Via.
+func (w WayOut) String() string {
 	switch w.Via {
 	case WayTURNTCP:
 		return fmt.Sprintf("TURN over TCP on port %d", w.Port)
@@ -163,6 +165,8 @@ func wayName(w WayOut) string {
 		return "TURN over UDP"
 	case WayDirectUDP:
 		return "direct UDP"
+	case WayNone:
+		return "none found"
 	}
 	return w.Via
 }

@@ -26,17 +26,26 @@ const (
 	TURNStepEndToEnd   = "end-to-end" // two relay-only ICE agents connect
 )
 
-// TLSInfo describes a TURN server's TLS session and certificate.
+// TLSInfo is a TURN server's TLS session and certificate.
 type TLSInfo struct {
-	Version    string    `json:"version"`     // e.g. "TLS 1.2"
-	ServerName string    `json:"server_name"` // the name verified
-	Subject    string    `json:"subject"`     // leaf certificate subject common name
-	Issuer     string    `json:"issuer"`      // leaf certificate issuer common name
-	DNSNames   []string  `json:"dns_names,omitempty"`
-	NotAfter   time.Time `json:"not_after"` // expiry of the leaf certificate
-	// Verified is true when the chain and the name were verified; false with
-	// --insecure (VerifyError then says what verification would have said).
-	Verified    bool   `json:"verified"`
+	// Version is the TLS version, e.g. "TLS 1.3"; empty when the handshake
+	// failed.
+	Version string `json:"version"`
+	// ServerName is the name verified.
+	ServerName string `json:"server_name"`
+	// Subject is the leaf certificate subject common name.
+	Subject string `json:"subject"`
+	// Issuer is the leaf certificate issuer common name.
+	Issuer string `json:"issuer"`
+	// DNSNames are the DNS names of the leaf certificate.
+	DNSNames []string `json:"dns_names,omitempty"`
+	// NotAfter is the expiry of the leaf certificate.
+	NotAfter time.Time `json:"not_after"`
+	// Verified is true when the chain and the name passed verification;
+	// --insecure does not skip verification, only its refusal.
+	Verified bool `json:"verified"`
+	// VerifyError is why verification failed (with --insecure, the check
+	// went on).
 	VerifyError string `json:"verify_error,omitempty"`
 }
 
@@ -210,11 +219,14 @@ type Candidate struct {
 // CandidateServer is one STUN or TURN server's part in gathering: whether it
 // produced what it should (srflx from STUN, relay from TURN).
 type CandidateServer struct {
-	URL string `json:"url"` // without credentials
-	// Want is the candidate type the server should produce: "srflx" or "relay".
-	Want     string `json:"want"`
-	Produced int    `json:"produced"`
-	// Error says in plain words why the server produced nothing.
+	// URL is the server URL, without credentials.
+	URL string `json:"url"`
+	// Want is the candidate type the server should produce: "srflx" or
+	// "relay".
+	Want string `json:"want"`
+	// Produced is how many candidates of that type it produced.
+	Produced int `json:"produced"`
+	// Error is why the server produced nothing, in plain words.
 	Error string `json:"error,omitempty"`
 }
 

@@ -400,8 +400,12 @@ const (
 
 // PeerPath is how traffic to one kind of peer will flow.
 type PeerPath struct {
+	// Peer is the kind of peer, named like the NAT type it stands for.
+	//
+	// It is one of the Peer constants.
 	Peer string `json:"peer"`
-	Path Path   `json:"path"`
+	// Path is how traffic to that kind of peer flows.
+	Path Path `json:"path"`
 }
 
 // Relay transports a verdict can call for, in ICE's order of preference.
@@ -411,17 +415,24 @@ const (
 	RelayTURNTLS = "turn-tls"
 )
 
-// Verdict says how real-time traffic will get through from here.
+// Verdict is the answer to how real-time traffic will get through from
+// here.
 type Verdict struct {
 	// DirectUDP is the overall answer for direct UDP to typical peers.
 	DirectUDP Likelihood `json:"direct_udp"`
-	// Peers holds, for each kind of peer, direct or relay.
-	Peers []PeerPath `json:"peers"`
-	// Relay lists the TURN transports to use when direct fails, best first.
-	Relay []string `json:"relay"`
-	// RelayVerified lists the relay transports proven by data through a
-	// TURN relay from here, best first (see FoldTURN); null when no TURN
-	// server was checked, empty when none worked.
+	// Peers are the paths to each kind of peer, direct or relay; null in
+	// the verdict of a skipped family.
+	Peers []PeerPath `json:"peers" jsonschema:"nullable"`
+	// Relay is the TURN transports to use when direct fails, best first;
+	// null in the verdict of a skipped family.
+	//
+	// It holds Relay constants.
+	Relay []string `json:"relay" jsonschema:"nullable"`
+	// RelayVerified is the relay transports proven by data through a TURN
+	// relay from here, best first; absent when no TURN server was checked,
+	// empty when none worked.
+	//
+	// FoldTURN sets it; nil when no TURN server was checked.
 	RelayVerified []string `json:"relay_verified,omitzero"`
 	// WayOut is the first way out that works, in ICE's order: direct UDP,
 	// TURN over UDP, TURN over TCP, TURN over TLS.
@@ -442,19 +453,45 @@ const (
 
 // WayOut is how real-time media will leave this network.
 type WayOut struct {
-	Via  string `json:"via"`            // one of the Way constants
-	Port int    `json:"port,omitempty"` // the server port that got through, for TCP and TLS
-	Cost string `json:"cost"`           // what taking this way costs
+	// Via is the way out; empty in the verdict of a skipped family.
+	//
+	// It is one of the Way constants.
+	Via string `json:"via"`
+	// Port is the server port that got through, for TCP and TLS.
+	Port int `json:"port,omitempty"`
+	// Cost is what taking this way costs, in plain words.
+	Cost string `json:"cost"`
+}
+
+// ServerResult is what the diagnosis says of one UDP STUN server.
+type ServerResult struct {
+	// RFC5780 is Yes when the server advertised a usable OTHER-ADDRESS
+	// (UsableOther), No when it answered without one, Unknown without an
+	// answer.
+	RFC5780 Tri `json:"rfc5780"`
+	// ChangeRequest says how the server treated CHANGE-REQUEST
+	// (ChangeRequestSupport): honoured, ignored, rejected, unconfirmed, or
+	// empty when none was sent to it.
+	ChangeRequest string `json:"change_request,omitempty"`
 }
 
 // Result is the diagnosis of one address family.
 type Result struct {
 	Family string `json:"family"`
+	// Skipped says why the family was not tested; empty when it was.
+	Skipped string `json:"skipped,omitempty"`
+	// UDPTested is true when a UDP STUN server was given (only TCP or TLS
+	// servers leave UDP untested).
+	UDPTested bool `json:"udp_tested"`
 	// UDP is true when any UDP STUN reply arrived.
-	UDP       bool     `json:"udp"`
-	Mapping   Behavior `json:"mapping"`
-	Filtering Behavior `json:"filtering"`
-	Type      Type     `json:"type"`
+	UDP bool `json:"udp"`
+	// NotMeasured is the short cause when no UDP reply arrived and UDP
+	// could not be called blocked either ("Nothing could be measured: DNS
+	// failed for every server"); empty otherwise.
+	NotMeasured string   `json:"not_measured,omitempty"`
+	Mapping     Behavior `json:"mapping"`
+	Filtering   Behavior `json:"filtering"`
+	Type        Type     `json:"type"`
 	// BehindNAT: the public address differs from the local one.
 	BehindNAT Tri `json:"behind_nat"`
 	// MappingVariesByDestination: one socket got different public addresses
@@ -470,8 +507,11 @@ type Result struct {
 	// MAPPED-ADDRESS.
 	ALG Tri `json:"alg"`
 	// Hairpin: a packet sent to our own public address came back to us.
-	// Unknown when not tested (opt-in).
+	// Unknown when not tested (opt-in) or when the test did not finish.
 	Hairpin Tri `json:"hairpin"`
+	// HairpinTested: the hairpinning test was sent (--hairpin), whether
+	// or not it finished.
+	HairpinTested bool `json:"hairpin_tested"`
 	// PublicAddresses are the distinct XOR-MAPPED-ADDRESSes the mapping
 	// socket got: one under an endpoint-independent NAT, several under a
 	// symmetric one.
@@ -500,8 +540,11 @@ type Result struct {
 	// answered: only plain servers).
 	UDPLoss *Loss `json:"udp_loss"`
 	// RFC5780Server names the server whose behaviour tests were used, if any.
-	RFC5780Server string  `json:"rfc5780_server,omitempty"`
-	Verdict       Verdict `json:"verdict"`
+	RFC5780Server string `json:"rfc5780_server,omitempty"`
+	// Servers holds what the diagnosis says of each server, in the order
+	// of Observations.Servers.
+	Servers []ServerResult `json:"servers"`
+	Verdict Verdict        `json:"verdict"`
 	// Reasons explain the diagnosis in plain words, tied to observations.
 	Reasons []string `json:"reasons"`
 }

@@ -98,7 +98,7 @@ func Decide(r Result) Verdict {
 		case r.Type == TypeUDPBlocked && found:
 			path = PathRelay
 			v.DirectUDP = LikelihoodImpossible
-			v.Summary = "UDP is blocked here; " + wayName(v.WayOut) + " gets out"
+			v.Summary = "UDP is blocked here; " + v.WayOut.String() + " gets out"
 		case r.Type == TypeUDPBlocked && v.WayOut.Via == WayNone:
 			path = PathRelay
 			v.DirectUDP = LikelihoodImpossible
@@ -108,7 +108,7 @@ func Decide(r Result) Verdict {
 			v.DirectUDP = LikelihoodImpossible
 			v.Summary = "UDP is blocked: real-time traffic needs a TURN relay over TCP or TLS (port 443 gets through most firewalls)"
 		case found:
-			v.Summary = "No UDP reply arrived; " + wayName(v.WayOut) + " gets out"
+			v.Summary = "No UDP reply arrived; " + v.WayOut.String() + " gets out"
 		default:
 			v.Relay = []string{RelayTURNUDP, RelayTURNTCP, RelayTURNTLS}
 			v.Summary = "Nothing could be measured: no STUN server answered"
@@ -117,6 +117,20 @@ func Decide(r Result) Verdict {
 			v.Peers = append(v.Peers, PeerPath{p.name, path})
 		}
 		v.Peers = append(v.Peers, PeerPath{PeerUDPBlocked, path})
+		if r.NotMeasured != "" && r.TCP != Yes {
+			v.Summary = r.NotMeasured
+		}
+		if !r.UDPTested {
+			// Only TCP or TLS servers were given: UDP, which ICE tries
+			// first, was never tested, so no way out can be named.
+			v.WayOut = WayOut{Via: WayUnknown, Cost: "UDP was not tested: give a UDP STUN server (HOST[:PORT] or stun:HOST) too"}
+			v.Summary = "UDP not tested: no UDP STUN server was given"
+			if ports := preferPorts(r.TLSPortsOpen, 443); len(ports) > 0 {
+				v.Summary += fmt.Sprintf("; TLS to port %d gets out", ports[0])
+			} else if ports := preferPorts(r.TCPPortsOpen, 3478, 443); len(ports) > 0 {
+				v.Summary += fmt.Sprintf("; TCP to port %d gets out", ports[0])
+			}
+		}
 		return v
 	}
 

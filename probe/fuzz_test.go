@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"bytes"
 	"net"
 	"testing"
 	"time"
@@ -9,7 +8,7 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/natcheck/natcheck/natclass"
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // fuzzID is the transaction ID the fuzz targets wait for, so that mutated
@@ -25,7 +24,7 @@ func seedResponses(f *testing.F) {
 	f.Add(ok.Raw)
 	errResp, _ := stun.Build(stun.NewTransactionIDSetter(fuzzID), stun.BindingError, stun.CodeUnknownAttribute, stun.Fingerprint)
 	f.Add(errResp.Raw)
-	req, _ := stun.Build(stun.NewTransactionIDSetter(fuzzID), stun.BindingRequest, rfc5780.ChangeRequest{ChangeIP: true})
+	req, _ := stun.Build(stun.NewTransactionIDSetter(fuzzID), stun.BindingRequest, natstun.ChangeRequest{ChangeIP: true})
 	f.Add(req.Raw)
 	f.Add([]byte{0x01, 0x01, 0x00, 0x04, 0x21, 0x12, 0xa4, 0x42})
 }
@@ -57,23 +56,5 @@ func FuzzHandle(f *testing.F) {
 			}
 		default:
 		}
-	})
-}
-
-// FuzzReadSTUN feeds arbitrary streams to the TCP/TLS framing: no panic, and
-// a message it returns decodes within the bound.
-func FuzzReadSTUN(f *testing.F) {
-	seedResponses(f)
-	f.Add(append([]byte{0, 1, 0xff, 0xfc}, make([]byte, 16)...))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := readSTUN(bytes.NewReader(b))
-		if err != nil {
-			return
-		}
-		if len(m.Raw) > 20+maxSTUNOverTCP {
-			t.Fatalf("read %d bytes past the bound", len(m.Raw))
-		}
-		var xor stun.XORMappedAddress
-		_ = xor.GetFrom(m)
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/natcheck/natcheck/natclass"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // DefaultTLSPorts are the ports tried with STUN over TLS for every server:
@@ -190,7 +190,7 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort,
 	defer stop()
 	p.Connected = true
 	p.Connect = time.Since(start)
-	p.Local = addrPortOf(conn.LocalAddr())
+	p.Local = natstun.AddrPortOf(conn.LocalAddr())
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -226,12 +226,12 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort,
 		p.Error = err.Error()
 		return p
 	}
-	if _, err := rw.Write(m.Raw); err != nil {
+	if err := natstun.WriteMessage(rw, m.Raw); err != nil {
 		p.Error = "send: " + describeDialError(err, ctx)
 		e.emitPath(j, p, p.Error)
 		return p
 	}
-	resp, err := readSTUN(rw)
+	resp, err := natstun.ReadMessage(rw, natstun.DefaultMaxMessageSize)
 	p.Total = time.Since(start)
 	switch {
 	case err != nil:
@@ -243,7 +243,7 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort,
 	default:
 		var xor stun.XORMappedAddress
 		if xor.GetFrom(resp) == nil {
-			p.Mapped = toAddrPort(xor.IP, xor.Port)
+			p.Mapped = natstun.AddrPortFromIP(xor.IP, xor.Port)
 		}
 		p.OK = true
 	}
@@ -294,32 +294,6 @@ func dial(ctx context.Context, d interface {
 		return cd.DialContext(ctx, network, addr)
 	}
 	return d.Dial(network, addr)
-}
-
-// maxSTUNOverTCP bounds the size of a response read from a stream.
-const maxSTUNOverTCP = 4096
-
-// readSTUN reads one STUN message from a stream (RFC 8489 section 6.2.2:
-// messages are self-delimiting by their header's length field).
-func readSTUN(r io.Reader) (*stun.Message, error) {
-	var hdr [20]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint16(hdr[2:4]))
-	if n > maxSTUNOverTCP || n%4 != 0 {
-		return nil, fmt.Errorf("not a STUN response (length %d)", n)
-	}
-	raw := make([]byte, 20+n)
-	copy(raw, hdr[:])
-	if _, err := io.ReadFull(r, raw[20:]); err != nil {
-		return nil, err
-	}
-	m := &stun.Message{Raw: raw}
-	if err := m.Decode(); err != nil {
-		return nil, fmt.Errorf("not a STUN response: %w", err)
-	}
-	return m, nil
 }
 
 func describeDialError(err error, ctx context.Context) string {

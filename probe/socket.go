@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // maxPacket bounds what one read takes: a STUN message over UDP is at most
@@ -43,10 +45,9 @@ func newSocket(conn net.PacketConn, name string, trace func(Event)) (*socket, er
 	if !ok {
 		return nil, errors.New("probe: socket has no UDP local address")
 	}
-	ip, _ := netip.AddrFromSlice(ua.IP)
 	s := &socket{
 		conn:    conn,
-		local:   netip.AddrPortFrom(ip.Unmap(), uint16(ua.Port)),
+		local:   natstun.AddrPortOf(ua),
 		name:    name,
 		trace:   trace,
 		pending: map[[stun.TransactionIDSize]byte]chan response{},
@@ -76,7 +77,7 @@ func (s *socket) readLoop() {
 // handle decodes one packet; it never panics on malformed input.
 func (s *socket) handle(b []byte, addr net.Addr) {
 	at := time.Now()
-	from := addrPortOf(addr)
+	from := natstun.AddrPortOf(addr)
 	if !stun.IsMessage(b) {
 		s.emit(Event{Kind: EventDropped, Socket: s.local, Peer: from, Detail: "not a STUN message"})
 		return
@@ -149,13 +150,4 @@ func (s *socket) close() {
 		s.closeErr = s.conn.Close()
 		<-s.done
 	})
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ua.IP)
-		return netip.AddrPortFrom(ip.Unmap(), uint16(ua.Port))
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/natcheck/natcheck/stun"
 )
 
 // Default ports (RFC 8489 section 9).
@@ -16,11 +18,11 @@ const (
 	DefaultTLSPort = 5349 // STUN over TLS
 )
 
-// Transports a target can name.
+// Transports a target can name: package stun's names.
 const (
-	TransportUDP = "udp"
-	TransportTCP = "tcp"
-	TransportTLS = "tls"
+	TransportUDP = stun.TransportUDP
+	TransportTCP = stun.TransportTCP
+	TransportTLS = stun.TransportTLS
 )
 
 // Target is a STUN server as the user named it.

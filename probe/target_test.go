@@ -3,6 +3,9 @@ package probe
 import (
 	"strings"
 	"testing"
+
+	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/stun"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -72,6 +75,24 @@ func TestParseTarget(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("ParseTarget(%q): error is not one line", in)
+		}
+	}
+}
+
+// TestTransportNames: natclass, which imports only the standard library,
+// keeps its own copy of the transport names that probe writes into its
+// observations; they must stay package stun's.
+func TestTransportNames(t *testing.T) {
+	for _, c := range [][2]string{
+		{stun.TransportUDP, natclass.TransportUDP},
+		{stun.TransportTCP, natclass.TransportTCP},
+		{stun.TransportTLS, natclass.TransportTLS},
+		{stun.TransportUDP, natclass.TURNTransportUDP},
+		{stun.TransportTCP, natclass.TURNTransportTCP},
+		{stun.TransportTLS, natclass.TURNTransportTLS},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("stun says %q, natclass %q", c[0], c[1])
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/natcheck/natcheck/natclass"
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // attrChangedAddress is RFC 3489's CHANGED-ADDRESS, which older servers send
@@ -47,7 +47,7 @@ type wait struct {
 // request is what a Binding request asks of the server beyond a plain
 // answer (RFC 5780 sections 7.2 and 7.5).
 type request struct {
-	change rfc5780.ChangeRequest
+	change natstun.ChangeRequest
 	// responsePort, if not zero, asks for the reply at this port of the
 	// request's public IP.
 	responsePort uint16
@@ -63,7 +63,7 @@ func (e *engine) transact(ctx context.Context, s *socket, test string, dest neti
 		setters = append(setters, cr)
 	}
 	if req.responsePort != 0 {
-		setters = append(setters, rfc5780.ResponsePort(req.responsePort))
+		setters = append(setters, natstun.ResponsePort(req.responsePort))
 	}
 	setters = append(setters, stun.Fingerprint)
 	msg, err := stun.Build(setters...)
@@ -190,42 +190,34 @@ func fill(p *natclass.Probe, r response, start, last time.Time) {
 	p.Status = natclass.StatusReply
 	var xor stun.XORMappedAddress
 	if xor.GetFrom(m) == nil {
-		p.Mapped = toAddrPort(xor.IP, xor.Port)
+		p.Mapped = natstun.AddrPortFromIP(xor.IP, xor.Port)
 	}
 	var legacy stun.MappedAddress
 	if legacy.GetFrom(m) == nil {
-		p.LegacyMapped = toAddrPort(legacy.IP, legacy.Port)
+		p.LegacyMapped = natstun.AddrPortFromIP(legacy.IP, legacy.Port)
 		if !p.Mapped.IsValid() { // an RFC 3489 server: nothing to compare with
 			p.Mapped, p.LegacyMapped = p.LegacyMapped, netip.AddrPort{}
 		}
 	}
 	var other stun.OtherAddress
 	if other.GetFrom(m) == nil {
-		p.Other = toAddrPort(other.IP, other.Port)
+		p.Other = natstun.AddrPortFromIP(other.IP, other.Port)
 	} else {
 		var changed stun.MappedAddress
 		if changed.GetFromAs(m, attrChangedAddress) == nil {
-			p.Other = toAddrPort(changed.IP, changed.Port)
+			p.Other = natstun.AddrPortFromIP(changed.IP, changed.Port)
 		}
 	}
 	var origin stun.ResponseOrigin
 	if origin.GetFrom(m) == nil {
-		p.ResponseOrigin = toAddrPort(origin.IP, origin.Port)
+		p.ResponseOrigin = natstun.AddrPortFromIP(origin.IP, origin.Port)
 	}
-}
-
-func toAddrPort(ip net.IP, port int) netip.AddrPort {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok || port < 0 || port > 65535 {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(port))
 }
 
 func changeDetail(p *natclass.Probe) string {
 	var parts []string
 	if p.ChangeIP || p.ChangePort {
-		parts = append(parts, "CHANGE-REQUEST "+rfc5780.ChangeRequest{ChangeIP: p.ChangeIP, ChangePort: p.ChangePort}.String())
+		parts = append(parts, "CHANGE-REQUEST "+natstun.ChangeRequest{ChangeIP: p.ChangeIP, ChangePort: p.ChangePort}.String())
 	}
 	if p.ResponsePort != 0 {
 		parts = append(parts, fmt.Sprintf("RESPONSE-PORT %d", p.ResponsePort))

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/transport/v4/vnet"
 
+	"github.com/natcheck/natcheck/internal/vnettest"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/stunserver"
 )
@@ -18,10 +18,9 @@ import (
 // vlab is a virtual internet: an RFC 5780 server on 1.2.3.4 and 1.2.3.5, a
 // plain server on 5.6.7.9, and one client, behind a NAT or not.
 type vlab struct {
-	client   *vnet.Net
-	servers  []Target
-	extIP    netip.Addr
-	wan, lan *vnet.Router
+	client  *vnet.Net
+	servers []Target
+	extIP   netip.Addr
 }
 
 type vlabOpts struct {
@@ -38,59 +37,30 @@ type vlabOpts struct {
 
 func newVlab(t testing.TB, o vlabOpts) *vlab {
 	t.Helper()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
-	must(err)
-	l := &vlab{wan: wan, extIP: netip.MustParseAddr("27.1.1.1")}
-	newNet := func(ips ...string) *vnet.Net {
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: ips})
-		must(err)
-		return n
-	}
-	rfcNet := newNet("1.2.3.4", "1.2.3.5")
-	must(wan.AddNet(rfcNet))
-	plainNet := newNet("5.6.7.9")
+	wan := vnettest.NewWAN(t)
+	l := &vlab{extIP: netip.MustParseAddr("27.1.1.1")}
+	rfcNet := wan.Host("1.2.3.4", "1.2.3.5")
+	var plainNet *vnet.Net
 	if !o.noPlain {
-		must(wan.AddNet(plainNet))
+		plainNet = wan.Host("5.6.7.9")
 	}
 	if o.nat == nil {
-		l.client = newNet("27.1.1.1")
-		if o.loss > 0 {
-			lf, err := vnet.NewLossFilter(l.client, o.loss)
-			must(err)
-			must(wan.AddNet(lf))
-		} else {
-			must(wan.AddNet(l.client))
-		}
+		l.client = wan.LossyHost(o.loss, "27.1.1.1")
 	} else {
-		lan, err := vnet.NewRouter(&vnet.RouterConfig{
-			CIDR: "10.0.0.0/24", StaticIPs: []string{l.extIP.String()}, NATType: o.nat, LoggerFactory: lf,
-		})
-		must(err)
-		l.lan = lan
-		l.client = newNet("10.0.0.2")
+		lan := wan.NAT("10.0.0.0/24", l.extIP.String(), o.nat)
+		l.client = lan.LossyHost(o.loss, "10.0.0.2")
 		if o.lanServer {
-			lanNet := newNet("10.0.0.3")
-			must(lan.AddNet(lanNet))
+			lanNet := lan.Host("10.0.0.3")
 			ls, err := stunserver.Start(context.Background(), stunserver.Config{Net: lanNet, Primary: netip.MustParseAddrPort("10.0.0.3:3478")})
 			must(err)
 			t.Cleanup(func() { _ = ls.Close() })
 		}
-		if o.loss > 0 {
-			lossNIC, err := vnet.NewLossFilter(l.client, o.loss)
-			must(err)
-			must(lan.AddNet(lossNIC))
-		} else {
-			must(lan.AddNet(l.client))
-		}
-		must(wan.AddRouter(lan))
 	}
 	if o.loss > 0 {
 		// Loss towards the servers too: requests are lost as well as replies.
@@ -101,8 +71,7 @@ func newVlab(t testing.TB, o vlabOpts) *vlab {
 	if o.blockUDP {
 		wan.AddChunkFilter(func(c vnet.Chunk) bool { return c.Network() != "udp" })
 	}
-	must(wan.Start())
-	t.Cleanup(func() { _ = wan.Stop() })
+	wan.Start()
 
 	sc := o.serverConf
 	sc.Net = rfcNet
@@ -209,22 +178,11 @@ func TestVnetUDPBlocked(t *testing.T) {
 
 func TestVnetCGNAT(t *testing.T) {
 	// A NAT whose outside is itself in the shared address space.
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, _ := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
-	srvNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"1.2.3.4", "1.2.3.5"}})
-	if err := wan.AddNet(srvNet); err != nil {
-		t.Fatal(err)
-	}
-	cgn, _ := vnet.NewRouter(&vnet.RouterConfig{CIDR: "100.64.0.0/24", StaticIPs: []string{"27.1.1.1"}, NATType: &vnet.NATType{}, LoggerFactory: lf})
-	home, _ := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", StaticIPs: []string{"100.64.0.5"}, NATType: &vnet.NATType{}, LoggerFactory: lf})
-	client, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.2"}})
-	for _, err := range []error{home.AddNet(client), cgn.AddRouter(home), wan.AddRouter(cgn), wan.Start()} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	defer func() { _ = wan.Stop() }()
+	wan := vnettest.NewWAN(t)
+	srvNet := wan.Host("1.2.3.4", "1.2.3.5")
+	cgn := wan.NAT("100.64.0.0/24", "27.1.1.1", &vnet.NATType{})
+	client := cgn.NAT("10.0.0.0/24", "100.64.0.5", &vnet.NATType{}).Host("10.0.0.2")
+	wan.Start()
 	s, err := stunserver.Start(context.Background(), stunserver.Config{Net: srvNet,
 		Primary: netip.MustParseAddrPort("1.2.3.4:3478"), Alternate: netip.MustParseAddrPort("1.2.3.5:3479")})
 	if err != nil {

@@ -1,5 +1,9 @@
 package report
 
+// The JSON Schema of the reports (docs/report-schema.json) and their field
+// reference (docs/json.md) are generated from the types' comments.
+//go:generate go run ./internal/schemagen
+
 import (
 	"encoding/json"
 	"io"

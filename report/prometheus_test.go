@@ -187,7 +187,7 @@ func promTURNChecks() []natclass.TURNCheck {
 // in them.
 func TestPrometheusTURN(t *testing.T) {
 	r := build(in(portRestricted()))
-	r.AddTURN(promTURNChecks(), nil)
+	addTURN(&r, promTURNChecks(), nil)
 	reg := prometheus.NewRegistry()
 	if err := RegisterMetrics(reg, r); err != nil {
 		t.Fatal(err)
@@ -252,7 +252,7 @@ natcheck_turn_end_to_end_ok{url="turns:turn.example.com:443"} 1
 
 // TestTURNPrometheus covers the report of natcheck turn.
 func TestTURNPrometheus(t *testing.T) {
-	r := BuildTURN("v0.1.0", started, duration, promTURNChecks())
+	r := BuildTURN("v0.1.0", started, duration, promTURNChecks(), natclass.VerifiedRelays(promTURNChecks()))
 	var b bytes.Buffer
 	if err := WriteTURNPrometheus(&b, r); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,12 @@
 // Package report holds the Report struct, natcheck's JSON schema, and the
 // renderers that print it: a table for people, JSON and JSON lines for
-// scripts.
+// scripts, and Prometheus metrics (the text exposition for node_exporter's
+// textfile collector, and a registry for the exporter). The TURN report of
+// `natcheck turn` and the TURN part of the diagnosis are here too.
+//
+// report copies and renders; it decides nothing. Every conclusion, down
+// to which address family leads and how TURN checks change the verdict,
+// is natclass's, assembled by internal/diagnose.
 package report
 
 import (
@@ -15,156 +21,256 @@ import (
 // added; a removal or a change of meaning bumps it.
 const SchemaVersion = 1
 
-// Report is the result of one natcheck run. It is the JSON schema and the
-// input of every renderer.
+// Report is the result of one natcheck run (natcheck --json, --format
+// json-line).
+//
+// It is the JSON schema and the input of every renderer.
 type Report struct {
-	SchemaVersion int       `json:"schema_version"`
-	Tool          string    `json:"tool"`
-	Version       string    `json:"version"`
-	StartedAt     time.Time `json:"started_at"`
-	DurationMS    int64     `json:"duration_ms"`
+	// SchemaVersion is the version of this schema. Fields are only ever
+	// added; a removal or a change of meaning bumps it.
+	SchemaVersion int `json:"schema_version"`
+	// Tool is always "natcheck".
+	Tool string `json:"tool"`
+	// Version is the version of natcheck that wrote the report.
+	Version string `json:"version"`
+	// StartedAt is when the run started (RFC 3339, UTC).
+	StartedAt time.Time `json:"started_at"`
+	// DurationMS is the duration of the whole run, TURN checks included, in
+	// milliseconds.
+	DurationMS int64 `json:"duration_ms"`
 	// UDP is true when any UDP STUN reply arrived, in any family.
 	UDP bool `json:"udp"`
-	// UDPLoss is the UDP loss measured in the leading family's run (see
-	// Family); null when nothing was measured.
+	// UDPLoss is the UDP loss measured in the leading family's run; null
+	// when nothing was measured (UDP did not get out, or only plain servers
+	// answered).
 	UDPLoss *natclass.Loss `json:"udp_loss"`
-	// Family names the address family that NAT, PublicAddresses, Verdict and
-	// Reasons describe: IPv4 when it was tested, else IPv6. Every family's
-	// own result is in Families.
-	Family          string           `json:"family"`
-	NAT             NAT              `json:"nat"`
-	PublicAddresses []string         `json:"public_addresses"`
-	Verdict         natclass.Verdict `json:"verdict"`
-	Reasons         []string         `json:"reasons"`
-	// Servers lists every server of every family tested.
+	// Family is the leading family, the one that nat, public_addresses,
+	// verdict and reasons describe: a family whose UDP got out leads one
+	// whose UDP did not, and between equals ipv4 leads; empty when no
+	// family was tested. Every family's own result is in families.
+	Family string `json:"family"`
+	// NAT is the NAT behaviour of the leading family.
+	NAT NAT `json:"nat"`
+	// PublicAddresses are the distinct public addresses (IP:port) of the
+	// leading family's mapping socket: one under an endpoint-independent
+	// NAT, several under a symmetric one.
+	PublicAddresses []string `json:"public_addresses"`
+	// Verdict is how real-time traffic gets through from here, for the
+	// leading family.
+	Verdict natclass.Verdict `json:"verdict"`
+	// Reasons are the diagnosis explained in plain words, tied to
+	// observations.
+	Reasons []string `json:"reasons"`
+	// Servers are the STUN servers of every family tested.
 	Servers []Server `json:"servers"`
-	// Paths lists every attempt to get a STUN request out, per transport:
-	// UDP from the UDP tests, TCP and TLS from the path probes.
-	Paths    []Path         `json:"paths"`
+	// Paths are the attempts to get a STUN request out, per transport: UDP
+	// from the UDP tests, TCP and TLS from the path probes.
+	Paths []Path `json:"paths"`
+	// Families are the whole diagnosis of each address family, tested or
+	// skipped.
 	Families []FamilyResult `json:"families"`
 	// Measured is false when no server answered at all, over UDP, TCP or
 	// TLS (exit code 3).
 	Measured bool `json:"measured"`
-	// TURN holds one check per TURN URL given; see AddTURN.
+	// TURN is one check per TURN URL given (--turn, --ice-servers); absent
+	// without TURN servers.
+	//
+	// AddTURN sets it.
 	TURN []TURNResult `json:"turn,omitempty"`
 	// Candidates are the ICE candidates gathered when TURN servers were
-	// given.
+	// given; absent otherwise.
 	Candidates *Candidates `json:"candidates,omitempty"`
 }
 
-// NAT is the NAT behaviour of one family.
+// NAT is the NAT behaviour of one address family.
 type NAT struct {
-	Mapping                    natclass.Behavior `json:"mapping"`
-	Filtering                  natclass.Behavior `json:"filtering"`
-	Type                       natclass.Type     `json:"type"`
-	BehindNAT                  natclass.Tri      `json:"behind_nat"`
-	MappingVariesByDestination natclass.Tri      `json:"mapping_varies_by_destination"`
-	PortPreservation           natclass.Tri      `json:"port_preservation"`
-	CGNAT                      natclass.Tri      `json:"cgnat"`
-	ALG                        natclass.Tri      `json:"alg"`
-	Hairpin                    natclass.Tri      `json:"hairpin"`
-	// TCP is true when a TCP connection to some server got out.
-	TCP                           natclass.Tri `json:"tcp"`
+	// Mapping is the mapping behaviour (RFC 4787 section 4.1).
+	Mapping natclass.Behavior `json:"mapping"`
+	// Filtering is the filtering behaviour (RFC 4787 section 5).
+	Filtering natclass.Behavior `json:"filtering"`
+	// Type is the classic (RFC 3489) NAT type name.
+	Type natclass.Type `json:"type"`
+	// BehindNAT: the public address differs from the local one; null when
+	// unknown.
+	BehindNAT natclass.Tri `json:"behind_nat"`
+	// MappingVariesByDestination: one socket got different public
+	// addresses from servers on different IP addresses.
+	MappingVariesByDestination natclass.Tri `json:"mapping_varies_by_destination"`
+	// PortPreservation: the NAT kept the local port as the public port.
+	PortPreservation natclass.Tri `json:"port_preservation"`
+	// CGNAT: the public address seen by a public server is itself private
+	// or in 100.64.0.0/10: another NAT lies beyond the first.
+	CGNAT natclass.Tri `json:"cgnat"`
+	// ALG: MAPPED-ADDRESS differed from XOR-MAPPED-ADDRESS: something on
+	// the path rewrites addresses inside packets; null when no server sent
+	// MAPPED-ADDRESS.
+	ALG natclass.Tri `json:"alg"`
+	// Hairpin: a packet sent to our own public address came back; null
+	// when not tested (--hairpin) or when the test did not finish.
+	Hairpin natclass.Tri `json:"hairpin"`
+	// TCP: a TCP connection to some server got out; null when none was
+	// tried or none finished.
+	TCP natclass.Tri `json:"tcp"`
+	// TCPMappingEndpointIndependent: connections from one local port to
+	// servers on different IP addresses got the same public address.
 	TCPMappingEndpointIndependent natclass.Tri `json:"tcp_mapping_endpoint_independent"`
-	TCPPortPreservation           natclass.Tri `json:"tcp_port_preservation"`
+	// TCPPortPreservation: the NAT kept the local TCP port.
+	TCPPortPreservation natclass.Tri `json:"tcp_port_preservation"`
+	// HairpinTested is true when the hairpinning test was sent (--hairpin),
+	// whether or not it finished: with hairpin null, true means the test
+	// did not finish, false that it was not asked for.
+	HairpinTested bool `json:"hairpin_tested"`
 	// MappingChanged is true when one socket's public address changed
-	// during the test in a way no mapping behaviour explains, on a second,
-	// fresh socket too: mapping and type are then unknown.
+	// during the test in a way no mapping behaviour explains, and so did a
+	// second, fresh socket's: mapping and type are then unknown.
 	MappingChanged bool `json:"mapping_changed"`
-	// RFC5780Server names the server whose behaviour tests decided filtering.
+	// RFC5780Server is the server whose RFC 5780 behaviour tests decided
+	// filtering, or the first one tested when none could; absent without
+	// such tests, or when two servers disagreed.
 	RFC5780Server string `json:"rfc5780_server,omitempty"`
 }
 
 // FamilyResult is the whole diagnosis of one address family.
 type FamilyResult struct {
+	// Family is the address family.
 	Family string `json:"family"`
-	// Skipped says why the family was not tested; empty when it was.
+	// Skipped is why the family was not tested; absent when it was.
 	Skipped string `json:"skipped,omitempty"`
-	UDP     bool   `json:"udp"`
+	// UDP is true when a UDP STUN reply arrived in this family.
+	UDP bool `json:"udp"`
 	// UDPLoss is the UDP loss measured in this family's run: of the sends
 	// of answered transactions (Test I left out), how many went
 	// unanswered, and how many loss probes went unanswered; null when
 	// nothing was measured (UDP did not get out, or only plain servers
 	// answered).
-	UDPLoss         *natclass.Loss   `json:"udp_loss"`
-	NAT             NAT              `json:"nat"`
-	PublicAddresses []string         `json:"public_addresses"`
-	Verdict         natclass.Verdict `json:"verdict"`
-	Reasons         []string         `json:"reasons"`
-	Tests           []Test           `json:"tests"`
+	UDPLoss *natclass.Loss `json:"udp_loss"`
+	// NAT is the NAT behaviour in this family.
+	NAT NAT `json:"nat"`
+	// PublicAddresses are the distinct public addresses of the mapping
+	// socket.
+	PublicAddresses []string `json:"public_addresses"`
+	// Verdict is the verdict for this family.
+	Verdict natclass.Verdict `json:"verdict"`
+	// Reasons are the diagnosis of this family in plain words.
+	Reasons []string `json:"reasons"`
+	// Tests are the STUN transactions of this family's diagnosis.
+	Tests []Test `json:"tests"`
 }
 
 // Server is one STUN server as seen from one family.
 type Server struct {
-	Name    string `json:"name"`
-	Family  string `json:"family"`
+	// Name is the server as given (HOST:PORT, or a stun:/stuns: URI).
+	Name string `json:"name"`
+	// Family is the address family it was tested in.
+	Family string `json:"family"`
+	// Address is the resolved address; absent when resolution failed.
 	Address string `json:"address,omitempty"`
 	// Answered is true when the server replied to a plain Binding request.
 	Answered bool `json:"answered"`
-	// RTTMS is the round-trip time of that request; null without a reply.
+	// RTTMS is the round-trip time of that request in milliseconds; null
+	// without a reply.
 	RTTMS *float64 `json:"rtt_ms"`
 	// RFC5780 is true when the server advertised a usable OTHER-ADDRESS
-	// (different IP and port), false when it did not, null without reply.
-	RFC5780      natclass.Tri `json:"rfc5780"`
-	OtherAddress string       `json:"other_address,omitempty"`
-	// ChangeRequest says how the server treated CHANGE-REQUEST: honoured,
-	// ignored (answered from the wrong address), rejected (error reply),
-	// unconfirmed, or empty when not tried.
+	// (another IP and port), false when it did not, null without a reply.
+	RFC5780 natclass.Tri `json:"rfc5780"`
+	// OtherAddress is OTHER-ADDRESS as advertised.
+	OtherAddress string `json:"other_address,omitempty"`
+	// ChangeRequest is how the server treated CHANGE-REQUEST: honoured,
+	// ignored (answered from the wrong address), rejected (error reply) or
+	// unconfirmed; absent when not tried.
 	ChangeRequest string `json:"change_request,omitempty"`
-	Mapped        string `json:"mapped_address,omitempty"`
-	Error         string `json:"error,omitempty"`
+	// Mapped is XOR-MAPPED-ADDRESS: our address as the server saw it.
+	Mapped string `json:"mapped_address,omitempty"`
+	// Error is why the server did not answer: resolution failure, error
+	// response, no reply, or the run ended first.
+	Error string `json:"error,omitempty"`
 }
 
 // Path is one attempt to get a STUN Binding request out of this network.
 type Path struct {
-	Transport string `json:"transport"` // udp, tcp or tls
-	Server    string `json:"server"`
-	Family    string `json:"family"`
-	Address   string `json:"address"`
-	Port      int    `json:"port"`
+	// Transport is the transport of the attempt.
+	//
+	// It is natclass.TransportUDP, TransportTCP or TransportTLS.
+	Transport string `json:"transport"`
+	// Server is the server as given.
+	Server string `json:"server"`
+	// Family is the address family.
+	Family string `json:"family"`
+	// Address is the destination IP:port.
+	Address string `json:"address"`
+	// Port is the destination port.
+	Port int `json:"port"`
 	// OK is true when a Binding response came back.
 	OK bool `json:"ok"`
 	// Reachable is true when packets got through: a UDP reply, or a
 	// completed TCP handshake (even if TLS or STUN then failed).
 	Reachable bool `json:"reachable"`
-	// TimeMS is the time to the response, or until the attempt gave up.
-	TimeMS      *float64 `json:"time_ms"`
-	ConnectMS   *float64 `json:"connect_ms,omitempty"`
+	// TimeMS is the time to the response, or until a TCP or TLS attempt
+	// gave up, in milliseconds; null for a UDP request without a reply.
+	TimeMS *float64 `json:"time_ms"`
+	// ConnectMS is the TCP handshake time (TCP and TLS).
+	ConnectMS *float64 `json:"connect_ms,omitempty"`
+	// HandshakeMS is the TLS handshake time.
 	HandshakeMS *float64 `json:"handshake_ms,omitempty"`
-	Mapped      string   `json:"mapped_address,omitempty"`
-	// CertError is set when the TLS certificate failed verification.
-	CertError    string     `json:"cert_error,omitempty"`
+	// Mapped is XOR-MAPPED-ADDRESS of the response.
+	Mapped string `json:"mapped_address,omitempty"`
+	// CertError is why the TLS certificate failed verification.
+	CertError string `json:"cert_error,omitempty"`
+	// CertNotAfter is the expiry of the server's leaf TLS certificate
+	// (RFC 3339).
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
-	Error        string     `json:"error,omitempty"`
+	// Error is why the attempt failed.
+	Error string `json:"error,omitempty"`
 }
 
 // Test is one STUN transaction of the diagnosis.
 type Test struct {
-	Name          string          `json:"name"`
-	Server        string          `json:"server"`
-	Local         string          `json:"local,omitempty"`
-	Dest          string          `json:"dest"`
-	ChangeRequest string          `json:"change_request,omitempty"`
-	ResponsePort  int             `json:"response_port,omitempty"`
-	Sent          int             `json:"sent"`
-	Status        natclass.Status `json:"status"`
-	From          string          `json:"from,omitempty"`
-	Mapped        string          `json:"mapped,omitempty"`
-	RTTMS         *float64        `json:"rtt_ms"`
-	ErrorCode     int             `json:"error_code,omitempty"`
-	Error         string          `json:"error,omitempty"`
+	// Name is which test: the plain Binding request (Test I), the RFC 5780
+	// mapping and filtering tests, the CHANGE-REQUEST and change-port
+	// controls, a fresh socket's resample, or hairpin.
+	Name string `json:"name"`
+	// Server is the server as given; empty for hairpin.
+	Server string `json:"server"`
+	// Local is the local socket address.
+	Local string `json:"local,omitempty"`
+	// Dest is the destination address.
+	Dest string `json:"dest"`
+	// ChangeRequest is the CHANGE-REQUEST flags sent; absent for none.
+	ChangeRequest string `json:"change_request,omitempty"`
+	// ResponsePort is the RESPONSE-PORT sent (RFC 5780 section 7.5): the
+	// reply was asked for at this port of the request's public IP; absent
+	// for none.
+	ResponsePort int `json:"response_port,omitempty"`
+	// Sent is the number of transmissions, retransmissions included.
+	Sent int `json:"sent"`
+	// Status is the outcome: not-run means unknown (never sent, or the run
+	// ended first), never no reply.
+	Status natclass.Status `json:"status"`
+	// From is the source address of the reply.
+	From string `json:"from,omitempty"`
+	// Mapped is XOR-MAPPED-ADDRESS of the reply.
+	Mapped string `json:"mapped,omitempty"`
+	// RTTMS is the time from the first transmission to the reply, in
+	// milliseconds; null without a reply.
+	RTTMS *float64 `json:"rtt_ms"`
+	// ErrorCode is the STUN error code of an error response.
+	ErrorCode int `json:"error_code,omitempty"`
+	// Error is why the request could not be sent.
+	Error string `json:"error,omitempty"`
 }
 
 // Input is one family's observations and diagnosis, or why it was skipped.
 type Input struct {
-	Family       string
-	Skipped      string
 	Observations natclass.Observations
-	Result       natclass.Result
+	// Result is natclass.Classify's answer, or for a skipped family a
+	// Result with Family and Skipped set.
+	Result natclass.Result
 }
 
-// Build assembles a Report from the per-family results.
-func Build(version string, started time.Time, duration time.Duration, in []Input) Report {
+// Build assembles a Report from the per-family results and what natclass
+// concluded over all of them (natclass.Combine over the inputs' Results,
+// in the same order). It copies; it decides nothing.
+func Build(version string, started time.Time, duration time.Duration, in []Input, all natclass.Overall) Report {
 	r := Report{
 		SchemaVersion: SchemaVersion,
 		Tool:          "natcheck",
@@ -174,25 +280,23 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		Servers:       []Server{},
 		Paths:         []Path{},
 		Families:      []FamilyResult{},
+		UDP:           all.UDP,
+		Measured:      all.Measured,
+		Verdict:       all.Verdict,
 	}
-	var primary *FamilyResult
 	for _, f := range in {
-		fr := FamilyResult{Family: f.Family, Skipped: f.Skipped, Tests: []Test{}}
-		if f.Skipped == "" {
+		fr := FamilyResult{Family: f.Result.Family, Skipped: f.Result.Skipped, Tests: []Test{}}
+		if fr.Skipped == "" {
 			res := f.Result
 			fr.UDP = res.UDP
-			if res.UDP {
-				fr.UDPLoss = res.UDPLoss
-			}
+			fr.UDPLoss = res.UDPLoss
 			fr.NAT = natOf(res)
 			fr.PublicAddresses = addrStrings(res.PublicAddresses)
 			fr.Verdict = res.Verdict
 			fr.Reasons = res.Reasons
 			fr.Tests = tests(f.Observations)
-			r.Servers = append(r.Servers, servers(f.Observations)...)
+			r.Servers = append(r.Servers, servers(f.Observations, res)...)
 			r.Paths = append(r.Paths, paths(f.Observations)...)
-			r.UDP = r.UDP || res.UDP
-			r.Measured = r.Measured || res.UDP || res.TCP == natclass.Yes // a TCP or TLS answer counts
 		}
 		if fr.PublicAddresses == nil {
 			fr.PublicAddresses = []string{}
@@ -202,27 +306,14 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		}
 		r.Families = append(r.Families, fr)
 	}
-	for i := range r.Families {
-		f := &r.Families[i]
-		if f.Skipped != "" {
-			continue
-		}
-		// A family that measured something beats one that did not; between
-		// equals, IPv4 leads.
-		if primary == nil || (!primary.UDP && f.UDP) || (primary.UDP == f.UDP && f.Family == "ipv4" && primary.Family != "ipv4") {
-			primary = f
-		}
-	}
-	if primary != nil {
-		r.Family = primary.Family
-		r.NAT = primary.NAT
-		r.UDPLoss = primary.UDPLoss
-		r.PublicAddresses = primary.PublicAddresses
-		r.Verdict = primary.Verdict
-		r.Reasons = primary.Reasons
-	} else {
-		r.PublicAddresses, r.Reasons = []string{}, []string{}
-		r.Verdict = natclass.Decide(natclass.Result{})
+	r.PublicAddresses, r.Reasons = []string{}, []string{}
+	if all.Lead >= 0 && all.Lead < len(r.Families) {
+		lead := r.Families[all.Lead]
+		r.Family = lead.Family
+		r.NAT = lead.NAT
+		r.UDPLoss = lead.UDPLoss
+		r.PublicAddresses = lead.PublicAddresses
+		r.Reasons = lead.Reasons
 	}
 	return r
 }
@@ -239,6 +330,7 @@ func natOf(res natclass.Result) NAT {
 		ALG:                           res.ALG,
 		Hairpin:                       res.Hairpin,
 		MappingChanged:                res.MappingChanged,
+		HairpinTested:                 res.HairpinTested,
 		RFC5780Server:                 res.RFC5780Server,
 		TCP:                           res.TCP,
 		TCPMappingEndpointIndependent: res.TCPMappingEndpointIndependent,
@@ -266,7 +358,7 @@ func str(a netip.AddrPort) string {
 	return a.String()
 }
 
-func servers(obs natclass.Observations) []Server {
+func servers(obs natclass.Observations, res natclass.Result) []Server {
 	var out []Server
 	for i, s := range obs.Servers {
 		sv := Server{Name: s.Name, Family: obs.Family, Address: str(s.Address), Error: s.ResolveError}
@@ -277,8 +369,9 @@ func servers(obs natclass.Observations) []Server {
 			sv.RTTMS = ms(b.RTT)
 			sv.Mapped = str(b.Mapped)
 			sv.OtherAddress = str(b.Other)
-			sv.RFC5780 = natclass.TriOf(natclass.UsableOther(s.Address, b.Other))
-			sv.ChangeRequest = natclass.ChangeRequestSupport(obs, i)
+			if i < len(res.Servers) {
+				sv.RFC5780, sv.ChangeRequest = res.Servers[i].RFC5780, res.Servers[i].ChangeRequest
+			}
 		case b.Error != "":
 			sv.Error = b.Error
 		case b.Status == natclass.StatusErrorReply:

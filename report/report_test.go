@@ -187,12 +187,23 @@ func ipv6Open() natclass.Observations {
 
 // in classifies observations the way the CLI does.
 func in(obs natclass.Observations) Input {
-	return Input{Family: obs.Family, Observations: obs, Result: natclass.Classify(obs)}
+	return Input{Observations: obs, Result: natclass.Classify(obs)}
 }
 
-func skipped(family, why string) Input { return Input{Family: family, Skipped: why} }
+func skipped(family, why string) Input {
+	return Input{Result: natclass.Result{Family: family, Skipped: why}}
+}
 
-func build(ins ...Input) Report { return Build("v0.1.0", started, duration, ins) }
+// combine is what the pipeline does: natclass.Combine over the results.
+func combine(ins []Input) natclass.Overall {
+	var rs []natclass.Result
+	for _, in := range ins {
+		rs = append(rs, in.Result)
+	}
+	return natclass.Combine(rs)
+}
+
+func build(ins ...Input) Report { return Build("v0.1.0", started, duration, ins, combine(ins)) }
 
 func TestBuildPrimaryFamily(t *testing.T) {
 	for _, tc := range []struct {
@@ -256,7 +267,7 @@ func TestBuildUDPAndMeasured(t *testing.T) {
 }
 
 func TestBuildHeader(t *testing.T) {
-	r := Build("v9", started.In(time.FixedZone("CET", 3600)), 1500*time.Microsecond+2*time.Second, nil)
+	r := Build("v9", started.In(time.FixedZone("CET", 3600)), 1500*time.Microsecond+2*time.Second, nil, natclass.Combine(nil))
 	if r.SchemaVersion != SchemaVersion || r.Tool != "natcheck" || r.Version != "v9" {
 		t.Errorf("header %d %q %q", r.SchemaVersion, r.Tool, r.Version)
 	}

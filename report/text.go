@@ -96,7 +96,7 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		fmt.Fprintf(&b, "If direct fails: TURN over %s (not verified: give --turn to check a server)\n", turnNames(v.Relay))
 	}
 	if w := r.Verdict.WayOut; w.Via != "" && w.Via != natclass.WayUnknown {
-		way := wayText(w)
+		way := w.String()
 		c := p.good
 		switch w.Via {
 		case natclass.WayNone:
@@ -348,10 +348,8 @@ func familyRows(p palette, f FamilyResult) [][]string {
 		addrs = p.warn.Sprint("none seen")
 	}
 	hairpinUnknown := "unknown (not tested)"
-	for _, t := range f.Tests {
-		if t.Name == "hairpin" {
-			hairpinUnknown = "unknown (test did not finish)"
-		}
+	if n.HairpinTested {
+		hairpinUnknown = "unknown (test did not finish)"
 	}
 
 	hairpin := p.tri(n.Hairpin, p.good, p.warn, hairpinUnknown)
@@ -383,22 +381,6 @@ func familyRows(p palette, f FamilyResult) [][]string {
 		)
 	}
 	return rows
-}
-
-func wayText(w natclass.WayOut) string {
-	switch w.Via {
-	case natclass.WayDirectUDP:
-		return "direct UDP"
-	case natclass.WayTURNUDP:
-		return "TURN over UDP"
-	case natclass.WayTURNTCP:
-		return "TURN over TCP on port " + strconv.Itoa(w.Port)
-	case natclass.WayTURNTLS:
-		return "TURN over TLS on port " + strconv.Itoa(w.Port)
-	case natclass.WayNone:
-		return "none found"
-	}
-	return w.Via
 }
 
 func pathRow(p palette, pa Path) []string {

@@ -18,114 +18,189 @@ import (
 // run. It never holds a password, a secret or a credential derived from
 // them.
 type TURNResult struct {
-	URL       string `json:"url"`
-	Transport string `json:"transport"` // udp, tcp or tls
-	Address   string `json:"address,omitempty"`
-	Local     string `json:"local,omitempty"`
-	// Auth is "long-term" or "rest"; User the configured user name.
-	Auth              string     `json:"auth"`
-	User              string     `json:"user,omitempty"`
+	// URL is the TURN URL, without credentials.
+	URL string `json:"url"`
+	// Transport is the transport between client and server.
+	//
+	// It is natclass.TURNTransportUDP, TURNTransportTCP or
+	// TURNTransportTLS.
+	Transport string `json:"transport"`
+	// Address is the server address connected to.
+	Address string `json:"address,omitempty"`
+	// Local is our end of the control connection.
+	Local string `json:"local,omitempty"`
+	// Auth is the kind of credentials: long-term, or rest (time-limited,
+	// made from a shared secret).
+	Auth string `json:"auth"`
+	// User is the configured user name (never a password or a secret).
+	User string `json:"user,omitempty"`
+	// CredentialExpires is the expiry of REST credentials made from a
+	// shared secret.
 	CredentialExpires *time.Time `json:"credential_expires,omitempty"`
-	// OK is true when data came back through the relay (and the end-to-end
-	// check, when run, connected).
-	OK         bool   `json:"ok"`
+	// OK is true when data went through the relay and back (and the
+	// end-to-end check, when run, connected).
+	OK bool `json:"ok"`
+	// FailedStep is the step that failed; absent when ok.
 	FailedStep string `json:"failed_step,omitempty"`
-	ErrorCode  int    `json:"error_code,omitempty"`
-	Error      string `json:"error,omitempty"`
-	Hint       string `json:"hint,omitempty"`
-	// Warnings never fail a check: a private relayed address, loss, a
-	// certificate near expiry, --insecure.
-	Warnings       []string          `json:"warnings"`
-	ConnectMS      *float64          `json:"connect_ms"`
-	TLSHandshakeMS *float64          `json:"tls_handshake_ms"`
-	TLS            *natclass.TLSInfo `json:"tls,omitempty"`
-	// AllocateMS is the whole Allocate exchange, the 401 challenge
-	// included; AllocateRTTMS the authenticated request's round trip.
-	AllocateMS     *float64  `json:"allocate_ms"`
-	AllocateRTTMS  *float64  `json:"allocate_rtt_ms"`
-	Realm          string    `json:"realm,omitempty"`
-	RelayedAddress string    `json:"relayed_address,omitempty"`
-	MappedAddress  string    `json:"mapped_address,omitempty"`
-	LifetimeS      int       `json:"lifetime_s,omitempty"`
-	PermissionMS   *float64  `json:"permission_ms"`
-	Data           *TURNData `json:"data,omitempty"`
+	// ErrorCode is the STUN error code of the failing response.
+	ErrorCode int `json:"error_code,omitempty"`
+	// Error is what went wrong.
+	Error string `json:"error,omitempty"`
+	// Hint is what to do about it.
+	Hint string `json:"hint,omitempty"`
+	// Warnings are the warnings that never fail a check: a private relayed
+	// address, loss, a certificate near expiry, --insecure.
+	Warnings []string `json:"warnings"`
+	// ConnectMS is the TCP connect time; null for UDP or when not reached.
+	ConnectMS *float64 `json:"connect_ms"`
+	// TLSHandshakeMS is the TLS handshake time; null unless turns:.
+	TLSHandshakeMS *float64 `json:"tls_handshake_ms"`
+	// TLS is the TLS session and certificate, for turns:.
+	TLS *natclass.TLSInfo `json:"tls,omitempty"`
+	// AllocateMS is the time of the whole Allocate exchange, the 401
+	// challenge included.
+	AllocateMS *float64 `json:"allocate_ms"`
+	// AllocateRTTMS is the round trip of the authenticated Allocate
+	// request.
+	AllocateRTTMS *float64 `json:"allocate_rtt_ms"`
+	// Realm is the REALM of the server.
+	Realm string `json:"realm,omitempty"`
+	// RelayedAddress is XOR-RELAYED-ADDRESS: the relay's address for peers.
+	RelayedAddress string `json:"relayed_address,omitempty"`
+	// MappedAddress is XOR-MAPPED-ADDRESS of the Allocate response.
+	MappedAddress string `json:"mapped_address,omitempty"`
+	// LifetimeS is the allocation lifetime granted, in seconds.
+	LifetimeS int `json:"lifetime_s,omitempty"`
+	// PermissionMS is the CreatePermission round trip.
+	PermissionMS *float64 `json:"permission_ms"`
+	// Data is the packets sent through the relay to a peer socket and back.
+	Data *TURNData `json:"data,omitempty"`
 	// Released is true when the server confirmed the release, false when
 	// it refused, null when it did not answer or the step did not run.
-	Released   natclass.Tri  `json:"released"`
-	EndToEnd   *TURNEndToEnd `json:"end_to_end,omitempty"`
-	DurationMS *float64      `json:"duration_ms"`
+	Released natclass.Tri `json:"released"`
+	// EndToEnd is two relay-only ICE agents connecting through the server,
+	// when run.
+	EndToEnd *TURNEndToEnd `json:"end_to_end,omitempty"`
+	// DurationMS is the duration of the check.
+	DurationMS *float64 `json:"duration_ms"`
 }
 
 // TURNData is the data sent through the relay to a peer socket and back.
 type TURNData struct {
-	Peer     string   `json:"peer"`
-	Sent     int      `json:"sent"`
-	Received int      `json:"received"`
-	Loss     float64  `json:"loss"` // 0 to 1
+	// Peer is the peer as the relay saw it.
+	Peer string `json:"peer"`
+	// Sent is the number of packets sent.
+	Sent int `json:"sent"`
+	// Received is the number of packets that came back.
+	Received int `json:"received"`
+	// Loss is the fraction lost, 0 to 1.
+	Loss float64 `json:"loss"`
+	// RTTMinMS is the minimum round trip through the relay; null when
+	// nothing came back.
 	RTTMinMS *float64 `json:"rtt_min_ms"`
+	// RTTAvgMS is the average round trip; null when nothing came back.
 	RTTAvgMS *float64 `json:"rtt_avg_ms"`
+	// RTTMaxMS is the maximum round trip; null when nothing came back.
 	RTTMaxMS *float64 `json:"rtt_max_ms"`
 }
 
 // TURNEndToEnd is two relay-only ICE agents connecting through the server.
 type TURNEndToEnd struct {
-	Connected bool     `json:"connected"`
-	TimeMS    *float64 `json:"time_ms"`
-	Local     string   `json:"local,omitempty"` // the selected pair
-	Remote    string   `json:"remote,omitempty"`
-	Sent      int      `json:"sent"`
-	Received  int      `json:"received"`
-	Error     string   `json:"error,omitempty"`
+	// Connected is true when the two agents connected.
+	Connected bool `json:"connected"`
+	// TimeMS is the time to connect; null when they did not.
+	TimeMS *float64 `json:"time_ms"`
+	// Local is the local candidate of the selected pair.
+	Local string `json:"local,omitempty"`
+	// Remote is the remote candidate of the selected pair.
+	Remote string `json:"remote,omitempty"`
+	// Sent is the number of packets sent between the agents.
+	Sent int `json:"sent"`
+	// Received is the number of packets received.
+	Received int `json:"received"`
+	// Error is why they did not connect.
+	Error string `json:"error,omitempty"`
 }
 
 // Candidates are the ICE candidates gathered from here, as a browser would
 // gather them, and each server's part.
 type Candidates struct {
-	Gathered   []Candidate       `json:"gathered"`
-	Servers    []CandidateServer `json:"servers"`
-	DurationMS int64             `json:"duration_ms"`
+	// Gathered is every candidate gathered.
+	Gathered []Candidate `json:"gathered"`
+	// Servers is each STUN or TURN server's part in gathering.
+	Servers []CandidateServer `json:"servers"`
+	// DurationMS is the duration of gathering, in milliseconds.
+	DurationMS int64 `json:"duration_ms"`
 }
 
 // Candidate is one ICE candidate.
 type Candidate struct {
-	Type           string  `json:"type"`     // host, srflx, prflx, relay
-	Protocol       string  `json:"protocol"` // udp or tcp
-	Address        string  `json:"address"`
-	Port           int     `json:"port"`
-	RelatedAddress string  `json:"related_address,omitempty"`
-	RelatedPort    int     `json:"related_port,omitempty"`
-	Priority       uint32  `json:"priority"`
-	Server         string  `json:"server,omitempty"`         // the URL that produced it
-	RelayProtocol  string  `json:"relay_protocol,omitempty"` // udp, tcp or tls
-	TimeMS         float64 `json:"time_ms"`                  // from the start of gathering
+	// Type is the candidate type (RFC 8445 section 5.1.1).
+	//
+	// It is host, srflx, prflx or relay.
+	Type string `json:"type"`
+	// Protocol is the candidate transport.
+	//
+	// It is udp or tcp.
+	Protocol string `json:"protocol"`
+	// Address is the candidate IP address.
+	Address string `json:"address"`
+	// Port is the candidate port.
+	Port int `json:"port"`
+	// RelatedAddress is the related address (the base of a srflx or relay
+	// candidate).
+	RelatedAddress string `json:"related_address,omitempty"`
+	// RelatedPort is the related port.
+	RelatedPort int `json:"related_port,omitempty"`
+	// Priority is the ICE priority.
+	Priority uint32 `json:"priority"`
+	// Server is the URL (without credentials) that produced the candidate;
+	// absent for host candidates.
+	Server string `json:"server,omitempty"`
+	// RelayProtocol is the transport to the TURN server, for relay
+	// candidates.
+	//
+	// It is udp, tcp or tls.
+	RelayProtocol string `json:"relay_protocol,omitempty"`
+	// TimeMS is the time from the start of gathering, in milliseconds.
+	TimeMS float64 `json:"time_ms"`
 }
 
 // CandidateServer says whether a server produced what it should: srflx
 // from a STUN server, relay from a TURN server.
 type CandidateServer = natclass.CandidateServer
 
-// TURNReport is the result of `natcheck turn`: the JSON schema and the
-// input of its renderers.
+// TURNReport is the result of `natcheck turn` (--json).
+//
+// It is the JSON schema and the input of its renderers.
 type TURNReport struct {
-	SchemaVersion int       `json:"schema_version"`
-	Tool          string    `json:"tool"`
-	Version       string    `json:"version"`
-	StartedAt     time.Time `json:"started_at"`
-	DurationMS    int64     `json:"duration_ms"`
-	// OK is true when every check passed.
+	// SchemaVersion is the version of this schema (shared with the main
+	// report).
+	SchemaVersion int `json:"schema_version"`
+	// Tool is always "natcheck".
+	Tool string `json:"tool"`
+	// Version is the version of natcheck.
+	Version string `json:"version"`
+	// StartedAt is when the run started (RFC 3339, UTC).
+	StartedAt time.Time `json:"started_at"`
+	// DurationMS is the duration of the run in milliseconds.
+	DurationMS int64 `json:"duration_ms"`
+	// OK is true when there were checks and every one passed.
 	OK bool `json:"ok"`
-	// RelayVerified lists the relay transports proven from here.
-	RelayVerified []string     `json:"relay_verified"`
-	TURN          []TURNResult `json:"turn"`
+	// RelayVerified are the relay transports proven from here, best first.
+	RelayVerified []string `json:"relay_verified"`
+	// TURN is one check per TURN URL.
+	TURN []TURNResult `json:"turn"`
 }
 
-// BuildTURN assembles the report of `natcheck turn`.
-func BuildTURN(version string, started time.Time, duration time.Duration, checks []natclass.TURNCheck) TURNReport {
+// BuildTURN assembles the report of `natcheck turn` from its checks and
+// the relay transports they verified (natclass.VerifiedRelays).
+func BuildTURN(version string, started time.Time, duration time.Duration, checks []natclass.TURNCheck, verified []string) TURNReport {
 	r := TURNReport{
 		SchemaVersion: SchemaVersion, Tool: "natcheck", Version: version,
 		StartedAt: started.UTC(), DurationMS: duration.Milliseconds(),
 		OK: len(checks) > 0, TURN: TURNResults(checks),
-		RelayVerified: natclass.VerifiedRelays(checks),
+		RelayVerified: verified,
 	}
 	if r.RelayVerified == nil {
 		r.RelayVerified = []string{}
@@ -136,12 +211,11 @@ func BuildTURN(version string, started time.Time, duration time.Duration, checks
 	return r
 }
 
-// AddTURN puts TURN checks and gathered candidates into r, and folds the
-// checks into the verdict (natclass.FoldTURN).
+// AddTURN puts TURN checks and gathered candidates into r. The verdict is
+// natclass's to change (natclass.FoldTURN, before this).
 func (r *Report) AddTURN(checks []natclass.TURNCheck, g *natclass.Gathering) {
 	if len(checks) > 0 {
 		r.TURN = TURNResults(checks)
-		r.Verdict = natclass.FoldTURN(r.Verdict, checks)
 	}
 	if g != nil {
 		r.Candidates = CandidatesOf(*g)

@@ -33,7 +33,7 @@ func turnChecks() []natclass.TURNCheck {
 }
 
 func TestTURNReportJSONAndText(t *testing.T) {
-	r := BuildTURN("test", time.Unix(0, 0), time.Second, turnChecks())
+	r := BuildTURN("test", time.Unix(0, 0), time.Second, turnChecks(), natclass.VerifiedRelays(turnChecks()))
 	if r.OK || strings.Join(r.RelayVerified, ",") != "turn-tls" {
 		t.Errorf("ok %v verified %v", r.OK, r.RelayVerified)
 	}
@@ -80,7 +80,7 @@ func TestTURNReportJSONAndText(t *testing.T) {
 }
 
 func TestReportAddTURN(t *testing.T) {
-	r := Build("test", time.Unix(0, 0), time.Second, nil)
+	r := Build("test", time.Unix(0, 0), time.Second, nil, natclass.Combine(nil))
 	before := r.Verdict.Summary
 	var b bytes.Buffer
 	WriteJSON(&b, r)
@@ -92,7 +92,7 @@ func TestReportAddTURN(t *testing.T) {
 			RelatedAddr: netip.MustParseAddr("10.0.0.2"), RelatedPort: 1234, Priority: 255, Server: "turns:turn.example.com:443", RelayProtocol: "tls", Time: 3 * time.Millisecond}},
 		Servers: []natclass.CandidateServer{{URL: "turns:turn.example.com:443", Want: "relay", Produced: 1}, {URL: "stun:stun.example.com:3478", Want: "srflx", Error: "no answer from the server"}},
 	}
-	r.AddTURN(turnChecks(), &g)
+	addTURN(&r, turnChecks(), &g)
 	if strings.Join(r.Verdict.RelayVerified, ",") != "turn-tls" || !strings.HasPrefix(r.Verdict.Summary, strings.TrimSuffix(before, ".")) || !strings.Contains(r.Verdict.Summary, "over TLS") {
 		t.Errorf("verdict %+v", r.Verdict)
 	}
@@ -117,4 +117,11 @@ func TestReportAddTURN(t *testing.T) {
 	if len(back.Candidates.Gathered) != 1 || back.Candidates.Gathered[0]["relay_protocol"] != "tls" || back.Candidates.Gathered[0]["time_ms"].(float64) != 3 || len(back.Candidates.Servers) != 2 {
 		t.Errorf("candidates JSON: %+v", back.Candidates)
 	}
+}
+
+// addTURN is what the pipeline (internal/diagnose.AddTURN) does: natclass
+// folds the checks into the verdict, report copies them.
+func addTURN(r *Report, checks []natclass.TURNCheck, g *natclass.Gathering) {
+	r.Verdict = natclass.FoldTURN(r.Verdict, checks)
+	r.AddTURN(checks, g)
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Socket indexes. Bit 1 selects the alternate IP address, bit 0 the
@@ -22,13 +22,8 @@ const (
 	changeIPBit   = 2
 )
 
-// STUN header facts, RFC 8489 section 5.
-const (
-	headerSize  = 20
-	magicCookie = 0x2112A442
-	// maxUnknown bounds the UNKNOWN-ATTRIBUTES list of one 420 response.
-	maxUnknown = 16
-)
+// maxUnknown bounds the UNKNOWN-ATTRIBUTES list of one 420 response.
+const maxUnknown = 16
 
 // action is what the handler decided to do with one packet.
 type action uint8
@@ -95,18 +90,20 @@ func (h *handler) handleStream(pkt []byte, src netip.AddrPort, local int, origin
 	if local >= len(h.addrs) || (local >= 0 && !h.addrs[local].IsValid()) || !origin.IsValid() {
 		return reply{}
 	}
-	return h.process(pkt, src, local, netip.AddrPortFrom(origin.Addr().Unmap(), origin.Port()), true, req, resp)
+	return h.process(pkt, src, local, natstun.UnmapAddrPort(origin), true, req, resp)
 }
 
 // process is the body of handle and handleStream: local is the index of
 // the receiving RFC 5780 socket or -1 (stream only), origin the address the
 // request arrived on.
 func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin netip.AddrPort, stream bool, req, resp *stun.Message) reply {
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	src = natstun.UnmapAddrPort(src)
 	if !src.IsValid() || src.Port() == 0 {
 		return reply{}
 	}
-	if !wellFramed(pkt) {
+	// RFC 8489 section 5: pion does not check the top bits or the padding,
+	// and over UDP the datagram must hold exactly one message.
+	if natstun.CheckMessage(pkt) != nil {
 		return reply{}
 	}
 	req.Raw = pkt
@@ -157,7 +154,7 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 		return reply{act: actError, from: local, to: src, code: int(stun.CodeUnknownAttribute)}
 	}
 
-	var change rfc5780.ChangeRequest
+	var change natstun.ChangeRequest
 	if req.Contains(stun.AttrChangeRequest) {
 		if err := change.GetFrom(req); err != nil {
 			h.buildError(req, resp, stun.CodeBadRequest, nil, lim)
@@ -166,7 +163,7 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 	}
 	to := src
 	if req.Contains(stun.AttrResponsePort) {
-		var port rfc5780.ResponsePort
+		var port natstun.ResponsePort
 		if err := port.GetFrom(req); err != nil || port == 0 {
 			h.buildError(req, resp, stun.CodeBadRequest, nil, lim)
 			return reply{act: actError, from: local, to: src, code: int(stun.CodeBadRequest)}
@@ -214,20 +211,6 @@ func (h *handler) process(pkt []byte, src netip.AddrPort, local int, origin neti
 	}
 	h.buildSuccess(req, resp, src, other, origin, lim)
 	return reply{act: actSuccess, from: from, to: to, reflected: from != local || to != src}
-}
-
-// wellFramed checks the parts of the STUN header that pion does not:
-// RFC 8489 section 5 requires the two top bits to be zero, the length to be
-// a multiple of 4 and, over UDP, the datagram to hold exactly one message.
-func wellFramed(pkt []byte) bool {
-	if len(pkt) < headerSize || pkt[0]&0xC0 != 0 {
-		return false
-	}
-	if binary.BigEndian.Uint32(pkt[4:8]) != magicCookie {
-		return false
-	}
-	n := int(binary.BigEndian.Uint16(pkt[2:4]))
-	return n%4 == 0 && headerSize+n == len(pkt)
 }
 
 // understood reports whether a comprehension-required attribute is one the
@@ -340,7 +323,7 @@ func addAddress(m *stun.Message, t stun.AttrType, ap netip.AddrPort, xor bool) {
 	ip := ap.Addr().Unmap()
 	port := ap.Port()
 	if xor {
-		port ^= magicCookie >> 16
+		port ^= natstun.MagicCookie >> 16
 	}
 	binary.BigEndian.PutUint16(v[2:4], port)
 	n := 8
@@ -356,7 +339,7 @@ func addAddress(m *stun.Message, t stun.AttrType, ap netip.AddrPort, xor bool) {
 	}
 	if xor {
 		var key [16]byte
-		binary.BigEndian.PutUint32(key[0:4], magicCookie)
+		binary.BigEndian.PutUint32(key[0:4], natstun.MagicCookie)
 		copy(key[4:], m.TransactionID[:])
 		for i := 4; i < n; i++ {
 			v[i] ^= key[i-4]

@@ -10,7 +10,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // testHandler is a dual-address handler with documentation addresses
@@ -113,7 +113,7 @@ func unknownAttrs(tb testing.TB, m *stun.Message) stun.UnknownAttributes {
 func TestHandleChangeRequest(t *testing.T) {
 	h := testHandler()
 	for local := range 4 {
-		for _, c := range []rfc5780.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
+		for _, c := range []natstun.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
 			pkt := mustBuild(t, stun.BindingRequest, stun.TransactionID, c, stun.Fingerprint)
 			r, m := handleOnce(t, h, pkt, local)
 			if r.act != actSuccess {
@@ -178,7 +178,7 @@ func TestHandleTransactionIDAndIPv6(t *testing.T) {
 
 func TestHandleResponsePort(t *testing.T) {
 	h := testHandler()
-	pkt := mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ResponsePort(6000), rfc5780.ChangeRequest{ChangeIP: true})
+	pkt := mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ResponsePort(6000), natstun.ChangeRequest{ChangeIP: true})
 	r, m := handleOnce(t, h, pkt, sockPP)
 	want := netip.AddrPortFrom(testSource.Addr(), 6000)
 	if r.act != actSuccess || r.to != want || r.from != sockAP || !r.reflected {
@@ -188,12 +188,12 @@ func TestHandleResponsePort(t *testing.T) {
 		t.Errorf("XOR-MAPPED-ADDRESS %v, want the request's source %v", got, testSource)
 	}
 	// RESPONSE-PORT alone is reflected too.
-	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ResponsePort(6000))
+	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ResponsePort(6000))
 	if r, _ := handleOnce(t, h, pkt, sockPP); r.from != sockPP || r.to != want || !r.reflected {
 		t.Errorf("reply %+v", r)
 	}
 	// RESPONSE-PORT equal to the source port is not.
-	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ResponsePort(testSource.Port()))
+	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ResponsePort(testSource.Port()))
 	if r, _ := handleOnce(t, h, pkt, sockPP); r.to != testSource || r.reflected {
 		t.Errorf("reply %+v", r)
 	}
@@ -209,10 +209,10 @@ func TestHandleErrors(t *testing.T) {
 		unknown stun.UnknownAttributes
 	}{
 		{"single-address change-port", single,
-			mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangePort: true}),
+			mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangePort: true}),
 			stun.CodeUnknownAttribute, stun.UnknownAttributes{stun.AttrChangeRequest}},
 		{"single-address change-ip", single,
-			mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangeIP: true}, stun.Fingerprint),
+			mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangeIP: true}, stun.Fingerprint),
 			stun.CodeUnknownAttribute, stun.UnknownAttributes{stun.AttrChangeRequest}},
 		{"unknown comprehension-required", testHandler(),
 			mustBuild(t, stun.BindingRequest, stun.TransactionID, rawAttr{0x7777, []byte{1}}, rawAttr{0x0024, []byte{1, 2, 3, 4}}, rawAttr{0x7777, nil}),
@@ -224,7 +224,7 @@ func TestHandleErrors(t *testing.T) {
 			mustBuild(t, stun.BindingRequest, stun.TransactionID, rawAttr{stun.AttrChangeRequest, []byte{6}}),
 			stun.CodeBadRequest, nil},
 		{"RESPONSE-PORT zero", testHandler(),
-			mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ResponsePort(0)),
+			mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ResponsePort(0)),
 			stun.CodeBadRequest, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -253,14 +253,14 @@ func TestHandleOptionalAndIgnoredAttributes(t *testing.T) {
 	h := testHandler()
 	pkt := mustBuild(t, stun.BindingRequest, stun.TransactionID,
 		rawAttr{0xC001, []byte("x")}, stun.NewSoftware("client"), stun.NewUsername("u"),
-		rfc5780.ChangeRequest{}, stun.Fingerprint)
+		natstun.ChangeRequest{}, stun.Fingerprint)
 	if r, _ := handleOnce(t, h, pkt, sockPP); r.act != actSuccess || r.reflected {
 		t.Fatalf("reply %+v", r)
 	}
 }
 
 func TestHandleMisbehaviours(t *testing.T) {
-	pkt := mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+	pkt := mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangeIP: true, ChangePort: true})
 
 	h := testHandler()
 	h.ignoreChange = true
@@ -488,8 +488,8 @@ func validBindingRequest(pkt []byte) bool {
 
 func FuzzHandle(f *testing.F) {
 	f.Add(mustBuild(f, stun.BindingRequest, stun.TransactionID), byte(0), uint16(1234))
-	f.Add(mustBuild(f, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true},
-		rfc5780.ResponsePort(99), stun.NewSoftware("fuzz"), stun.Fingerprint), byte(1), uint16(40000))
+	f.Add(mustBuild(f, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangeIP: true, ChangePort: true},
+		natstun.ResponsePort(99), stun.NewSoftware("fuzz"), stun.Fingerprint), byte(1), uint16(40000))
 	f.Add(mustBuild(f, stun.BindingRequest, stun.TransactionID, rawAttr{0x0024, []byte{1, 2, 3, 4}}, stun.Fingerprint), byte(3), uint16(5))
 	f.Add(rfc5769Request, byte(2), uint16(65535))
 	for _, pkt := range malformed(f) {
@@ -554,7 +554,7 @@ func BenchmarkHandle(b *testing.B) {
 		pkt  []byte
 	}{
 		{"plain", mustBuild(b, stun.BindingRequest, stun.TransactionID, stun.Fingerprint)},
-		{"change-ip-port", mustBuild(b, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, stun.Fingerprint)},
+		{"change-ip-port", mustBuild(b, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangeIP: true, ChangePort: true}, stun.Fingerprint)},
 		{"unknown-attribute", mustBuild(b, stun.BindingRequest, stun.TransactionID, rawAttr{0x0024, []byte{1, 2, 3, 4}}, stun.Fingerprint)},
 		{"malformed", []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n")},
 	} {

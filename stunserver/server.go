@@ -21,6 +21,7 @@ import (
 	"github.com/pion/transport/v4/stdnet"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Limits of the server.
@@ -30,7 +31,7 @@ const (
 	maxBindAttempts = 32
 	// readBufferSize is the largest request read; longer ones are
 	// truncated and then dropped as malformed.
-	readBufferSize = 4096
+	readBufferSize = natstun.DefaultMaxMessageSize
 	// maxReadErrors is how many consecutive read errors, other than the
 	// socket being closed, stop a socket's reader.
 	maxReadErrors = 100
@@ -374,8 +375,8 @@ func (cfg *Config) validate() error {
 		return errors.New("stunserver: reflection burst and sources must not be negative")
 	case cfg.MaxConns < 0 || cfg.MaxConnsPerSource < 0 || cfg.IdleTimeout < 0:
 		return errors.New("stunserver: connection limits and idle timeout must not be negative")
-	case cfg.MaxMessageSize != 0 && (cfg.MaxMessageSize < headerSize || cfg.MaxMessageSize > maxMessageSizeLimit):
-		return fmt.Errorf("stunserver: max message size %d is not between %d and %d", cfg.MaxMessageSize, headerSize, maxMessageSizeLimit)
+	case cfg.MaxMessageSize != 0 && (cfg.MaxMessageSize < natstun.HeaderSize || cfg.MaxMessageSize > natstun.MaxMessageSize):
+		return fmt.Errorf("stunserver: max message size %d is not between %d and %d", cfg.MaxMessageSize, natstun.HeaderSize, natstun.MaxMessageSize)
 	case len(cfg.TLSAddrs) > 0 && cfg.TLSConfig == nil:
 		return errors.New("stunserver: tls addresses need a tls config")
 	case cfg.TLSConfig != nil && len(cfg.TLSAddrs) == 0:
@@ -582,9 +583,7 @@ func (s *Server) serve(i int) {
 		} else {
 			var addr net.Addr
 			n, addr, err = conn.ReadFrom(buf)
-			if ua, ok := addr.(*net.UDPAddr); ok {
-				src = ua.AddrPort()
-			}
+			src = natstun.AddrPortOf(addr)
 		}
 		if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 			return

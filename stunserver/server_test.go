@@ -11,7 +11,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 const (
@@ -133,7 +133,7 @@ func checkChangeRequests(t *testing.T, s *Server, c packetConn, wantMapped netip
 		t.Fatalf("Addrs() = %v, Primary %v, Alternate %v", addrs, s.Primary(), s.Alternate())
 	}
 	for to := range 4 {
-		for _, change := range []rfc5780.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
+		for _, change := range []natstun.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
 			want := to
 			if change.ChangeIP {
 				want ^= changeIPBit
@@ -185,8 +185,8 @@ func TestLoopbackResponsePort(t *testing.T) {
 	c1 := listenClient(t, "127.0.0.1")
 	c2 := listenClient(t, "127.0.0.1")
 	port := localAddr(t, c2).Port()
-	for _, change := range []rfc5780.ChangeRequest{{}, {ChangeIP: true, ChangePort: true}} {
-		req := send(t, c1, s.Primary(), rfc5780.ResponsePort(port), change)
+	for _, change := range []natstun.ChangeRequest{{}, {ChangeIP: true, ChangePort: true}} {
+		req := send(t, c1, s.Primary(), natstun.ResponsePort(port), change)
 		m, from := mustReceive(t, c2, req)
 		wantFrom := s.Primary()
 		if change.ChangeIP {
@@ -206,7 +206,7 @@ func TestLoopbackResponsePort(t *testing.T) {
 
 func TestLoopbackMisbehaviours(t *testing.T) {
 	c := listenClient(t, "127.0.0.1")
-	both := rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}
+	both := natstun.ChangeRequest{ChangeIP: true, ChangePort: true}
 
 	t.Run("IgnoreChangeRequest", func(t *testing.T) {
 		s := mustStart(t, Config{Primary: loopP, Alternate: loopA, IgnoreChangeRequest: true})
@@ -270,7 +270,7 @@ func TestLoopbackSingleAddress(t *testing.T) {
 	}
 	c := listenClient(t, "127.0.0.1")
 
-	req := send(t, c, s.Primary(), rfc5780.ChangeRequest{}, stun.Fingerprint)
+	req := send(t, c, s.Primary(), natstun.ChangeRequest{}, stun.Fingerprint)
 	m, from := mustReceive(t, c, req)
 	if m.Type != stun.BindingSuccess || from != s.Primary() {
 		t.Fatalf("type %v from %v", m.Type, from)
@@ -282,7 +282,7 @@ func TestLoopbackSingleAddress(t *testing.T) {
 		t.Errorf("RESPONSE-ORIGIN %v", got)
 	}
 
-	for _, change := range []rfc5780.ChangeRequest{{ChangeIP: true}, {ChangePort: true}} {
+	for _, change := range []natstun.ChangeRequest{{ChangeIP: true}, {ChangePort: true}} {
 		req = send(t, c, s.Primary(), change, stun.Fingerprint)
 		m, from = mustReceive(t, c, req)
 		if m.Type != stun.BindingError || from != s.Primary() {
@@ -303,7 +303,7 @@ func TestLoopbackSingleAddress(t *testing.T) {
 func TestLoopbackUnknownAttribute(t *testing.T) {
 	s := mustStart(t, Config{Primary: loopP, Alternate: loopA})
 	c := listenClient(t, "127.0.0.1")
-	req := send(t, c, s.Primary(), rfc5780.ChangeRequest{ChangeIP: true}, rawAttr{0x7F01, []byte("?")}, stun.Fingerprint)
+	req := send(t, c, s.Primary(), natstun.ChangeRequest{ChangeIP: true}, rawAttr{0x7F01, []byte("?")}, stun.Fingerprint)
 	m, from := mustReceive(t, c, req)
 	if from != s.Primary() {
 		t.Errorf("error from %v, want the receiving socket %v", from, s.Primary())
@@ -359,7 +359,7 @@ func TestRateLimit(t *testing.T) {
 	s := mustStart(t, Config{Primary: loopP, Alternate: loopA, ReflectionRate: 10, ReflectionBurst: 20})
 	attacker := listenClient(t, "127.0.0.1")
 	other := listenClient(t, "127.0.0.3")
-	change := rfc5780.ChangeRequest{ChangePort: true}
+	change := natstun.ChangeRequest{ChangePort: true}
 
 	start := time.Now()
 	for i := range flood {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/pion/transport/v4"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Defaults of the stream (TCP and TLS) limits.
@@ -23,10 +23,7 @@ const (
 	defaultMaxConns          = 1024
 	defaultMaxConnsPerSource = 32
 	defaultIdleTimeout       = 30 * time.Second
-	defaultMaxMessageSize    = readBufferSize
-	// maxMessageSizeLimit is the largest STUN message: a 20-byte header
-	// and a 16-bit length.
-	maxMessageSizeLimit = headerSize + 0xFFFF
+	defaultMaxMessageSize    = natstun.DefaultMaxMessageSize
 	// streamWriteTimeout bounds the time a response may take to leave, so
 	// that a client that does not read cannot hold a connection.
 	streamWriteTimeout = 5 * time.Second
@@ -61,7 +58,7 @@ func listenTCP(nw transport.Net, ap netip.AddrPort) (net.Listener, netip.AddrPor
 	if err != nil {
 		return nil, netip.AddrPort{}, err
 	}
-	got := addrPortOf(ln.Addr())
+	got := natstun.AddrPortOf(ln.Addr())
 	if got.Port() == 0 {
 		_ = ln.Close()
 		return nil, netip.AddrPort{}, fmt.Errorf("unexpected local address %v", ln.Addr())
@@ -91,7 +88,7 @@ func (s *Server) accept(l streamListener) {
 			continue
 		}
 		backoff = time.Millisecond
-		src := addrPortOf(c.RemoteAddr())
+		src := natstun.AddrPortOf(c.RemoteAddr())
 		if !s.admit(c, src) {
 			_ = c.Close()
 			continue
@@ -149,13 +146,13 @@ func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
 		}
 		c = tc
 	}
-	origin := addrPortOf(c.LocalAddr())
+	origin := natstun.AddrPortOf(c.LocalAddr())
 	if !origin.IsValid() {
 		origin = l.addr
 	}
 
 	r := bufio.NewReaderSize(c, min(st.maxMessage, readBufferSize))
-	buf := make([]byte, headerSize, min(st.maxMessage, readBufferSize))
+	buf := make([]byte, 0, min(st.maxMessage, readBufferSize))
 	req, resp := new(stun.Message), stun.New()
 	for {
 		// The deadline covers a whole message: a client trickling bytes
@@ -163,28 +160,20 @@ func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
 		if err := c.SetReadDeadline(time.Now().Add(st.idle)); err != nil {
 			return
 		}
-		buf = buf[:headerSize]
-		if _, err := io.ReadFull(r, buf); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
+		msg, err := natstun.ReadFrame(r, buf, st.maxMessage)
+		if err != nil {
+			// Malformed: the stream ended inside a message, or a whole
+			// header came that is not STUN or too long (dropped without
+			// a reply), or the rest of its message did not come. A
+			// stream that ends or stalls before a header is complete
+			// is not.
+			if errors.Is(err, io.ErrUnexpectedEOF) || len(msg) >= natstun.HeaderSize {
 				s.malformed.Add(1)
 			}
 			return
 		}
-		n := headerSize + int(binary.BigEndian.Uint16(buf[2:4]))
-		if n > st.maxMessage || buf[0]&0xC0 != 0 || binary.BigEndian.Uint32(buf[4:8]) != magicCookie {
-			// Not STUN or too long: drop the connection without a reply.
-			s.malformed.Add(1)
-			return
-		}
-		if n > cap(buf) {
-			buf = append(buf[:cap(buf)], make([]byte, n-cap(buf))...)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(r, buf[headerSize:]); err != nil {
-			s.malformed.Add(1)
-			return
-		}
-		out := s.h.handleStream(buf, src, l.local, origin, req, resp)
+		buf = msg[:0]
+		out := s.h.handleStream(msg, src, l.local, origin, req, resp)
 		if out.act == actDrop {
 			s.malformed.Add(1)
 			return
@@ -193,7 +182,7 @@ func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
 		if err := c.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil {
 			return
 		}
-		if _, err := c.Write(resp.Raw); err != nil {
+		if err := natstun.WriteMessage(c, resp.Raw); err != nil {
 			s.sendErrors.Add(1)
 			s.log.Debug("send error", "to", src, "err", err)
 			return
@@ -204,16 +193,4 @@ func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
 			s.responses.Add(1)
 		}
 	}
-}
-
-// addrPortOf returns the address of a TCP or UDP net.Addr, unmapped.
-func addrPortOf(a net.Addr) netip.AddrPort {
-	var ap netip.AddrPort
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

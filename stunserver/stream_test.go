@@ -3,16 +3,10 @@ package stunserver
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/binary"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/netip"
 	"slices"
@@ -21,39 +15,19 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	"github.com/natcheck/natcheck/internal/testcert"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // selfSigned returns a server TLS config with a fresh self-signed
-// certificate for 127.0.0.1 and ::1, and a pool that trusts it.
+// certificate for 127.0.0.1, ::1 and "localhost", and a pool that trusts it.
 func selfSigned(tb testing.TB) (*tls.Config, *x509.CertPool) {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg, pool, err := testcert.SelfSigned("stunserver test")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "stunserver test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+	return cfg, pool
 }
 
 // streamClient is a STUN client on one TCP or TLS connection.
@@ -88,8 +62,8 @@ func dialTLS(tb testing.TB, to netip.AddrPort, roots *x509.CertPool) *streamClie
 	return &streamClient{tb: tb, c: c, r: bufio.NewReader(c)}
 }
 
-func (sc *streamClient) local() netip.AddrPort  { return addrPortOf(sc.c.LocalAddr()) }
-func (sc *streamClient) remote() netip.AddrPort { return addrPortOf(sc.c.RemoteAddr()) }
+func (sc *streamClient) local() netip.AddrPort  { return natstun.AddrPortOf(sc.c.LocalAddr()) }
+func (sc *streamClient) remote() netip.AddrPort { return natstun.AddrPortOf(sc.c.RemoteAddr()) }
 
 func (sc *streamClient) write(b []byte) {
 	sc.tb.Helper()
@@ -108,17 +82,12 @@ func (sc *streamClient) read() (*stun.Message, error) {
 	if err := sc.c.SetReadDeadline(time.Now().Add(replyTimeout)); err != nil {
 		sc.tb.Fatal(err)
 	}
-	hdr := make([]byte, headerSize)
-	if _, err := io.ReadFull(sc.r, hdr); err != nil {
-		return nil, err
-	}
-	raw := append(hdr, make([]byte, binary.BigEndian.Uint16(hdr[2:4]))...)
-	if _, err := io.ReadFull(sc.r, raw[headerSize:]); err != nil {
-		return nil, err
-	}
-	m := new(stun.Message)
-	if err := stun.Decode(raw, m); err != nil {
+	m, err := natstun.ReadMessage(sc.r, natstun.MaxMessageSize)
+	if errors.Is(err, natstun.ErrMalformed) {
 		sc.tb.Fatalf("response does not decode: %v", err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := stun.Fingerprint.Check(m); err != nil {
 		sc.tb.Errorf("response FINGERPRINT: %v", err)
@@ -166,7 +135,7 @@ func TestTCPFourAddresses(t *testing.T) {
 	}
 	for i, to := range addrs {
 		sc := dialTCP(t, "127.0.0.1", to)
-		for _, setters := range [][]stun.Setter{nil, {rfc5780.ChangeRequest{}, stun.Fingerprint}} {
+		for _, setters := range [][]stun.Setter{nil, {natstun.ChangeRequest{}, stun.Fingerprint}} {
 			m := sc.roundTrip(setters...)
 			if m.Type != stun.BindingSuccess {
 				t.Fatalf("%v: type %v", to, m.Type)
@@ -189,9 +158,9 @@ func TestTCPFourAddresses(t *testing.T) {
 			setter stun.Setter
 			attr   stun.AttrType
 		}{
-			{rfc5780.ChangeRequest{ChangeIP: true}, stun.AttrChangeRequest},
-			{rfc5780.ChangeRequest{ChangePort: true}, stun.AttrChangeRequest},
-			{rfc5780.ResponsePort(4000), stun.AttrResponsePort},
+			{natstun.ChangeRequest{ChangeIP: true}, stun.AttrChangeRequest},
+			{natstun.ChangeRequest{ChangePort: true}, stun.AttrChangeRequest},
+			{natstun.ResponsePort(4000), stun.AttrResponsePort},
 		} {
 			m := sc.roundTrip(bad.setter, stun.Fingerprint)
 			if m.Type != stun.BindingError || errorCode(t, m) != stun.CodeUnknownAttribute {
@@ -271,7 +240,7 @@ func TestTLS(t *testing.T) {
 		if m.Contains(stun.AttrOtherAddress) {
 			t.Errorf("%v: OTHER-ADDRESS over TLS", to)
 		}
-		m = sc.roundTrip(rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+		m = sc.roundTrip(natstun.ChangeRequest{ChangeIP: true, ChangePort: true})
 		if m.Type != stun.BindingError || errorCode(t, m) != stun.CodeUnknownAttribute {
 			t.Errorf("%v: change request: type %v", to, m.Type)
 		}
@@ -449,7 +418,7 @@ func TestStreamStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	if s, err := Start(context.Background(), Config{Primary: addrPortOf(busy.Addr()), TCP: true}); err == nil {
+	if s, err := Start(context.Background(), Config{Primary: natstun.AddrPortOf(busy.Addr()), TCP: true}); err == nil {
 		_ = s.Close()
 		t.Error("busy TCP port: no error")
 	}
@@ -484,7 +453,7 @@ func TestHandleStream(t *testing.T) {
 	}
 	// IgnoreChangeRequest answers as over UDP.
 	h.ignoreChange = true
-	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, rfc5780.ChangeRequest{ChangeIP: true})
+	pkt = mustBuild(t, stun.BindingRequest, stun.TransactionID, natstun.ChangeRequest{ChangeIP: true})
 	if r := h.handleStream(pkt, testSource, -1, tlsOrigin, req, resp); r.act != actSuccess {
 		t.Errorf("ignoring change request: act %v", r.act)
 	}

@@ -5,11 +5,11 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/pion/logging"
 	"github.com/pion/stun/v3"
 	"github.com/pion/transport/v4/vnet"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	"github.com/natcheck/natcheck/internal/vnettest"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // vnetLab is a virtual Internet: a WAN router holding a server host with
@@ -24,7 +24,6 @@ type vnetLab struct {
 
 func newVnetLab(t *testing.T) *vnetLab {
 	t.Helper()
-	lf := logging.NewDefaultLoggerFactory()
 	l := &vnetLab{
 		serverIP:    netip.MustParseAddr("1.2.3.4"),
 		serverAltIP: netip.MustParseAddr("1.2.3.5"),
@@ -32,58 +31,15 @@ func newVnetLab(t *testing.T) *vnetLab {
 		eifExtIP:    netip.MustParseAddr("27.0.0.1"),
 		apdfExtIP:   netip.MustParseAddr("28.0.0.1"),
 	}
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
+	wan := vnettest.NewWAN(t)
+	l.server = wan.Host(l.serverIP.String(), l.serverAltIP.String())
+	l.public = wan.Host(l.publicIP.String())
+	eim := func(filtering vnet.EndpointDependencyType) *vnet.NATType {
+		return &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: filtering}
 	}
-	newNet := func(ips ...string) *vnet.Net {
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: ips})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	l.server = newNet(l.serverIP.String(), l.serverAltIP.String())
-	l.public = newNet(l.publicIP.String())
-	for _, n := range []*vnet.Net{l.server, l.public} {
-		if err := wan.AddNet(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addNAT := func(cidr string, ext netip.Addr, client string, filtering vnet.EndpointDependencyType) *vnet.Net {
-		lan, err := vnet.NewRouter(&vnet.RouterConfig{
-			CIDR:          cidr,
-			StaticIPs:     []string{ext.String()},
-			LoggerFactory: lf,
-			NATType: &vnet.NATType{
-				MappingBehavior:   vnet.EndpointIndependent,
-				FilteringBehavior: filtering,
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := wan.AddRouter(lan); err != nil {
-			t.Fatal(err)
-		}
-		n := newNet(client)
-		if err := lan.AddNet(n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	l.eif = addNAT("10.0.0.0/24", l.eifExtIP, "10.0.0.2", vnet.EndpointIndependent)
-	l.apdf = addNAT("10.0.1.0/24", l.apdfExtIP, "10.0.1.2", vnet.EndpointAddrPortDependent)
-
-	// pion/transport v4.1.0: the whole tree is built before Start.
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := wan.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	l.eif = wan.NAT("10.0.0.0/24", l.eifExtIP.String(), eim(vnet.EndpointIndependent)).Host("10.0.0.2")
+	l.apdf = wan.NAT("10.0.1.0/24", l.apdfExtIP.String(), eim(vnet.EndpointAddrPortDependent)).Host("10.0.1.2")
+	wan.Start()
 	return l
 }
 
@@ -116,7 +72,7 @@ func TestVnet(t *testing.T) {
 	t.Run("RESPONSE-PORT", func(t *testing.T) {
 		c1 := vnetClient(t, l.public, l.publicIP.String())
 		c2 := vnetClient(t, l.public, l.publicIP.String())
-		req := send(t, c1, s.Primary(), rfc5780.ResponsePort(localAddr(t, c2).Port()), rfc5780.ChangeRequest{ChangePort: true})
+		req := send(t, c1, s.Primary(), natstun.ResponsePort(localAddr(t, c2).Port()), natstun.ChangeRequest{ChangePort: true})
 		m, from := mustReceive(t, c2, req)
 		if from != s.Addrs()[sockPA] {
 			t.Errorf("reply from %v, want %v", from, s.Addrs()[sockPA])
@@ -143,13 +99,13 @@ func TestVnet(t *testing.T) {
 		// replies really leave from other sockets.
 		c := vnetClient(t, l.apdf, "10.0.1.2")
 		for _, tc := range []struct {
-			change rfc5780.ChangeRequest
+			change natstun.ChangeRequest
 			pass   bool
 		}{
-			{rfc5780.ChangeRequest{}, true},
-			{rfc5780.ChangeRequest{ChangePort: true}, false},
-			{rfc5780.ChangeRequest{ChangeIP: true}, false},
-			{rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, false},
+			{natstun.ChangeRequest{}, true},
+			{natstun.ChangeRequest{ChangePort: true}, false},
+			{natstun.ChangeRequest{ChangeIP: true}, false},
+			{natstun.ChangeRequest{ChangeIP: true, ChangePort: true}, false},
 		} {
 			req := send(t, c, s.Primary(), tc.change)
 			timeout := replyTimeout
@@ -174,7 +130,7 @@ func TestVnetSingleAddress(t *testing.T) {
 	if from != s.Primary() || m.Contains(stun.AttrOtherAddress) {
 		t.Errorf("reply from %v, OTHER-ADDRESS present %v", from, m.Contains(stun.AttrOtherAddress))
 	}
-	m, _ = mustReceive(t, c, send(t, c, s.Primary(), rfc5780.ChangeRequest{ChangeIP: true}))
+	m, _ = mustReceive(t, c, send(t, c, s.Primary(), natstun.ChangeRequest{ChangeIP: true}))
 	if errorCode(t, m) != 420 {
 		t.Errorf("change request: code %d, want 420", errorCode(t, m))
 	}

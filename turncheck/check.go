@@ -18,6 +18,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/natclass"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Options configure TURN checks. The zero value is usable: system roots for
@@ -258,8 +259,7 @@ func (c *checker) run(ctx context.Context) {
 		c.res.Lifetime = r.life
 	}
 	if ua, ok := relay.LocalAddr().(*net.UDPAddr); ok {
-		c.res.Relayed = ua.AddrPort()
-		c.res.Relayed = netip.AddrPortFrom(c.res.Relayed.Addr().Unmap(), c.res.Relayed.Port())
+		c.res.Relayed = natstun.AddrPortOf(ua)
 	}
 	c.checkRelayedAddress(server)
 
@@ -480,11 +480,7 @@ func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
 			at := time.Now()
 			if seq, ok := parse(buf[:n]); ok {
 				ua, _ := from.(*net.UDPAddr)
-				var fa netip.AddrPort
-				if ua != nil {
-					fa = ua.AddrPort()
-					fa = netip.AddrPortFrom(fa.Addr().Unmap(), fa.Port())
-				}
+				fa := natstun.AddrPortOf(ua)
 				select {
 				case arrivals <- arrival{seq, fa, at}:
 				default:

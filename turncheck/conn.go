@@ -14,6 +14,8 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/stun/v3"
+
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Event is one STUN/TURN message sent or received by a check, for tracing.
@@ -169,9 +171,7 @@ func (r *recorder) observe(b []byte, sent bool) {
 		}
 		var xm stun.XORMappedAddress
 		if xm.GetFrom(m) == nil {
-			if a, ok := netip.AddrFromSlice(xm.IP); ok {
-				resp.mapped = netip.AddrPortFrom(a.Unmap(), uint16(xm.Port))
-			}
+			resp.mapped = natstun.AddrPortFromIP(xm.IP, xm.Port)
 		}
 		if v, err := m.Get(stun.AttrLifetime); err == nil && len(v) == 4 {
 			resp.life = time.Duration(binary.BigEndian.Uint32(v)) * time.Second

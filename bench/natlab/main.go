@@ -23,7 +23,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/natcheck/natcheck/lab"
+	"github.com/natcheck/natcheck/internal/lab"
 )
 
 func main() {

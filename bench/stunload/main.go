@@ -24,11 +24,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/natcheck/natcheck/stun"
 )
 
 const (
-	headerSize  = 20
-	magicCookie = 0x2112A442
 	bindingReq  = 0x0001
 	bindingOK   = 0x0101
 	maxSockets  = 1024
@@ -131,9 +131,9 @@ func load(ctx context.Context, c *net.UDPConn, to netip.AddrPort, id uint32, win
 	r := result{latencies: make([]time.Duration, 0, min(hint, 1<<22))}
 	sentAt := make(map[uint64]time.Time, window)
 	var seq uint64
-	req := make([]byte, headerSize)
+	req := make([]byte, stun.HeaderSize)
 	binary.BigEndian.PutUint16(req[0:2], bindingReq)
-	binary.BigEndian.PutUint32(req[4:8], magicCookie)
+	binary.BigEndian.PutUint32(req[4:8], stun.MagicCookie)
 	binary.BigEndian.PutUint32(req[8:12], id)
 	send := func() bool {
 		if ctx.Err() != nil || budget.Add(-1) < 0 {
@@ -171,7 +171,7 @@ func load(ctx context.Context, c *net.UDPConn, to netip.AddrPort, id uint32, win
 			}
 			continue
 		}
-		if n < headerSize || binary.BigEndian.Uint16(buf[0:2]) != bindingOK || binary.BigEndian.Uint32(buf[8:12]) != id {
+		if n < stun.HeaderSize || binary.BigEndian.Uint16(buf[0:2]) != bindingOK || binary.BigEndian.Uint32(buf[8:12]) != id {
 			continue
 		}
 		s := binary.BigEndian.Uint64(buf[12:20])

@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/natcheck/natcheck/exporter"
+	"github.com/natcheck/natcheck/internal/exporter"
 )
 
 func init() { subcommands["exporter"] = runExporter }

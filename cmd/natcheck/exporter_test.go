@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/natcheck/natcheck/internal/syncbuf"
 	"github.com/natcheck/natcheck/turncheck/turntest"
 )
 
@@ -59,34 +59,16 @@ func TestExporterStartupErrors(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects the exporter's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var listening = regexp.MustCompile(`address=(127\.0\.0\.1:\d+)`)
 
 // startExporter runs natcheck exporter on a free loopback port until the
 // returned cancel is called; it returns the base URL, the log and the
 // exit code channel.
-func startExporter(t *testing.T, config string, getenv func(string) string, extra ...string) (string, *lockedBuffer, context.CancelFunc, chan int) {
+func startExporter(t *testing.T, config string, getenv func(string) string, extra ...string) (string, *syncbuf.Buffer, context.CancelFunc, chan int) {
 	t.Helper()
 	path := writeFile(t, "exporter.yml", config)
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	done := make(chan int, 1)
 	args := append([]string{"exporter", "--config", path, "--listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
 	go func() { done <- run(ctx, args, io.Discard, logs, env{getenv: getenv}) }()

@@ -17,6 +17,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/pion/transport/v4"
 
+	"github.com/natcheck/natcheck/internal/diagnose"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/probe"
 	"github.com/natcheck/natcheck/report"
@@ -309,7 +310,7 @@ func once(ctx context.Context, o options, stdout, stderr io.Writer, e env) int {
 	}
 	runStart := time.Now()
 	finishTURN := startTURN(ctx, o, stderr)
-	r := diagnose(ctx, cfg, o.families)
+	r := diagnose.Run(ctx, cfg, version, o.families...)
 	finishTURN(&r)
 	r.DurationMS = time.Since(runStart).Milliseconds() // TURN checks included
 
@@ -338,21 +339,6 @@ func once(ctx context.Context, o options, stdout, stderr io.Writer, e env) int {
 		}
 	}
 	return code
-}
-
-// diagnose runs the probe engine and the classifier and builds the report.
-func diagnose(ctx context.Context, cfg probe.Config, families []probe.Family) report.Report {
-	start := time.Now()
-	runs := probe.Diagnose(ctx, cfg, families...)
-	var in []report.Input
-	for _, run := range runs {
-		i := report.Input{Family: string(run.Family), Skipped: run.Skipped, Observations: run.Observations}
-		if run.Skipped == "" {
-			i.Result = natclass.Classify(run.Observations)
-		}
-		in = append(in, i)
-	}
-	return report.Build(version, start, time.Since(start), in)
 }
 
 // unmet checks one --require condition; it returns why it failed.

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pion/logging"
 	"github.com/pion/transport/v4/vnet"
 
+	"github.com/natcheck/natcheck/internal/vnettest"
 	"github.com/natcheck/natcheck/stunserver"
 )
 
@@ -143,22 +143,11 @@ func TestNothingMeasuredExitsThree(t *testing.T) {
 // simulated symmetric NAT: measured, but direct UDP is unlikely, so
 // --require direct-udp exits 1 while --require udp passes.
 func TestRequireDirectUDPBehindSymmetricNAT(t *testing.T) {
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"1.2.3.4", "1.2.3.5"}})
-	lan, _ := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", StaticIPs: []string{"27.1.1.1"}, LoggerFactory: lf,
-		NATType: &vnet.NATType{MappingBehavior: vnet.EndpointAddrPortDependent, FilteringBehavior: vnet.EndpointAddrPortDependent}})
-	client, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.2"}})
-	for _, err := range []error{wan.AddNet(srv), lan.AddNet(client), wan.AddRouter(lan), wan.Start()} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	defer func() { _ = wan.Stop() }()
+	wan := vnettest.NewWAN(t)
+	srv := wan.Host("1.2.3.4", "1.2.3.5")
+	client := wan.NAT("10.0.0.0/24", "27.1.1.1",
+		&vnet.NATType{MappingBehavior: vnet.EndpointAddrPortDependent, FilteringBehavior: vnet.EndpointAddrPortDependent}).Host("10.0.0.2")
+	wan.Start()
 	s, err := stunserver.Start(context.Background(), stunserver.Config{Net: srv,
 		Primary: netip.MustParseAddrPort("1.2.3.4:3478"), Alternate: netip.MustParseAddrPort("1.2.3.5:3479")})
 	if err != nil {

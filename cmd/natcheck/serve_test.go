@@ -9,50 +9,34 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v3"
 	"github.com/pion/turn/v5"
 
+	"github.com/natcheck/natcheck/internal/syncbuf"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/probe"
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 	"github.com/natcheck/natcheck/stunserver/stuntest"
 )
 
 const serveWait = 5 * time.Second
 
-// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the server's log, safe for its logger and the test, with
+// readers of its JSON lines.
+type syncBuffer struct{ syncbuf.Buffer }
 
 // logLine is the part of a JSON log record the tests read.
 type logLine struct {
@@ -176,7 +160,7 @@ func udpExchange(t *testing.T, c *net.UDPConn, to netip.AddrPort, setters ...stu
 		}
 		m := new(stun.Message)
 		if err := stun.Decode(append([]byte(nil), buf[:n]...), m); err == nil && m.TransactionID == req.TransactionID {
-			return m, netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			return m, natstun.UnmapAddrPort(from)
 		}
 	}
 	t.Fatal("too many unrelated packets")
@@ -199,8 +183,7 @@ func xorMapped(t *testing.T, m *stun.Message) netip.AddrPort {
 	if err := a.GetFrom(m); err != nil {
 		t.Fatal(err)
 	}
-	ip, _ := netip.AddrFromSlice(a.IP)
-	return netip.AddrPortFrom(ip.Unmap(), uint16(a.Port))
+	return natstun.AddrPortFromIP(a.IP, a.Port)
 }
 
 func TestServeUsageErrors(t *testing.T) {
@@ -287,7 +270,7 @@ func TestServeRFC5780(t *testing.T) {
 	c := listenUDP(t, "127.0.0.1")
 	local := netip.MustParseAddrPort(c.LocalAddr().String())
 	for i, to := range udp {
-		for _, ch := range []rfc5780.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
+		for _, ch := range []natstun.ChangeRequest{{}, {ChangePort: true}, {ChangeIP: true}, {ChangeIP: true, ChangePort: true}} {
 			want := i
 			if ch.ChangeIP {
 				want ^= 2
@@ -314,7 +297,7 @@ func TestServeRFC5780(t *testing.T) {
 		if _, err := conn.Write(req.Raw); err != nil {
 			t.Fatal(err)
 		}
-		m, err := readStream(conn)
+		m, err := natstun.ReadMessage(conn, natstun.MaxMessageSize)
 		if err != nil {
 			t.Fatalf("TCP %v: %v", to, err)
 		}
@@ -377,24 +360,9 @@ func TestServeSTUNOverTLS(t *testing.T) {
 	if _, err := conn.Write(req.Raw); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := readStream(conn); err != nil || m.TransactionID != req.TransactionID {
+	if m, err := natstun.ReadMessage(conn, natstun.MaxMessageSize); err != nil || m.TransactionID != req.TransactionID {
 		t.Fatalf("TLS reply %v: %v", m, err)
 	}
-}
-
-// readStream reads one STUN message framed on a stream (RFC 8489 section
-// 6.2.2).
-func readStream(conn net.Conn) (*stun.Message, error) {
-	hdr := make([]byte, 20)
-	if _, err := io.ReadFull(conn, hdr); err != nil {
-		return nil, err
-	}
-	raw := append(hdr, make([]byte, binary.BigEndian.Uint16(hdr[2:4]))...)
-	if _, err := io.ReadFull(conn, raw[20:]); err != nil {
-		return nil, err
-	}
-	m := new(stun.Message)
-	return m, stun.Decode(raw, m)
 }
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key as
@@ -427,7 +395,7 @@ func TestServeReflectionFlood(t *testing.T) {
 		"--reflection-rate", fmt.Sprint(rate), "--reflection-burst", fmt.Sprint(burst))
 	udp := mustAddrPorts(t, s.stun(t).UDP)
 	attacker, other := listenUDP(t, "127.0.0.1"), listenUDP(t, "127.0.0.3")
-	change := rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}
+	change := natstun.ChangeRequest{ChangeIP: true, ChangePort: true}
 	answered := 0 // reflected responses the attacker got: they come from A:a
 	buf := make([]byte, 1500)
 	// syncAttacker sends a plain request and reads up to its reply, counting
@@ -450,7 +418,7 @@ func TestServeReflectionFlood(t *testing.T) {
 			if m.TransactionID == req.TransactionID {
 				return
 			}
-			if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == udp[3] {
+			if natstun.UnmapAddrPort(from) == udp[3] {
 				answered++
 			}
 		}
@@ -479,7 +447,7 @@ func TestServeReflectionFlood(t *testing.T) {
 		if err != nil {
 			break
 		}
-		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == udp[3] {
+		if natstun.UnmapAddrPort(from) == udp[3] {
 			answered++
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/natcheck/natcheck/internal/diagnose"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/report"
 	"github.com/natcheck/natcheck/turncheck"
@@ -203,7 +204,7 @@ func startTURN(ctx context.Context, o options, stderr io.Writer) func(*report.Re
 	return func(r *report.Report) {
 		wg.Wait()
 		turncheck.ExplainGathering(&g, checks)
-		r.AddTURN(checks, &g)
+		diagnose.AddTURN(r, checks, &g)
 	}
 }
 
@@ -338,7 +339,7 @@ func runTurn(ctx context.Context, args []string, stdout, stderr io.Writer, e env
 	}
 	start := time.Now()
 	checks := turncheck.CheckAll(ctx, o.turn.servers, opts)
-	r := report.BuildTURN(version, start, time.Since(start), checks)
+	r := diagnose.TURNReport(version, start, time.Since(start), checks)
 	switch o.format {
 	case "json":
 		err = report.WriteTURNJSON(stdout, r, false)

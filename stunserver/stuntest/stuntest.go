@@ -3,18 +3,12 @@ package stuntest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"net/netip"
 	"testing"
-	"time"
 
+	"github.com/natcheck/natcheck/internal/testcert"
 	"github.com/natcheck/natcheck/stunserver"
 )
 
@@ -64,31 +58,9 @@ func StartSingle(tb testing.TB, cfg stunserver.Config) *stunserver.Server {
 // trusts it, for Config.TLSConfig and a client's RootCAs.
 func TLSConfig(tb testing.TB) (*tls.Config, *x509.CertPool) {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatalf("tls key: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "stuntest"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:              []string{"localhost"},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cfg, pool, err := testcert.SelfSigned("stuntest")
 	if err != nil {
 		tb.Fatalf("tls certificate: %v", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatalf("tls certificate: %v", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}, pool
+	return cfg, pool
 }

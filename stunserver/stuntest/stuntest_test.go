@@ -9,7 +9,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 	"github.com/natcheck/natcheck/stunserver"
 )
 
@@ -49,7 +49,7 @@ func TestStart(t *testing.T) {
 	if s.Primary().Addr() != DefaultPrimary.Addr() || s.Alternate().Addr() != DefaultAlternate.Addr() {
 		t.Fatalf("bound %v and %v", s.Primary(), s.Alternate())
 	}
-	m, from := exchange(t, s.Primary(), rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true})
+	m, from := exchange(t, s.Primary(), natstun.ChangeRequest{ChangeIP: true, ChangePort: true})
 	if from != s.Alternate() {
 		t.Errorf("reply from %v, want %v", from, s.Alternate())
 	}
@@ -64,7 +64,7 @@ func TestStartSingle(t *testing.T) {
 	if s.Alternate().IsValid() {
 		t.Fatalf("alternate %v in single-address mode", s.Alternate())
 	}
-	m, _ := exchange(t, s.Primary(), rfc5780.ChangeRequest{ChangePort: true})
+	m, _ := exchange(t, s.Primary(), natstun.ChangeRequest{ChangePort: true})
 	var ec stun.ErrorCodeAttribute
 	if err := ec.GetFrom(m); err != nil || ec.Code != stun.CodeUnknownAttribute {
 		t.Errorf("ERROR-CODE %v, %v; want 420", ec, err)

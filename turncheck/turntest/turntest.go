@@ -4,16 +4,10 @@ package turntest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -25,6 +19,7 @@ import (
 	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/turn/v5"
 
+	"github.com/natcheck/natcheck/internal/testcert"
 	"github.com/natcheck/natcheck/turnserver"
 )
 
@@ -244,39 +239,16 @@ func NewCA(tb testing.TB) *CA {
 			tb.Fatal(err)
 		}
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	root, err := testcert.NewCA("natcheck test CA")
 	must(err)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natcheck test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	c, err := root.Issue("localhost", "localhost", "127.0.0.1")
 	must(err)
-	caCert, err := x509.ParseCertificate(caDER)
+	keyPEM, err := c.KeyPEM()
 	must(err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	must(err)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	must(err)
-	ca := &CA{File: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"), Pool: x509.NewCertPool()}
-	ca.Pool.AddCert(caCert)
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	must(os.WriteFile(ca.File, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
-	must(os.WriteFile(ca.CertFile, certPEM, 0o600))
+	ca := &CA{File: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"), Pool: root.Pool(), Cert: c.TLS()}
+	must(os.WriteFile(ca.File, root.CertPEM(), 0o600))
+	must(os.WriteFile(ca.CertFile, c.CertPEM(), 0o600))
 	must(os.WriteFile(ca.KeyFile, keyPEM, 0o600))
-	ca.Cert, err = tls.X509KeyPair(certPEM, keyPEM)
-	must(err)
 	return ca
 }
 

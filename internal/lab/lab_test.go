@@ -91,7 +91,7 @@ func natcheckBinary(t *testing.T) string {
 		natcheckOnce.bin, natcheckOnce.err = BuildNatcheck(context.Background(), root, dir)
 	})
 	if natcheckOnce.err == ErrNoNatcheck {
-		t.Skip("lab: natcheck not built: ../cmd/natcheck does not exist yet")
+		t.Skip("lab: natcheck not built: ../../cmd/natcheck does not exist yet")
 	}
 	if natcheckOnce.err != nil {
 		t.Fatal(natcheckOnce.err)

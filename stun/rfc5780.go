@@ -1,7 +1,7 @@
-// Package rfc5780 encodes and decodes the STUN attributes of RFC 5780 that
-// pion/stun does not type: CHANGE-REQUEST (section 7.2) and RESPONSE-PORT
-// (section 7.5).
-package rfc5780
+package stun
+
+// The attributes of RFC 5780 that pion/stun does not type: CHANGE-REQUEST
+// (section 7.2) and RESPONSE-PORT (section 7.5).
 
 import (
 	"encoding/binary"
@@ -17,8 +17,9 @@ const (
 	flagChangePort = 0x02
 )
 
-// ErrBadLength is returned when an attribute's value has the wrong size.
-var ErrBadLength = errors.New("rfc5780: attribute has wrong length")
+// ErrBadLength is returned when an RFC 5780 attribute's value has the
+// wrong size.
+var ErrBadLength = errors.New("stun: attribute has wrong length")
 
 // ChangeRequest is the CHANGE-REQUEST attribute (RFC 5780 section 7.2): it
 // asks the server to answer from its alternate IP address, its alternate

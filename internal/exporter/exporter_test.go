@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -14,13 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/natcheck/natcheck/internal/syncbuf"
 	"github.com/natcheck/natcheck/stunserver"
 	"github.com/natcheck/natcheck/stunserver/stuntest"
 	"github.com/natcheck/natcheck/turncheck/turntest"
@@ -31,30 +30,12 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testExporter is an exporter behind an httptest server on 127.0.0.1, with
 // its debug log.
 type testExporter struct {
 	*Exporter
 	srv *httptest.Server
-	log *syncBuffer
+	log *syncbuf.Buffer
 }
 
 func newTestExporter(t *testing.T, config string, getenv func(string) string, o Options) *testExporter {
@@ -63,7 +44,7 @@ func newTestExporter(t *testing.T, config string, getenv func(string) string, o 
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.Version = "test"
 	e, err := New(cfg, o)

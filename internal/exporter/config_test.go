@@ -94,7 +94,7 @@ func TestConfigDefaults(t *testing.T) {
 
 // TestExampleConfig loads the module file of docs/examples.
 func TestExampleConfig(t *testing.T) {
-	cfg, err := LoadConfig(filepath.Join("..", "docs", "examples", "natcheck-exporter.yml"),
+	cfg, err := LoadConfig(filepath.Join("..", "..", "docs", "examples", "natcheck-exporter.yml"),
 		env(map[string]string{"NATCHECK_TURN_PASSWORD": "x"}))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 	"github.com/pion/stun/v3"
 )
 
@@ -81,11 +81,11 @@ func probeFiltering(l *Lab, window time.Duration) (filteringSeen, error) {
 		defer s.Close()
 		senders[a] = s
 	}
-	port, err := stun.Build(stun.TransactionID, stun.BindingRequest, rfc5780.ChangeRequest{ChangePort: true}, stun.Fingerprint)
+	port, err := stun.Build(stun.TransactionID, stun.BindingRequest, natstun.ChangeRequest{ChangePort: true}, stun.Fingerprint)
 	if err != nil {
 		return seen, err
 	}
-	both, err := stun.Build(stun.TransactionID, stun.BindingRequest, rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}, stun.Fingerprint)
+	both, err := stun.Build(stun.TransactionID, stun.BindingRequest, natstun.ChangeRequest{ChangeIP: true, ChangePort: true}, stun.Fingerprint)
 	if err != nil {
 		return seen, err
 	}

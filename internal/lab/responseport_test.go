@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natcheck/natcheck/rfc5780"
+	natstun "github.com/natcheck/natcheck/stun"
 	"github.com/pion/stun/v3"
 )
 
@@ -43,7 +43,7 @@ func (r responseSeen) String() string {
 // on a second client socket Y. RESPONSE-PORT is Y's own port, or, when
 // openY is valid, the port of Y's mapping towards openY, which Y first
 // learns with a Binding request to openY (opening Y's NAT towards it).
-func responsePortProbe(l *Lab, server netip.AddrPort, change *rfc5780.ChangeRequest, openY netip.AddrPort, window time.Duration) (x, y netip.AddrPort, port uint16, seen []responseSeen, err error) {
+func responsePortProbe(l *Lab, server netip.AddrPort, change *natstun.ChangeRequest, openY netip.AddrPort, window time.Duration) (x, y netip.AddrPort, port uint16, seen []responseSeen, err error) {
 	var cx, cy *net.UDPConn
 	if err := InNetns(l.Client, func() error {
 		var err error
@@ -67,7 +67,7 @@ func responsePortProbe(l *Lab, server netip.AddrPort, change *rfc5780.ChangeRequ
 		}
 		port = m.Port()
 	}
-	setters := []stun.Setter{stun.TransactionID, stun.BindingRequest, rfc5780.ResponsePort(port)}
+	setters := []stun.Setter{stun.TransactionID, stun.BindingRequest, natstun.ResponsePort(port)}
 	if change != nil {
 		setters = append(setters, *change)
 	}
@@ -146,13 +146,13 @@ func TestCoturnResponsePort(t *testing.T) {
 		t.Skip("lab: skipped in -short mode")
 	}
 	SkipIfUnavailable(t)
-	changeBoth := &rfc5780.ChangeRequest{ChangeIP: true, ChangePort: true}
-	changePort := &rfc5780.ChangeRequest{ChangePort: true}
+	changeBoth := &natstun.ChangeRequest{ChangeIP: true, ChangePort: true}
+	changePort := &natstun.ChangeRequest{ChangePort: true}
 	pa := netip.AddrPortFrom(STUNAddr, STUNAltPort) // P:a
 	type probe struct {
 		name   string
 		server netip.AddrPort
-		change *rfc5780.ChangeRequest
+		change *natstun.ChangeRequest
 		openY  netip.AddrPort
 		at     string         // where the responses must arrive: "X", "Y", or "" for nowhere
 		from   netip.AddrPort // their source

@@ -1,4 +1,4 @@
-package rfc5780
+package stun
 
 import (
 	"errors"
@@ -76,9 +76,9 @@ func TestBadLengths(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds arbitrary bytes through the STUN decoder and both getters:
-// they must never panic.
-func FuzzDecode(f *testing.F) {
+// FuzzRFC5780Attributes feeds arbitrary bytes through the STUN decoder and
+// both getters: they must never panic.
+func FuzzRFC5780Attributes(f *testing.F) {
 	m, _ := stun.Build(stun.BindingRequest, stun.TransactionID, ChangeRequest{ChangeIP: true}, ResponsePort(1), stun.Fingerprint)
 	f.Add(m.Raw)
 	f.Add([]byte{0, 1, 0, 0})

@@ -15,7 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/internal/diagnose"
 	"github.com/natcheck/natcheck/probe"
 	"github.com/natcheck/natcheck/report"
 	"github.com/natcheck/natcheck/turncheck"
@@ -105,17 +105,7 @@ func prepareSTUN(s STUNModule, target, version string) (func(context.Context) ou
 		families = []probe.Family{probe.Family(s.Family)}
 	}
 	return func(ctx context.Context) outcome {
-		start := time.Now()
-		runs := probe.Diagnose(ctx, cfg, families...)
-		in := make([]report.Input, 0, len(runs))
-		for _, run := range runs {
-			i := report.Input{Family: string(run.Family), Skipped: run.Skipped, Observations: run.Observations}
-			if run.Skipped == "" {
-				i.Result = natclass.Classify(run.Observations)
-			}
-			in = append(in, i)
-		}
-		r := report.Build(version, start, time.Since(start), in)
+		r := diagnose.Run(ctx, cfg, version, families...)
 		ok, why := stunSuccess(r, names, transports)
 		return outcome{success: ok, why: why, report: r, register: func(reg prometheus.Registerer) error {
 			return report.RegisterMetrics(reg, r)
@@ -223,7 +213,7 @@ func prepareTURN(t TURNModule, timeout time.Duration, target, version string) (f
 	return func(ctx context.Context) outcome {
 		start := time.Now()
 		checks := turncheck.CheckAll(ctx, servers, opts)
-		r := report.BuildTURN(version, start, time.Since(start), checks)
+		r := diagnose.TURNReport(version, start, time.Since(start), checks)
 		var why []string
 		for _, c := range r.TURN {
 			if !c.OK {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,6 +38,18 @@ func TestRemoveStale(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- sleeper.Wait() }()
 	t.Cleanup(func() { sleeper.Process.Kill() })
+	// ip netns exec joins the namespace after it starts: until then the
+	// namespace holds no process, and RemoveStale would delete it under a
+	// sleeper that joins it afterwards.
+	for {
+		if out, _ := runOut(ctx, "ip", "netns", "pids", stale); strings.TrimSpace(out) != "" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the sleeper never joined the stale namespace")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	if err := RemoveStale(ctx, t.Logf); err != nil {
 		t.Fatal(err)

@@ -2,15 +2,8 @@ package lab
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/natcheck/natcheck/internal/testcert"
 )
 
 // TURNServerName is the DNS name in the TLS certificate.
@@ -234,57 +229,21 @@ func (l *Lab) checkServers(udp, tcp []netip.AddrPort) error {
 // writeCerts writes a CA (ca.pem) and a TLS certificate signed by it
 // (turn-cert.pem, turn-key.pem) for the TURN server's names and addresses.
 func (l *Lab) writeCerts() error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testcert.NewCA("natcheck lab CA")
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "natcheck lab CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	c, err := ca.Issue(TURNServerName, TURNServerName, STUNAddr.String(), STUNAltAddr.String())
 	if err != nil {
 		return err
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: TURNServerName},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{TURNServerName},
-		IPAddresses:  []net.IP{STUNAddr.AsSlice(), STUNAltAddr.AsSlice()},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	key, err := c.KeyPEM()
 	if err != nil {
 		return err
 	}
 	return errors.Join(
-		writePEM(l.path("ca.pem"), "CERTIFICATE", caDER),
-		writePEM(l.path("turn-cert.pem"), "CERTIFICATE", der),
-		writePEM(l.path("turn-key.pem"), "EC PRIVATE KEY", keyDER),
+		os.WriteFile(l.path("ca.pem"), ca.CertPEM(), 0o600),
+		os.WriteFile(l.path("turn-cert.pem"), c.CertPEM(), 0o600),
+		os.WriteFile(l.path("turn-key.pem"), key, 0o600),
 	)
-}
-
-func writePEM(file, typ string, der []byte) error {
-	return os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }

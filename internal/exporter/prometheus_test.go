@@ -92,7 +92,7 @@ func freePort(t *testing.T) int {
 
 func readDoc(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "docs", "examples", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "examples", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestWithPrometheus(t *testing.T) {
 // TestDocsHoldExamples: the scrape configuration and the alert rule in
 // docs/prometheus.md are the files the Prometheus test runs.
 func TestDocsHoldExamples(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join("..", "docs", "prometheus.md"))
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "prometheus.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
