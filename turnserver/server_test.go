@@ -1,7 +1,6 @@
 package turnserver_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,12 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/turn/v5"
 
+	"github.com/natcheck/natcheck/internal/syncbuf"
 	"github.com/natcheck/natcheck/internal/turnauth"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/stunserver/stuntest"
@@ -35,24 +34,6 @@ var (
 	// allowLoopback lets the relays reach the tests' peers on 127.0.0.1.
 	allowLoopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 )
-
-// logBuffer is a log destination safe for the server and the test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // start starts a server with static users alice and bob and the REST
 // secret, unless cfg has credentials, and closes it when the test ends.
@@ -112,7 +93,7 @@ func waitStats(s *turnserver.Server, ok func(turnserver.Stats) bool) turnserver.
 // users and REST credentials.
 func TestRelay(t *testing.T) {
 	tlsCfg, roots := stuntest.TLSConfig(t)
-	var logs logBuffer
+	var logs syncbuf.Buffer
 	s := start(t, turnserver.Config{
 		UDP: []netip.AddrPort{loopback}, TCP: []netip.AddrPort{loopback}, TLS: []netip.AddrPort{loopback},
 		TLSConfig: tlsCfg, AllowPeers: allowLoopback, RelayMinPort: 41000, RelayMaxPort: 41999,
@@ -155,7 +136,7 @@ func TestRelay(t *testing.T) {
 }
 
 func TestQuota(t *testing.T) {
-	var logs logBuffer
+	var logs syncbuf.Buffer
 	s := start(t, turnserver.Config{
 		UDP: []netip.AddrPort{loopback}, AllowPeers: allowLoopback, MaxAllocations: 2, UserQuota: 1,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
@@ -251,7 +232,7 @@ func closedByServer(c net.Conn) bool {
 }
 
 func TestConnectionLimits(t *testing.T) {
-	var logs logBuffer
+	var logs syncbuf.Buffer
 	s := start(t, turnserver.Config{
 		TCP: []netip.AddrPort{loopback}, AllowPeers: allowLoopback,
 		MaxConnsPerSource: 1, FirstTimeout: 200 * time.Millisecond,
@@ -263,8 +244,12 @@ func TestConnectionLimits(t *testing.T) {
 	if !closedByServer(dialTCP(t, to)) {
 		t.Error("a second connection from one source was served")
 	}
-	if !strings.Contains(logs.String(), `"msg":"turn connection refused: limit reached"`) {
-		t.Errorf("refusal not logged: %s", logs.String())
+	// The refusal is logged just after the connection is closed.
+	for deadline := time.Now().Add(wait); !strings.Contains(logs.String(), `"msg":"turn connection refused: limit reached"`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("refusal not logged: %s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	start := time.Now()
 	if !closedByServer(silent) {

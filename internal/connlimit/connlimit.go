@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // logInterval is the least time between two refusals a Limiter asks its
@@ -199,7 +201,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		// Hold the timer's place before Admit: Close may run as soon as
 		// lc is admitted.
 		lc.mu.Lock()
-		r, ok := l.limiter.Admit(lc, addrOf(c.RemoteAddr()))
+		r, ok := l.limiter.Admit(lc, natstun.AddrPortOf(c.RemoteAddr()).Addr())
 		if !ok {
 			lc.mu.Unlock()
 			_ = c.Close()
@@ -262,14 +264,4 @@ func (c *conn) Close() error {
 		c.l.limiter.Release(c)
 	})
 	return err
-}
-
-// addrOf returns the IP address of a TCP net.Addr, or of any other that
-// prints as IP:PORT.
-func addrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap.Addr().Unmap()
 }
