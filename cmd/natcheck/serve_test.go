@@ -30,6 +30,7 @@ import (
 	"github.com/natcheck/natcheck/probe"
 	natstun "github.com/natcheck/natcheck/stun"
 	"github.com/natcheck/natcheck/stunserver/stuntest"
+	"github.com/natcheck/natcheck/turncheck/turntest"
 )
 
 const serveWait = 5 * time.Second
@@ -520,30 +521,6 @@ func TestServeNatdiscovery(t *testing.T) {
 	}
 }
 
-// turnClient allocates on a TURN server over conn (UDP, or TCP wrapped in
-// turn.NewSTUNConn) and returns the client and its relayed connection.
-func turnClient(t *testing.T, conn net.PacketConn, server, user, pass string) (*turn.Client, net.PacketConn, error) {
-	t.Helper()
-	c, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
-		Username: user, Password: pass, Realm: "test",
-		RTO: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	relay, err := c.Allocate()
-	if err != nil {
-		return c, nil, err
-	}
-	t.Cleanup(func() { relay.Close() })
-	return c, relay, nil
-}
-
 // echoThroughRelay proves a relay by data: the peer sends to the relayed
 // address and the client echoes it back through the relay.
 func echoThroughRelay(t *testing.T, relay net.PacketConn, peer *net.UDPConn) error {
@@ -603,7 +580,7 @@ func TestServeTURN(t *testing.T) {
 	peer := listenUDP(t, "127.0.0.1")
 
 	t.Run("udp", func(t *testing.T) {
-		_, relay, err := turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "alice", password)
+		relay, err := turntest.AllocateOn(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "alice", password)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -611,7 +588,7 @@ func TestServeTURN(t *testing.T) {
 			t.Fatal(err)
 		}
 		// alice's quota is 1: a second allocation gets 486.
-		_, _, err = turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "alice", password)
+		_, err = turntest.AllocateOn(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "alice", password)
 		var te *stun.TurnError
 		if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
 			t.Errorf("second allocation over quota: %v", err)
@@ -622,7 +599,7 @@ func TestServeTURN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, relay, err := turnClient(t, turn.NewSTUNConn(conn), tl.TCP[0], "bob", password)
+		relay, err := turntest.AllocateOn(t, turn.NewSTUNConn(conn), tl.TCP[0], "bob", password)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -638,7 +615,7 @@ func TestServeTURN(t *testing.T) {
 		user := fmt.Sprintf("%d:carol", time.Now().Add(time.Hour).Unix())
 		mac := hmac.New(sha1.New, []byte(secret))
 		mac.Write([]byte(user))
-		_, relay, err := turnClient(t, turn.NewSTUNConn(conn), tl.TLS[0], user, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		relay, err := turntest.AllocateOn(t, turn.NewSTUNConn(conn), tl.TLS[0], user, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -653,14 +630,14 @@ func TestServeTURN(t *testing.T) {
 			var te *stun.TurnError
 			return errors.As(err, &te) && (te.ErrorCodeAttr.Code == stun.CodeUnauthorized || te.ErrorCodeAttr.Code == stun.CodeBadRequest)
 		}
-		_, _, err := turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "bob", "wrong")
+		_, err := turntest.AllocateOn(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "bob", "wrong")
 		if !refused(err) {
 			t.Errorf("wrong password: %v", err)
 		}
 		expired := fmt.Sprintf("%d:dave", time.Now().Add(-time.Hour).Unix())
 		mac := hmac.New(sha1.New, []byte(secret))
 		mac.Write([]byte(expired))
-		_, _, err = turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], expired, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		_, err = turntest.AllocateOn(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], expired, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
 		if !refused(err) {
 			t.Errorf("expired REST credential: %v", err)
 		}
@@ -670,7 +647,7 @@ func TestServeTURN(t *testing.T) {
 		// bounded number of times.
 		var relay net.PacketConn
 		for try := 0; ; try++ {
-			_, relay, err = turnClient(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "bob", password)
+			relay, err = turntest.AllocateOn(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "bob", password)
 			var te *stun.TurnError
 			if err == nil || try == 40 || !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
 				break

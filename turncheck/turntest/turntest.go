@@ -121,8 +121,7 @@ func NewServer(tb testing.TB, o Options) *Server {
 }
 
 // Allocate allocates a relayed address on the TURN server at server over
-// UDP from 127.0.0.1 with long-term credentials, and holds it until the
-// test ends. It returns the relayed connection, or the server's refusal.
+// UDP from 127.0.0.1, as AllocateOn does.
 func Allocate(tb testing.TB, server netip.AddrPort, user, password string) (net.PacketConn, error) {
 	tb.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -130,8 +129,17 @@ func Allocate(tb testing.TB, server netip.AddrPort, user, password string) (net.
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
+	return AllocateOn(tb, conn, server.String(), user, password)
+}
+
+// AllocateOn allocates a relayed address on the TURN server at server
+// (IP:PORT) over conn (a UDP socket, or a TCP or TLS connection wrapped in
+// turn.NewSTUNConn) with long-term credentials, and holds it until the test
+// ends. It returns the relayed connection, or the server's refusal.
+func AllocateOn(tb testing.TB, conn net.PacketConn, server, user, password string) (net.PacketConn, error) {
+	tb.Helper()
 	c, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: server.String(), TURNServerAddr: server.String(), Conn: conn,
+		STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
 		Username: user, Password: password, RTO: 200 * time.Millisecond,
 	})
 	if err != nil {
