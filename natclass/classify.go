@@ -53,8 +53,8 @@ func (c *classifier) reason(format string, args ...any) {
 }
 
 // allProbes returns every transaction with a server, in a stable order.
-func (c *classifier) allProbes() []Probe {
-	var ps []Probe
+func (c *classifier) allProbes() []Transaction {
+	var ps []Transaction
 	for _, s := range c.obs.Servers {
 		ps = append(ps, s.Binding)
 	}
@@ -163,34 +163,34 @@ func (c *classifier) extras() {
 	slices.SortFunc(r.PublicAddresses, func(a, b netip.AddrPort) int { return a.Compare(b) })
 	switch {
 	case changed > 0:
-		r.PortPreservation = No
+		r.PortPreservation = TriNo
 	case preserved > 0:
-		r.PortPreservation = Yes
+		r.PortPreservation = TriYes
 	}
 	switch {
 	case cgnat > 0:
-		r.CGNAT = Yes
+		r.CGNAT = TriYes
 		c.reason("a public server saw a private or shared (100.64.0.0/10) address: there is another NAT beyond this one (carrier-grade NAT)")
-	case r.BehindNAT == No:
+	case r.BehindNAT == TriNo:
 		// No NAT at all, so none beyond it. Behind a NAT, a public server
 		// sees the outermost NAT's address, which says nothing about NATs
 		// in between: unknown.
-		r.CGNAT = No
+		r.CGNAT = TriNo
 	}
 	switch {
 	case algYes > 0:
-		r.ALG = Yes
+		r.ALG = TriYes
 		c.reason("MAPPED-ADDRESS differed from XOR-MAPPED-ADDRESS: something on the path rewrites addresses inside packets (an ALG), which can break STUN and ICE")
 	case algNo > 0:
-		r.ALG = No
+		r.ALG = TriNo
 	}
-	if h := c.obs.Hairpin; h != nil && r.BehindNAT == Yes {
+	if h := c.obs.Hairpin; h != nil && r.BehindNAT == TriYes {
 		switch h.Status {
 		case StatusReply:
-			r.Hairpin = Yes
+			r.Hairpin = TriYes
 			c.reason("a packet sent to our own public address %s came back: the NAT hairpins", h.Dest)
 		case StatusNoReply:
-			r.Hairpin = No
+			r.Hairpin = TriNo
 			c.reason("a packet sent to our own public address %s did not come back: the NAT does not hairpin, so two peers behind it need a relay or their local addresses", h.Dest)
 		}
 	}
@@ -231,7 +231,7 @@ func TypeOf(mapping, filtering Behavior, varies Tri) Type {
 	case BehaviorAddressDependent, BehaviorAddressAndPortDependent:
 		return TypeSymmetric
 	case BehaviorUnknown:
-		if varies == Yes {
+		if varies == TriYes {
 			return TypeSymmetric
 		}
 	}

@@ -43,18 +43,18 @@ func rejected(code int) reply          { return reply{status: StatusErrorReply, 
 // unanswered on a loss-free network: enough for silence to be a result.
 const unansweredSends = 6
 
-func probe(l, d netip.AddrPort, r reply) Probe {
+func probe(l, d netip.AddrPort, r reply) Transaction {
 	sent := 1
 	if r.status == StatusNoReply {
 		sent = unansweredSends
 	}
-	return Probe{Local: l, Dest: d, Sent: sent, Status: r.status, From: r.from, Mapped: r.mapped, ErrorCode: r.code}
+	return Transaction{Local: l, Dest: d, Sent: sent, Status: r.status, From: r.from, Mapped: r.mapped, ErrorCode: r.code}
 }
 
 // rfc builds observations of one RFC 5780 server: the mapped addresses of
 // mapping tests I, II, III (zero = no reply), and the filtering replies.
 func rfc(m1, m2, m3 netip.AddrPort, fII, fIII, ctl reply) Observations {
-	mp := func(d, m netip.AddrPort) Probe {
+	mp := func(d, m netip.AddrPort) Transaction {
 		if !m.IsValid() {
 			return probe(local, d, none)
 		}
@@ -185,9 +185,9 @@ func TestNineCombinations(t *testing.T) {
 				// behind a mapping that varies by destination it carries
 				// RESPONSE-PORT, the port of that mapping.
 				ctl := ok(srvA)
-				w := want{udp: true, mapping: m.b, filtering: f.b, varies: Yes, typ: TypeSymmetric, direct: LikelihoodUnlikely}
+				w := want{udp: true, mapping: m.b, filtering: f.b, varies: TriYes, typ: TypeSymmetric, direct: LikelihoodUnlikely}
 				if eim {
-					w.varies = No
+					w.varies = TriNo
 					w.direct = LikelihoodLikely
 					w.typ = map[Behavior]Type{
 						BehaviorEndpointIndependent:     TypeFullCone,
@@ -212,33 +212,33 @@ func TestClassifyCases(t *testing.T) {
 		want want
 	}{
 		{"open internet", rfc(local, local, local, ok(srvA), ok(srvPa), ok(srvA)),
-			want{udp: true, mapping: BehaviorNone, filtering: BehaviorNone, typ: TypeOpenInternet, direct: LikelihoodLikely, varies: No, reason: "no NAT"}},
+			want{udp: true, mapping: BehaviorNone, filtering: BehaviorNone, typ: TypeOpenInternet, direct: LikelihoodLikely, varies: TriNo, reason: "no NAT"}},
 		{"firewall without NAT", rfc(local, local, local, none, none, ok(srvA)),
-			want{udp: true, mapping: BehaviorNone, filtering: BehaviorAddressAndPortDependent, typ: TypeFirewall, direct: LikelihoodLikely, varies: No}},
+			want{udp: true, mapping: BehaviorNone, filtering: BehaviorAddressAndPortDependent, typ: TypeFirewall, direct: LikelihoodLikely, varies: TriNo}},
 		{"firewall, address-dependent", rfc(local, local, local, none, ok(srvPa), ok(srvA)),
-			want{udp: true, mapping: BehaviorNone, filtering: BehaviorAddressDependent, typ: TypeFirewall, direct: LikelihoodLikely, varies: No}},
+			want{udp: true, mapping: BehaviorNone, filtering: BehaviorAddressDependent, typ: TypeFirewall, direct: LikelihoodLikely, varies: TriNo}},
 		{"EIM, CHANGE-REQUEST unconfirmed", rfc(pubX, pubX, pubX, none, none, none),
-			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: No, reason: "could not be confirmed"}},
+			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: TriNo, reason: "could not be confirmed"}},
 		{"server ignores CHANGE-REQUEST", rfc(pubX, pubX, pubX, ok(srvP), ok(srvP), ok(srvP)),
-			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: No, reason: "does not honour CHANGE-REQUEST"}},
+			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: TriNo, reason: "does not honour CHANGE-REQUEST"}},
 		{"server ignores only change-port", rfc(pubX, pubX, pubX, ok(srvA), ok(srvP), ok(srvA)),
-			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: No, reason: "does not honour"}},
+			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: TriNo, reason: "does not honour"}},
 		{"server rejects CHANGE-REQUEST", rfc(pubX, pubX, pubX, rejected(420), rejected(420), rejected(420)),
-			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: No, reason: "error 420"}},
+			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: TriNo, reason: "error 420"}},
 		{"filtering cut short", rfc(pubX, pubX, pubX, notRun, notRun, notRun),
-			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: No, reason: "did not complete"}},
+			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: TriNo, reason: "did not complete"}},
 		{"mapping tests II and III lost", rfc(pubX, netip.AddrPort{}, netip.AddrPort{}, ok(srvA), ok(srvPa), ok(srvA)),
-			want{udp: true, mapping: BehaviorUnknown, filtering: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodPossible, varies: Unknown, reason: "only one server IP"}},
+			want{udp: true, mapping: BehaviorUnknown, filtering: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodPossible, varies: TriUnknown, reason: "only one server IP"}},
 		{"mapping test III lost after II differed", rfc(pubX, pubY, netip.AddrPort{}, none, none, none),
-			want{udp: true, mapping: BehaviorUnknown, typ: TypeSymmetric, direct: LikelihoodUnlikely, varies: Yes, reason: "cannot be told apart"}},
+			want{udp: true, mapping: BehaviorUnknown, typ: TypeSymmetric, direct: LikelihoodUnlikely, varies: TriYes, reason: "cannot be told apart"}},
 		{"contradictory: some servers see no NAT", rfc(local, pubX, pubX, ok(srvA), ok(srvPa), ok(srvA)),
 			want{udp: true, filtering: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodPossible, reason: "contradict"}},
 		{"plain servers, same mapping", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{plain, pubX}),
-			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: No, reason: "filtering behaviour cannot be learned from plain servers"}},
+			want{udp: true, mapping: BehaviorEndpointIndependent, typ: TypeUnknown, direct: LikelihoodLikely, varies: TriNo, reason: "filtering behaviour cannot be learned from plain servers"}},
 		{"plain servers, mapping varies", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{plain, pubY}),
-			want{udp: true, typ: TypeSymmetric, direct: LikelihoodUnlikely, varies: Yes}},
+			want{udp: true, typ: TypeSymmetric, direct: LikelihoodUnlikely, varies: TriYes}},
 		{"plain servers, same IP other port varies", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{srvPa, pubY}),
-			want{udp: true, mapping: BehaviorAddressAndPortDependent, typ: TypeSymmetric, direct: LikelihoodUnlikely, varies: Yes}},
+			want{udp: true, mapping: BehaviorAddressAndPortDependent, typ: TypeSymmetric, direct: LikelihoodUnlikely, varies: TriYes}},
 		{"two names, one address", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{srvP, pubX}),
 			want{udp: true, typ: TypeUnknown, direct: LikelihoodPossible, reason: "only one server IP"}},
 		{"one plain server answers, other silent", plainServers([2]netip.AddrPort{srvP, pubX}, [2]netip.AddrPort{plain, {}}),
@@ -302,11 +302,11 @@ func TestExtras(t *testing.T) {
 	r := Classify(o)
 	// Behind a NAT a public server sees the outermost address: CGNAT is
 	// unknown, not "no".
-	if r.BehindNAT != Yes || r.CGNAT != Unknown || r.ALG != Unknown || r.Hairpin != Unknown {
+	if r.BehindNAT != TriYes || r.CGNAT != TriUnknown || r.ALG != TriUnknown || r.Hairpin != TriUnknown {
 		t.Errorf("nat %s cgnat %s alg %s hairpin %s; want yes unknown unknown unknown", r.BehindNAT, r.CGNAT, r.ALG, r.Hairpin)
 	}
 	// pubX keeps the local port 40000; the fresh socket's 40001 is mapped to 40001 too.
-	if r.PortPreservation != Yes {
+	if r.PortPreservation != TriYes {
 		t.Errorf("port preservation = %s, want yes", r.PortPreservation)
 	}
 	if len(r.PublicAddresses) != 1 || r.PublicAddresses[0] != pubX { // the mapping socket only
@@ -315,47 +315,47 @@ func TestExtras(t *testing.T) {
 
 	o.Servers[0].Binding.Mapped = ap("100.64.3.4:1234")
 	o.Servers[0].Binding.LegacyMapped = ap("100.64.3.4:9999")
-	o.Hairpin = &Probe{Local: fresh, Dest: pubX, Status: StatusReply}
+	o.Hairpin = &Transaction{Local: fresh, Dest: pubX, Status: StatusReply}
 	r = Classify(o)
-	if r.CGNAT != Yes || r.ALG != Yes || r.Hairpin != Yes || r.PortPreservation != No {
+	if r.CGNAT != TriYes || r.ALG != TriYes || r.Hairpin != TriYes || r.PortPreservation != TriNo {
 		t.Errorf("cgnat %s alg %s hairpin %s preservation %s; want yes yes yes no", r.CGNAT, r.ALG, r.Hairpin, r.PortPreservation)
 	}
 
 	o.Servers[0].Binding.LegacyMapped = o.Servers[0].Binding.Mapped
 	o.Hairpin.Status = StatusNoReply
 	r = Classify(o)
-	if r.ALG != No || r.Hairpin != No {
+	if r.ALG != TriNo || r.Hairpin != TriNo {
 		t.Errorf("alg %s hairpin %s; want no no", r.ALG, r.Hairpin)
 	}
 
 	// A private server seeing a private address says nothing about CGNAT.
 	p := plainServers([2]netip.AddrPort{ap("10.0.0.1:3478"), ap("10.9.9.9:5000")}, [2]netip.AddrPort{ap("10.0.0.2:3478"), ap("10.9.9.9:5000")})
-	if r := Classify(p); r.CGNAT != Unknown {
+	if r := Classify(p); r.CGNAT != TriUnknown {
 		t.Errorf("private servers: cgnat %s, want unknown", r.CGNAT)
 	}
 }
 
 func TestDecidePeers(t *testing.T) {
-	type pp = map[string]Path
+	type pp = map[string]Route
 	cases := []struct {
 		name string
 		r    Result
 		want pp
 	}{
 		{"full cone", Result{UDP: true, Mapping: BehaviorEndpointIndependent, Filtering: BehaviorEndpointIndependent},
-			pp{PeerOpen: PathDirect, PeerPortRestrictedCone: PathDirect, PeerSymmetric: PathDirect, PeerUDPBlocked: PathRelay}},
+			pp{PeerOpen: RouteDirect, PeerPortRestrictedCone: RouteDirect, PeerSymmetric: RouteDirect, PeerUDPBlocked: RouteRelay}},
 		{"port restricted", Result{UDP: true, Mapping: BehaviorEndpointIndependent, Filtering: BehaviorAddressAndPortDependent},
-			pp{PeerOpen: PathDirect, PeerRestrictedCone: PathDirect, PeerPortRestrictedCone: PathProbablyDirect, PeerSymmetric: PathRelay}},
+			pp{PeerOpen: RouteDirect, PeerRestrictedCone: RouteDirect, PeerPortRestrictedCone: RouteProbablyDirect, PeerSymmetric: RouteRelay}},
 		{"symmetric", Result{UDP: true, Mapping: BehaviorAddressAndPortDependent},
-			pp{PeerOpen: PathDirect, PeerFullCone: PathDirect, PeerRestrictedCone: PathDirect, PeerPortRestrictedCone: PathRelay, PeerSymmetric: PathRelay}},
+			pp{PeerOpen: RouteDirect, PeerFullCone: RouteDirect, PeerRestrictedCone: RouteDirect, PeerPortRestrictedCone: RouteRelay, PeerSymmetric: RouteRelay}},
 		{"EIM, filtering unknown", Result{UDP: true, Mapping: BehaviorEndpointIndependent},
-			pp{PeerRestrictedCone: PathDirect, PeerPortRestrictedCone: PathProbablyDirect, PeerSymmetric: PathUnknown}},
+			pp{PeerRestrictedCone: RouteDirect, PeerPortRestrictedCone: RouteProbablyDirect, PeerSymmetric: RouteUnknown}},
 		{"nothing known but UDP", Result{UDP: true},
-			pp{PeerOpen: PathDirect, PeerRestrictedCone: PathDirect, PeerPortRestrictedCone: PathUnknown, PeerSymmetric: PathUnknown}},
+			pp{PeerOpen: RouteDirect, PeerRestrictedCone: RouteDirect, PeerPortRestrictedCone: RouteUnknown, PeerSymmetric: RouteUnknown}},
 		{"UDP blocked", Result{Type: TypeUDPBlocked},
-			pp{PeerOpen: PathRelay, PeerSymmetric: PathRelay, PeerUDPBlocked: PathRelay}},
+			pp{PeerOpen: RouteRelay, PeerSymmetric: RouteRelay, PeerUDPBlocked: RouteRelay}},
 		{"nothing measured", Result{},
-			pp{PeerOpen: PathUnknown, PeerSymmetric: PathUnknown}},
+			pp{PeerOpen: RouteUnknown, PeerSymmetric: RouteUnknown}},
 	}
 	for _, c := range cases {
 		v := Decide(c.r)
@@ -364,7 +364,7 @@ func TestDecidePeers(t *testing.T) {
 		}
 		got := pp{}
 		for _, p := range v.Peers {
-			got[p.Peer] = p.Path
+			got[p.Peer] = p.Route
 		}
 		for peer, w := range c.want {
 			if got[peer] != w {
@@ -401,19 +401,19 @@ func TestTypeOf(t *testing.T) {
 					w = TypeSymmetric
 				}
 			}
-			if got := TypeOf(m, f, Unknown); got != w {
+			if got := TypeOf(m, f, TriUnknown); got != w {
 				t.Errorf("TypeOf(%s, %s) = %s, want %s", m, f, got, w)
 			}
 		}
 	}
-	if TypeOf(BehaviorUnknown, BehaviorUnknown, Yes) != TypeSymmetric {
+	if TypeOf(BehaviorUnknown, BehaviorUnknown, TriYes) != TypeSymmetric {
 		t.Error("varying mapping should be symmetric")
 	}
 }
 
 func TestJSONVocabulary(t *testing.T) {
 	r := Result{Family: "ipv4", Mapping: BehaviorAddressAndPortDependent, Filtering: BehaviorUnknown, Type: TypePortRestrictedCone,
-		ALG: Unknown, Hairpin: Yes, CGNAT: No, Verdict: Verdict{DirectUDP: LikelihoodPossible, Peers: []PeerPath{{PeerSymmetric, PathProbablyDirect}}}}
+		ALG: TriUnknown, Hairpin: TriYes, CGNAT: TriNo, Verdict: Verdict{DirectUDP: LikelihoodPossible, Peers: []PeerRoute{{PeerSymmetric, RouteProbablyDirect}}}}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +428,7 @@ func TestJSONVocabulary(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Mapping != r.Mapping || back.Type != r.Type || back.Hairpin != Yes || back.ALG != Unknown || back.Verdict.DirectUDP != r.Verdict.DirectUDP {
+	if back.Mapping != r.Mapping || back.Type != r.Type || back.Hairpin != TriYes || back.ALG != TriUnknown || back.Verdict.DirectUDP != r.Verdict.DirectUDP {
 		t.Errorf("round trip changed the result: %+v", back)
 	}
 	var b2 Behavior
@@ -461,7 +461,7 @@ func TestContradictoryMapping(t *testing.T) {
 	o := rfc(pubX, pubX, pubX, ok(srvA), ok(srvPa), ok(srvA))
 	o.Servers = append(o.Servers, Server{Name: "plain", Address: plain, Binding: probe(local, plain, okm(plain, pubY))})
 	r := Classify(o)
-	if r.Mapping != BehaviorUnknown || r.MappingVariesByDestination != Unknown || r.Type != TypeUnknown || !r.MappingChanged ||
+	if r.Mapping != BehaviorUnknown || r.MappingVariesByDestination != TriUnknown || r.Type != TypeUnknown || !r.MappingChanged ||
 		!strings.Contains(strings.Join(r.Reasons, " "), "contradict") || !strings.Contains(r.Verdict.Summary, "changed during the test") {
 		t.Errorf("mapping %s varies %s type %s changed %v; summary %q reasons %q", r.Mapping, r.MappingVariesByDestination, r.Type, r.MappingChanged, r.Verdict.Summary, r.Reasons)
 	}

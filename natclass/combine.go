@@ -28,7 +28,7 @@ func Combine(results []Result) Overall {
 			continue
 		}
 		o.UDP = o.UDP || r.UDP
-		o.Measured = o.Measured || r.UDP || r.TCP == Yes // a TCP or TLS answer counts
+		o.Measured = o.Measured || r.UDP || r.TCP == TriYes // a TCP or TLS answer counts
 		if o.Lead < 0 {
 			o.Lead = i
 			continue

@@ -7,7 +7,7 @@ func TestCombine(t *testing.T) {
 	v6 := Result{Family: "ipv6", UDP: true, Verdict: Verdict{Summary: "v6"}}
 	v4silent := Result{Family: "ipv4", Verdict: Verdict{Summary: "v4 silent"}}
 	v6silent := Result{Family: "ipv6", Verdict: Verdict{Summary: "v6 silent"}}
-	v4tcp := Result{Family: "ipv4", TCP: Yes, Verdict: Verdict{Summary: "v4 tcp"}}
+	v4tcp := Result{Family: "ipv4", TCP: TriYes, Verdict: Verdict{Summary: "v4 tcp"}}
 	skipped4 := Result{Family: "ipv4", Skipped: "no IPv4 route", UDP: true}
 	for _, c := range []struct {
 		name          string

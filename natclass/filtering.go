@@ -59,7 +59,7 @@ const (
 	replyRejected                  // error response: CHANGE-REQUEST unsupported
 )
 
-func judge(p Probe, want netip.AddrPort) replyKind {
+func judge(p Transaction, want netip.AddrPort) replyKind {
 	switch p.Status {
 	case StatusNoReply:
 		return replyNone
@@ -98,7 +98,7 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 
 	for _, x := range []struct {
 		k    replyKind
-		p    Probe
+		p    Transaction
 		want netip.AddrPort
 	}{{ii, t.FilteringII, wantII}, {iii, t.FilteringIII, wantIII}, {ctl, t.Control, wantII}, {ctlPort, t.ControlPort, wantIII}} {
 		switch {
@@ -116,10 +116,10 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 	// Silence is a result only when loss cannot explain it: every send
 	// unanswered by chance must be less likely than MaxFalseNegative at the
 	// loss measured in this run.
-	silent := func(p Probe) bool {
+	silent := func(p Transaction) bool {
 		return judge(p, netip.AddrPort{}) == replyNone && c.loss.FalseNegative(p.Sent) < MaxFalseNegative
 	}
-	lossy := func(ps ...Probe) bool {
+	lossy := func(ps ...Transaction) bool {
 		for _, p := range ps {
 			if judge(p, netip.AddrPort{}) == replyNone && !silent(p) {
 				c.reason("no reply came from %s to a fresh socket after %d sends, but with the UDP loss measured in this run (%s; up to %.0f%% assumed) that happens by chance more often than 1 in %.0f: filtering is unknown",
@@ -131,7 +131,7 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 	}
 	// Silence means filtering only where a control proved that the server
 	// does send from the address in question, to this NAT.
-	via := func(ps ...Probe) string {
+	via := func(ps ...Transaction) string {
 		var parts []string
 		for _, p := range ps {
 			if p.ResponsePort != 0 {
@@ -173,7 +173,7 @@ func (c *classifier) filterOne(t RFC5780Tests) filterOutcome {
 
 // changeSource is where a change request to p asks the reply to come
 // from, given the server's alternate address a.
-func changeSource(p Probe, primary, a netip.AddrPort) netip.AddrPort {
+func changeSource(p Transaction, primary, a netip.AddrPort) netip.AddrPort {
 	switch {
 	case p.ChangeIP && p.ChangePort:
 		return a
@@ -186,7 +186,7 @@ func changeSource(p Probe, primary, a netip.AddrPort) netip.AddrPort {
 }
 
 // notRunWhy explains controls that were never sent.
-func notRunWhy(ps ...Probe) string {
+func notRunWhy(ps ...Transaction) string {
 	for _, p := range ps {
 		if p.Status == StatusNotRun && p.Error != "" {
 			return " (" + p.Error + ")"
@@ -219,7 +219,7 @@ func ChangeRequestSupport(obs Observations, i int) string {
 		}
 		var kinds []replyKind
 		for _, x := range []struct {
-			p    Probe
+			p    Transaction
 			want netip.AddrPort
 		}{{t.FilteringII, a}, {t.FilteringIII, netip.AddrPortFrom(p.Addr(), a.Port())}, {t.Control, a}, {t.ControlPort, netip.AddrPortFrom(p.Addr(), a.Port())}} {
 			k := judge(x.p, x.want)

@@ -108,7 +108,7 @@ func (l Loss) String() string {
 // transaction but Test I and the hairpin test, and every loss probe.
 func MeasureLoss(obs Observations) Loss {
 	var l Loss
-	add := func(p Probe) {
+	add := func(p Transaction) {
 		if answered(p) {
 			l.Add(p.Sent, true)
 		}
@@ -134,4 +134,4 @@ func MeasureLoss(obs Observations) Loss {
 	return l
 }
 
-func answered(p Probe) bool { return p.Status == StatusReply || p.Status == StatusErrorReply }
+func answered(p Transaction) bool { return p.Status == StatusReply || p.Status == StatusErrorReply }

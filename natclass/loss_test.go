@@ -74,7 +74,7 @@ func TestSilenceUnderLoss(t *testing.T) {
 		{"EIF needs no silence", ok(srvA), ok(srvPa), 0, BehaviorEndpointIndependent},
 	} {
 		o := lossy(c.fII, c.fIII)
-		for _, p := range []*Probe{&o.RFC5780[0].FilteringII, &o.RFC5780[0].FilteringIII} {
+		for _, p := range []*Transaction{&o.RFC5780[0].FilteringII, &o.RFC5780[0].FilteringIII} {
 			if p.Status == StatusNoReply {
 				p.Sent = c.sends
 			}
@@ -114,10 +114,10 @@ func TestResample(t *testing.T) {
 	}
 	freshLocal := ap("192.168.1.10:40002")
 	pubW := ap("198.51.100.200:40002")
-	sample := func(dest, mapped netip.AddrPort) Probe { return probe(freshLocal, dest, okm(dest, mapped)) }
+	sample := func(dest, mapped netip.AddrPort) Transaction { return probe(freshLocal, dest, okm(dest, mapped)) }
 
 	o := contradictory()
-	o.Resample = []Probe{sample(srvP, pubW), sample(srvAp, pubW), sample(srvA, pubW), sample(srvPa, pubW)}
+	o.Resample = []Transaction{sample(srvP, pubW), sample(srvAp, pubW), sample(srvA, pubW), sample(srvPa, pubW)}
 	r := Classify(o)
 	if r.Mapping != BehaviorEndpointIndependent || r.MappingChanged || r.Type != TypePortRestrictedCone {
 		t.Errorf("consistent resample: mapping %s changed %v type %s; reasons %q", r.Mapping, r.MappingChanged, r.Type, r.Reasons)
@@ -127,9 +127,9 @@ func TestResample(t *testing.T) {
 	}
 
 	o = contradictory()
-	o.Resample = []Probe{sample(srvP, pubW), sample(srvAp, pubW), sample(srvA, pubZ)}
+	o.Resample = []Transaction{sample(srvP, pubW), sample(srvAp, pubW), sample(srvA, pubZ)}
 	r = Classify(o)
-	if r.Mapping != BehaviorUnknown || !r.MappingChanged || r.Type != TypeUnknown || r.MappingVariesByDestination != Unknown {
+	if r.Mapping != BehaviorUnknown || !r.MappingChanged || r.Type != TypeUnknown || r.MappingVariesByDestination != TriUnknown {
 		t.Errorf("contradictory resample: mapping %s changed %v type %s varies %s", r.Mapping, r.MappingChanged, r.Type, r.MappingVariesByDestination)
 	}
 	if !strings.Contains(r.Verdict.Summary, "changed during the test") {
@@ -153,10 +153,10 @@ func typeAllowed(m, f Behavior, varies Tri, typ Type) bool {
 	case TypePortRestrictedCone:
 		return m == BehaviorEndpointIndependent && f == BehaviorAddressAndPortDependent
 	case TypeSymmetric:
-		return m == BehaviorAddressDependent || m == BehaviorAddressAndPortDependent || (m == BehaviorUnknown && varies == Yes)
+		return m == BehaviorAddressDependent || m == BehaviorAddressAndPortDependent || (m == BehaviorUnknown && varies == TriYes)
 	case TypeUnknown:
 		// Unknown only when the type is not settled by what is known.
-		settled := m == BehaviorAddressDependent || m == BehaviorAddressAndPortDependent || (m == BehaviorUnknown && varies == Yes) ||
+		settled := m == BehaviorAddressDependent || m == BehaviorAddressAndPortDependent || (m == BehaviorUnknown && varies == TriYes) ||
 			((m == BehaviorNone || m == BehaviorEndpointIndependent) && f != BehaviorUnknown)
 		return !settled
 	}
@@ -170,8 +170,8 @@ func TestTypeNeverContradicts(t *testing.T) {
 	all := []Behavior{BehaviorUnknown, BehaviorNone, BehaviorEndpointIndependent, BehaviorAddressDependent, BehaviorAddressAndPortDependent}
 	for _, m := range all {
 		for _, f := range all {
-			for _, v := range []Tri{Unknown, No, Yes} {
-				if v == No && (m == BehaviorAddressDependent || m == BehaviorAddressAndPortDependent) {
+			for _, v := range []Tri{TriUnknown, TriNo, TriYes} {
+				if v == TriNo && (m == BehaviorAddressDependent || m == BehaviorAddressAndPortDependent) {
 					continue // a dependent mapping varies by definition
 				}
 				if typ := TypeOf(m, f, v); !typeAllowed(m, f, v, typ) {
@@ -229,8 +229,8 @@ func TestResponsePortRejected(t *testing.T) {
 // probes cut short say nothing.
 func TestLossProbes(t *testing.T) {
 	o := rfc(pubX, pubX, pubX, none, none, ok(srvA))
-	lp := func(s Status) Probe { return Probe{Local: fresh, Dest: srvP, Sent: 1, Status: s} }
-	o.RFC5780[0].LossProbes = []Probe{lp(StatusReply), lp(StatusReply), lp(StatusNoReply), lp(StatusNotRun)}
+	lp := func(s Status) Transaction { return Transaction{Local: fresh, Dest: srvP, Sent: 1, Status: s} }
+	o.RFC5780[0].LossProbes = []Transaction{lp(StatusReply), lp(StatusReply), lp(StatusNoReply), lp(StatusNotRun)}
 	l := MeasureLoss(o)
 	// 6 answered transactions at one send each, and 3 probes, 1 unanswered.
 	if l.Sends != 9 || l.Lost != 1 || l.Fraction != 0.1111 {

@@ -11,7 +11,7 @@ type sample struct {
 
 // samplesOf returns the mapping samples among ps: plain requests (no
 // CHANGE-REQUEST) that were answered with a mapped address.
-func samplesOf(ps []Probe) []sample {
+func samplesOf(ps []Transaction) []sample {
 	var ss []sample
 	for _, p := range ps {
 		if p.Replied() && p.Mapped.IsValid() && !p.ChangeIP && !p.ChangePort && p.ResponsePort == 0 {
@@ -23,8 +23,8 @@ func samplesOf(ps []Probe) []sample {
 
 // mappingProbes returns the transactions of the shared mapping socket:
 // Test I to every server, and Tests II, III and P:a.
-func mappingProbes(obs Observations) []Probe {
-	var ps []Probe
+func mappingProbes(obs Observations) []Transaction {
+	var ps []Transaction
 	for _, s := range obs.Servers {
 		ps = append(ps, s.Binding)
 	}
@@ -78,7 +78,7 @@ func mappingFrom(ss []sample) mappingOutcome {
 	}
 	switch {
 	case same > 0 && nat == 0:
-		o.behindNAT, o.behavior, o.varies = No, BehaviorNone, No
+		o.behindNAT, o.behavior, o.varies = TriNo, BehaviorNone, TriNo
 		o.reason = fmt.Sprintf("the public address %s is this host's own address: there is no NAT", ss[0].mapped)
 		return o
 	case same > 0 && nat > 0:
@@ -86,7 +86,7 @@ func mappingFrom(ss []sample) mappingOutcome {
 		o.reason = "some servers saw this host's own address and others a translated one: the observations contradict each other, so mapping behaviour is unknown"
 		return o
 	case nat > 0:
-		o.behindNAT = Yes
+		o.behindNAT = TriYes
 	}
 
 	// Which behaviours fit every pair, and an example pair for each kind
@@ -144,19 +144,19 @@ func mappingFrom(ss []sample) mappingOutcome {
 			o.reason = "the mapped addresses of one socket fit no single mapping behaviour (the mapping changed during the test), so mapping behaviour is unknown"
 		}
 	case eim && crossIPSame != nil:
-		o.behavior, o.varies = BehaviorEndpointIndependent, No
+		o.behavior, o.varies = BehaviorEndpointIndependent, TriNo
 		o.reason = fmt.Sprintf("one socket got the same public address %s from %s and from %s: mapping is endpoint-independent",
 			crossIPSame[0].mapped, crossIPSame[0].dest, crossIPSame[1].dest)
 	case adm && !apdm && crossIPDiff != nil:
-		o.behavior, o.varies = BehaviorAddressDependent, Yes
+		o.behavior, o.varies = BehaviorAddressDependent, TriYes
 		o.reason = fmt.Sprintf("one socket got %s from %s but %s from %s; two ports of %s gave the same address: mapping is address-dependent",
 			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest, portSame[0].dest.Addr())
 	case apdm && portDiff != nil:
-		o.behavior, o.varies = BehaviorAddressAndPortDependent, Yes
+		o.behavior, o.varies = BehaviorAddressAndPortDependent, TriYes
 		o.reason = fmt.Sprintf("one socket got %s from %s but %s from %s, the same IP on another port: mapping is address-and-port-dependent",
 			portDiff[0].mapped, portDiff[0].dest, portDiff[1].mapped, portDiff[1].dest)
 	case apdm && crossIPDiff != nil:
-		o.varies = Yes
+		o.varies = TriYes
 		o.reason = fmt.Sprintf("one socket got %s from %s but %s from %s: the mapping varies by destination (symmetric NAT); no two ports of one server were compared, so address-dependent and address-and-port-dependent cannot be told apart",
 			crossIPDiff[0].mapped, crossIPDiff[0].dest, crossIPDiff[1].mapped, crossIPDiff[1].dest)
 	default:

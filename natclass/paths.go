@@ -14,9 +14,9 @@ func (c *classifier) paths() {
 		return
 	}
 	connected, finished := 0, 0
-	var certFailed []PathProbe
+	var certFailed []Attempt
 	preserved, changed := 0, 0
-	var shared []PathProbe
+	var shared []Attempt
 	for _, p := range c.obs.Paths {
 		if !p.CutShort {
 			finished++
@@ -54,20 +54,20 @@ func (c *classifier) paths() {
 	slices.Sort(r.TLSPortsOpen)
 	switch {
 	case connected > 0:
-		r.TCP = Yes
+		r.TCP = TriYes
 	case finished > 0:
-		r.TCP = No
+		r.TCP = TriNo
 	}
 	switch {
 	case changed > 0:
-		r.TCPPortPreservation = No
+		r.TCPPortPreservation = TriNo
 	case preserved > 0:
-		r.TCPPortPreservation = Yes
+		r.TCPPortPreservation = TriYes
 	}
 	for _, p := range certFailed {
 		c.reason("the TLS certificate of %s (port %d) failed verification: %s; TCP to that port gets out, but a TURN client would refuse it", p.Server, p.Dest.Port(), p.CertError)
 	}
-	var diff, same *[2]PathProbe
+	var diff, same *[2]Attempt
 	for i := range shared {
 		for j := i + 1; j < len(shared); j++ {
 			a, b := shared[i], shared[j]
@@ -75,19 +75,19 @@ func (c *classifier) paths() {
 				continue
 			}
 			if a.Mapped != b.Mapped && diff == nil {
-				diff = &[2]PathProbe{a, b}
+				diff = &[2]Attempt{a, b}
 			} else if a.Mapped == b.Mapped && same == nil {
-				same = &[2]PathProbe{a, b}
+				same = &[2]Attempt{a, b}
 			}
 		}
 	}
 	switch {
 	case diff != nil:
-		r.TCPMappingEndpointIndependent = No
+		r.TCPMappingEndpointIndependent = TriNo
 		c.reason("TCP connections from one local port got %s from %s but %s from %s: the TCP mapping depends on the destination",
 			diff[0].Mapped, diff[0].Dest, diff[1].Mapped, diff[1].Dest)
 	case same != nil:
-		r.TCPMappingEndpointIndependent = Yes
+		r.TCPMappingEndpointIndependent = TriYes
 	}
 	if connected > 0 {
 		c.reason("direct TCP between peers (ICE-TCP) works only towards a peer with a public TCP address, such as a media server or SFU; between two NATed peers TCP needs a TURN relay")
@@ -122,7 +122,7 @@ func wayOut(r Result, direct Likelihood) WayOut {
 		}
 		return WayOut{Via: WayTURNUDP, Cost: costRelay}
 	}
-	if r.TCP == Unknown {
+	if r.TCP == TriUnknown {
 		if r.Type == TypeUDPBlocked {
 			return WayOut{Via: WayUnknown, Cost: "TCP and TLS were not tried"}
 		}

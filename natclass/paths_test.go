@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-func path(transport, dest string, connected, ok bool, mapped, certErr string) PathProbe {
-	p := PathProbe{Transport: transport, Server: dest, Dest: ap(dest), Local: ap("192.168.1.10:45000"), SharedPort: transport == TransportTCP,
+func path(transport, dest string, connected, ok bool, mapped, certErr string) Attempt {
+	p := Attempt{Transport: transport, Server: dest, Dest: ap(dest), Local: ap("192.168.1.10:45000"), SharedPort: transport == TransportTCP,
 		Connected: connected, OK: ok, CertError: certErr}
 	if mapped != "" {
 		p.Mapped = ap(mapped)
@@ -78,7 +78,7 @@ func TestTCPMapping(t *testing.T) {
 		path(TransportTCP, "203.0.113.1:3478", true, true, "198.51.100.200:45000", ""),
 		path(TransportTCP, "198.51.100.7:3478", true, true, "198.51.100.200:45000", ""))
 	r := Classify(same)
-	if r.TCP != Yes || r.TCPMappingEndpointIndependent != Yes || r.TCPPortPreservation != Yes {
+	if r.TCP != TriYes || r.TCPMappingEndpointIndependent != TriYes || r.TCPPortPreservation != TriYes {
 		t.Errorf("same mapping: tcp %s eim %s preservation %s", r.TCP, r.TCPMappingEndpointIndependent, r.TCPPortPreservation)
 	}
 	if !strings.Contains(strings.Join(r.Reasons, " "), "ICE-TCP") {
@@ -88,20 +88,20 @@ func TestTCPMapping(t *testing.T) {
 		path(TransportTCP, "203.0.113.1:3478", true, true, "198.51.100.200:50000", ""),
 		path(TransportTCP, "198.51.100.7:3478", true, true, "198.51.100.200:50001", ""))
 	r = Classify(diff)
-	if r.TCPMappingEndpointIndependent != No || r.TCPPortPreservation != No {
+	if r.TCPMappingEndpointIndependent != TriNo || r.TCPPortPreservation != TriNo {
 		t.Errorf("varying mapping: eim %s preservation %s", r.TCPMappingEndpointIndependent, r.TCPPortPreservation)
 	}
 	one := with(base, path(TransportTCP, "203.0.113.1:3478", true, true, "198.51.100.200:45000", ""))
-	if r := Classify(one); r.TCPMappingEndpointIndependent != Unknown {
+	if r := Classify(one); r.TCPMappingEndpointIndependent != TriUnknown {
 		t.Errorf("one server: eim %s, want unknown", r.TCPMappingEndpointIndependent)
 	}
-	if r := Classify(base); r.TCP != Unknown || r.TCPPortsOpen == nil {
+	if r := Classify(base); r.TCP != TriUnknown || r.TCPPortsOpen == nil {
 		t.Errorf("no paths: tcp %s ports %v", r.TCP, r.TCPPortsOpen)
 	}
 }
 
-func with(o Observations, ps ...PathProbe) Observations {
-	o.Paths = append(append([]PathProbe(nil), o.Paths...), ps...)
+func with(o Observations, ps ...Attempt) Observations {
+	o.Paths = append(append([]Attempt(nil), o.Paths...), ps...)
 	return o
 }
 
@@ -110,7 +110,7 @@ func with(o Observations, ps ...PathProbe) Observations {
 func TestTCPOnlyTargets(t *testing.T) {
 	o := with(Observations{Family: "ipv4"}, path(TransportTCP, "203.0.113.1:3478", true, true, "198.51.100.200:45000", ""))
 	r := Classify(o)
-	if r.Verdict.WayOut.Via != WayUnknown || r.TCP != Yes {
+	if r.Verdict.WayOut.Via != WayUnknown || r.TCP != TriYes {
 		t.Errorf("way out %+v tcp %s: want unknown way out, TCP yes", r.Verdict.WayOut, r.TCP)
 	}
 	if !strings.Contains(r.Verdict.Summary, "UDP not tested") || !strings.Contains(r.Verdict.Summary, "TCP to port 3478") {
@@ -124,12 +124,12 @@ func TestTCPCutShortIsUnknown(t *testing.T) {
 	udpBlocked := plainServers([2]netip.AddrPort{srvP, {}}, [2]netip.AddrPort{plain, {}})
 	cut := path(TransportTCP, "203.0.113.1:3478", false, false, "", "")
 	cut.CutShort = true
-	if r := Classify(with(udpBlocked, cut)); r.TCP != Unknown {
+	if r := Classify(with(udpBlocked, cut)); r.TCP != TriUnknown {
 		t.Errorf("only cut-short attempts: tcp %s, want unknown", r.TCP)
 	}
 	bare := path(TransportTCP, "203.0.113.1:3478", true, false, "", "")
 	r := Classify(with(udpBlocked, bare))
-	if r.TCP != Yes || len(r.TCPPortsOpen) != 0 || r.Verdict.WayOut.Via != WayNone {
+	if r.TCP != TriYes || len(r.TCPPortsOpen) != 0 || r.Verdict.WayOut.Via != WayNone {
 		t.Errorf("handshake without an answer: tcp %s ports %v way out %+v", r.TCP, r.TCPPortsOpen, r.Verdict.WayOut)
 	}
 }

@@ -79,24 +79,24 @@ type Tri int
 
 // Tri values.
 const (
-	Unknown Tri = iota
-	No
-	Yes
+	TriUnknown Tri = iota
+	TriNo
+	TriYes
 )
 
 // TriOf returns Yes for true and No for false.
 func TriOf(b bool) Tri {
 	if b {
-		return Yes
+		return TriYes
 	}
-	return No
+	return TriNo
 }
 
 func (t Tri) String() string {
 	switch t {
-	case Yes:
+	case TriYes:
 		return "yes"
-	case No:
+	case TriNo:
 		return "no"
 	}
 	return "unknown"
@@ -105,9 +105,9 @@ func (t Tri) String() string {
 // MarshalJSON encodes Yes as true, No as false and Unknown as null.
 func (t Tri) MarshalJSON() ([]byte, error) {
 	switch t {
-	case Yes:
+	case TriYes:
 		return []byte("true"), nil
-	case No:
+	case TriNo:
 		return []byte("false"), nil
 	}
 	return []byte("null"), nil
@@ -117,11 +117,11 @@ func (t Tri) MarshalJSON() ([]byte, error) {
 func (t *Tri) UnmarshalJSON(b []byte) error {
 	switch string(b) {
 	case "true":
-		*t = Yes
+		*t = TriYes
 	case "false":
-		*t = No
+		*t = TriNo
 	case "null":
-		*t = Unknown
+		*t = TriUnknown
 	default:
 		return fmt.Errorf("natclass: %q is not true, false or null", b)
 	}
@@ -158,33 +158,33 @@ func (l *Likelihood) UnmarshalText(b []byte) error {
 	return unmarshalEnum(b, likelihoodNames[:], (*int)(l), "likelihood")
 }
 
-// Path is how traffic to one kind of peer will flow. The zero value is
-// PathUnknown.
-type Path int
+// Route is how traffic to one kind of peer will flow: a route to a peer
+// (JSON "path"). The zero value is RouteUnknown.
+type Route int
 
-// Paths.
+// Routes.
 const (
-	PathUnknown        Path = iota
-	PathDirect              // UDP hole punching works
-	PathProbablyDirect      // works in most cases (EIM + APDF on both sides)
-	PathRelay               // a TURN relay is needed
+	RouteUnknown        Route = iota
+	RouteDirect               // UDP hole punching works
+	RouteProbablyDirect       // works in most cases (EIM + APDF on both sides)
+	RouteRelay                // a TURN relay is needed
 )
 
-var pathNames = [...]string{"unknown", "direct", "probably-direct", "relay"}
+var routeNames = [...]string{"unknown", "direct", "probably-direct", "relay"}
 
-func (p Path) String() string {
-	if p < 0 || int(p) >= len(pathNames) {
-		return fmt.Sprintf("Path(%d)", int(p))
+func (p Route) String() string {
+	if p < 0 || int(p) >= len(routeNames) {
+		return fmt.Sprintf("Route(%d)", int(p))
 	}
-	return pathNames[p]
+	return routeNames[p]
 }
 
 // MarshalText implements encoding.TextMarshaler.
-func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+func (p Route) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
-func (p *Path) UnmarshalText(b []byte) error {
-	return unmarshalEnum(b, pathNames[:], (*int)(p), "path")
+func (p *Route) UnmarshalText(b []byte) error {
+	return unmarshalEnum(b, routeNames[:], (*int)(p), "path")
 }
 
 func unmarshalEnum(b []byte, names []string, v *int, what string) error {
@@ -227,9 +227,9 @@ func (s *Status) UnmarshalText(b []byte) error {
 	return unmarshalEnum(b, statusNames[:], (*int)(s), "status")
 }
 
-// Probe is one STUN Binding transaction as the engine saw it: what was sent,
+// Transaction is one STUN Binding transaction as the engine saw it: what was sent,
 // from which local socket, to where, and what came back.
-type Probe struct {
+type Transaction struct {
 	Local      netip.AddrPort `json:"local"`       // the socket's own, concrete address
 	Dest       netip.AddrPort `json:"dest"`        // where the request was sent
 	ChangeIP   bool           `json:"change_ip"`   // CHANGE-REQUEST change-IP flag sent
@@ -258,7 +258,7 @@ type Probe struct {
 // PathRTT is the round-trip time to size waiting windows with: RTT when the
 // request was sent once, else LastRTT, since loss inflates RTT by the
 // retransmission intervals.
-func (p Probe) PathRTT() time.Duration {
+func (p Transaction) PathRTT() time.Duration {
 	if p.Sent > 1 && p.LastRTT > 0 {
 		return p.LastRTT
 	}
@@ -266,11 +266,11 @@ func (p Probe) PathRTT() time.Duration {
 }
 
 // Replied reports whether a success response arrived.
-func (p Probe) Replied() bool { return p.Status == StatusReply }
+func (p Transaction) Replied() bool { return p.Status == StatusReply }
 
 // Source is where the reply says it came from: RESPONSE-ORIGIN when the server
 // sent it, else the packet's source address.
-func (p Probe) Source() netip.AddrPort {
+func (p Transaction) Source() netip.AddrPort {
 	if p.From.IsValid() {
 		return p.From
 	}
@@ -283,7 +283,7 @@ type Server struct {
 	Name         string         `json:"name"`                    // as the user gave it
 	Address      netip.AddrPort `json:"address,omitzero"`        // resolved address; zero if resolution failed
 	ResolveError string         `json:"resolve_error,omitempty"` // why it could not be resolved
-	Binding      Probe          `json:"binding"`                 // Test I from the mapping socket
+	Binding      Transaction    `json:"binding"`                 // Test I from the mapping socket
 }
 
 // RFC5780Tests are the behaviour-discovery tests of RFC 5780 section 4 run
@@ -292,14 +292,14 @@ type RFC5780Tests struct {
 	Server int `json:"server"` // index into Observations.Servers
 
 	// Mapping tests (4.3) on the mapping socket, after Test I.
-	MappingII  Probe `json:"mapping_ii"`  // to alternate IP, primary port
-	MappingIII Probe `json:"mapping_iii"` // to alternate IP, alternate port
+	MappingII  Transaction `json:"mapping_ii"`  // to alternate IP, primary port
+	MappingIII Transaction `json:"mapping_iii"` // to alternate IP, alternate port
 
 	// Filtering tests (4.4) on a fresh socket that never talked to the
 	// alternate address.
-	FilteringI   Probe `json:"filtering_i"`   // plain request to the primary address
-	FilteringII  Probe `json:"filtering_ii"`  // change-IP and change-port
-	FilteringIII Probe `json:"filtering_iii"` // change-port only
+	FilteringI   Transaction `json:"filtering_i"`   // plain request to the primary address
+	FilteringII  Transaction `json:"filtering_ii"`  // change-IP and change-port
+	FilteringIII Transaction `json:"filtering_iii"` // change-port only
 
 	// Control is sent from the mapping socket only once Mapping Test III
 	// was answered, so the NAT holds a mapping towards the alternate
@@ -308,27 +308,27 @@ type RFC5780Tests struct {
 	// that the server can answer from there. Behind a mapping that varies
 	// by destination it carries RESPONSE-PORT, the port of Test III's
 	// mapping, so the reply reaches the mapping that talked to A:a.
-	Control Probe `json:"control"`
+	Control Transaction `json:"control"`
 	// MappingPa is a plain request from the mapping socket to the primary
 	// IP's alternate port; it opens the filter towards that port and gives
 	// one more mapping sample.
-	MappingPa Probe `json:"mapping_pa"`
+	MappingPa Transaction `json:"mapping_pa"`
 	// ControlPort is a change-port request from the mapping socket, sent
 	// once MappingPa was answered: its reply, from the primary IP's
 	// alternate port, proves that the server honours change-port. It
 	// carries RESPONSE-PORT when MappingPa's mapping differs from Test I's.
-	ControlPort Probe `json:"control_port"`
+	ControlPort Transaction `json:"control_port"`
 	// LossProbes are single plain requests the filtering socket sends to
 	// the primary address while the filtering tests wait, each given its own
 	// window: answered or not, each is a direct sample of the loss that
 	// silence is weighed against (natclass.MeasureLoss). Only probes whose
 	// window ended are kept.
-	LossProbes []Probe `json:"loss_probes,omitempty"`
+	LossProbes []Transaction `json:"loss_probes,omitempty"`
 }
 
 // probes returns every transaction of t, in a stable order.
-func (t RFC5780Tests) probes() []Probe {
-	return []Probe{t.MappingII, t.MappingIII, t.FilteringI, t.FilteringII, t.FilteringIII, t.Control, t.MappingPa, t.ControlPort}
+func (t RFC5780Tests) probes() []Transaction {
+	return []Transaction{t.MappingII, t.MappingIII, t.FilteringI, t.FilteringII, t.FilteringIII, t.Control, t.MappingPa, t.ControlPort}
 }
 
 // Observations is everything the probe engine saw for one address family.
@@ -339,18 +339,18 @@ type Observations struct {
 	// Hairpin is a Binding request sent from another socket to the mapping
 	// socket's mapped address; StatusReply means the mapping socket received
 	// it. Nil when the test was not run.
-	Hairpin *Probe `json:"hairpin,omitempty"`
+	Hairpin *Transaction `json:"hairpin,omitempty"`
 	// Resample holds the plain Binding transactions of a second, fresh
 	// mapping socket (Test I to every server, and Tests II, III and P:a to
 	// the first RFC 5780 server): the engine takes them when the mapping
 	// socket's samples contradicted each other, so that a mapping changed
 	// during the test is told from a mapping that varies by destination.
-	Resample []Probe `json:"resample,omitempty"`
+	Resample []Transaction `json:"resample,omitempty"`
 	// Extra holds further plain Binding transactions on other sockets (for
 	// instance a fresh socket's Test I) used for port-preservation evidence.
-	Extra []Probe `json:"extra,omitempty"`
+	Extra []Transaction `json:"extra,omitempty"`
 	// Paths are the Binding requests sent over TCP and TLS.
-	Paths []PathProbe `json:"paths,omitempty"`
+	Paths []Attempt `json:"paths,omitempty"`
 }
 
 // Path transports.
@@ -360,9 +360,9 @@ const (
 	TransportTLS = "tls"
 )
 
-// PathProbe is one attempt to get a STUN Binding request through over TCP
+// Attempt is one attempt to get a STUN Binding request through over TCP
 // (RFC 8489 section 6.2.2) or TLS (section 6.2.3).
-type PathProbe struct {
+type Attempt struct {
 	Transport string         `json:"transport"` // "tcp" or "tls"
 	Server    string         `json:"server"`    // the server as configured
 	Dest      netip.AddrPort `json:"dest"`
@@ -398,14 +398,14 @@ const (
 	PeerUDPBlocked         = "udp-blocked"
 )
 
-// PeerPath is how traffic to one kind of peer will flow.
-type PeerPath struct {
+// PeerRoute is how traffic to one kind of peer will flow.
+type PeerRoute struct {
 	// Peer is the kind of peer, named like the NAT type it stands for.
 	//
 	// It is one of the Peer constants.
 	Peer string `json:"peer"`
-	// Path is how traffic to that kind of peer flows.
-	Path Path `json:"path"`
+	// Route is how traffic to that kind of peer flows.
+	Route Route `json:"path"`
 }
 
 // Relay transports a verdict can call for, in ICE's order of preference.
@@ -422,7 +422,7 @@ type Verdict struct {
 	DirectUDP Likelihood `json:"direct_udp"`
 	// Peers are the paths to each kind of peer, direct or relay; null in
 	// the verdict of a skipped family.
-	Peers []PeerPath `json:"peers" jsonschema:"nullable"`
+	Peers []PeerRoute `json:"peers" jsonschema:"nullable"`
 	// Relay is the TURN transports to use when direct fails, best first;
 	// null in the verdict of a skipped family.
 	//

@@ -16,11 +16,11 @@ const (
 // punch is the hole-punching table: punch[local][peer], both sides sending.
 // EIM+APDF on both sides is only probably direct: Linux masquerade, for
 // one, can lose the client's port when the peer's check arrives first.
-var punch = [4][4]Path{
-	rowOpen: {PathDirect, PathDirect, PathDirect, PathDirect},
-	rowADF:  {PathDirect, PathDirect, PathDirect, PathDirect},
-	rowAPDF: {PathDirect, PathDirect, PathProbablyDirect, PathRelay},
-	rowSym:  {PathDirect, PathDirect, PathRelay, PathRelay},
+var punch = [4][4]Route{
+	rowOpen: {RouteDirect, RouteDirect, RouteDirect, RouteDirect},
+	rowADF:  {RouteDirect, RouteDirect, RouteDirect, RouteDirect},
+	rowAPDF: {RouteDirect, RouteDirect, RouteProbablyDirect, RouteRelay},
+	rowSym:  {RouteDirect, RouteDirect, RouteRelay, RouteRelay},
 }
 
 // peers lists the peer kinds of a verdict with their row in the table.
@@ -39,7 +39,7 @@ var peers = []struct {
 func possibleRows(mapping, filtering Behavior, varies Tri) []row {
 	var mapRows []row // rows allowed by mapping alone
 	switch {
-	case mapping == BehaviorAddressDependent || mapping == BehaviorAddressAndPortDependent || varies == Yes:
+	case mapping == BehaviorAddressDependent || mapping == BehaviorAddressAndPortDependent || varies == TriYes:
 		return []row{rowSym}
 	case mapping == BehaviorNone || mapping == BehaviorEndpointIndependent:
 		mapRows = []row{rowOpen, rowADF, rowAPDF}
@@ -63,22 +63,22 @@ func possibleRows(mapping, filtering Behavior, varies Tri) []row {
 
 // combine merges the outcomes of all possible rows: one answer if they agree,
 // probably-direct if all are some kind of direct, else unknown.
-func combine(paths []Path) Path {
+func combine(paths []Route) Route {
 	if len(paths) == 0 {
-		return PathUnknown
+		return RouteUnknown
 	}
 	allDirect := true
 	for _, p := range paths {
-		if p != PathDirect && p != PathProbablyDirect {
+		if p != RouteDirect && p != RouteProbablyDirect {
 			allDirect = false
 		}
 	}
 	for _, p := range paths[1:] {
 		if p != paths[0] {
 			if allDirect {
-				return PathProbablyDirect
+				return RouteProbablyDirect
 			}
-			return PathUnknown
+			return RouteUnknown
 		}
 	}
 	return paths[0]
@@ -91,20 +91,20 @@ func Decide(r Result) Verdict {
 	var v Verdict
 	if !r.UDP {
 		v.Relay = []string{RelayTURNTCP, RelayTURNTLS}
-		path := PathUnknown
+		path := RouteUnknown
 		v.WayOut = wayOut(r, LikelihoodImpossible)
 		found := v.WayOut.Via == WayTURNTCP || v.WayOut.Via == WayTURNTLS
 		switch {
 		case r.Type == TypeUDPBlocked && found:
-			path = PathRelay
+			path = RouteRelay
 			v.DirectUDP = LikelihoodImpossible
 			v.Summary = "UDP is blocked here; " + v.WayOut.String() + " gets out"
 		case r.Type == TypeUDPBlocked && v.WayOut.Via == WayNone:
-			path = PathRelay
+			path = RouteRelay
 			v.DirectUDP = LikelihoodImpossible
 			v.Summary = "Nothing gets out: UDP is blocked and no TCP or TLS connection to any server succeeded"
 		case r.Type == TypeUDPBlocked:
-			path = PathRelay
+			path = RouteRelay
 			v.DirectUDP = LikelihoodImpossible
 			v.Summary = "UDP is blocked: real-time traffic needs a TURN relay over TCP or TLS (port 443 gets through most firewalls)"
 		case found:
@@ -114,10 +114,10 @@ func Decide(r Result) Verdict {
 			v.Summary = "Nothing could be measured: no STUN server answered"
 		}
 		for _, p := range peers {
-			v.Peers = append(v.Peers, PeerPath{p.name, path})
+			v.Peers = append(v.Peers, PeerRoute{p.name, path})
 		}
-		v.Peers = append(v.Peers, PeerPath{PeerUDPBlocked, path})
-		if r.NotMeasured != "" && r.TCP != Yes {
+		v.Peers = append(v.Peers, PeerRoute{PeerUDPBlocked, path})
+		if r.NotMeasured != "" && r.TCP != TriYes {
 			v.Summary = r.NotMeasured
 		}
 		if !r.UDPTested {
@@ -137,14 +137,14 @@ func Decide(r Result) Verdict {
 	v.Relay = []string{RelayTURNUDP, RelayTURNTCP, RelayTURNTLS}
 	rows := possibleRows(r.Mapping, r.Filtering, r.MappingVariesByDestination)
 	for _, p := range peers {
-		var paths []Path
+		var paths []Route
 		for _, lr := range rows {
 			paths = append(paths, punch[lr][p.row])
 		}
-		v.Peers = append(v.Peers, PeerPath{p.name, combine(paths)})
+		v.Peers = append(v.Peers, PeerRoute{p.name, combine(paths)})
 	}
 	// A peer whose UDP is blocked can only be reached through its relay.
-	v.Peers = append(v.Peers, PeerPath{PeerUDPBlocked, PathRelay})
+	v.Peers = append(v.Peers, PeerRoute{PeerUDPBlocked, RouteRelay})
 
 	symOnly := len(rows) == 1 && rows[0] == rowSym
 	eimOnly := !symOnly

@@ -37,7 +37,7 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	pa := netip.AddrPortFrom(p.Addr(), a.Port()) // primary IP, alternate port
 	rtt := srv.Binding.PathRTT()
 	var wg sync.WaitGroup
-	run := func(dst *natclass.Probe, s *socket, name string, to netip.AddrPort, req request) {
+	run := func(dst *natclass.Transaction, s *socket, name string, to netip.AddrPort, req request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -47,10 +47,10 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	// Filtering (4.4) on a fresh socket that never talked to A.
 	fs, err := e.newSocket(fmt.Sprintf("filtering-%d", idx))
 	if err != nil {
-		t.FilteringI = natclass.Probe{Dest: p, Error: err.Error()}
+		t.FilteringI = natclass.Transaction{Dest: p, Error: err.Error()}
 	} else {
 		var fwg sync.WaitGroup
-		filter := func(dst *natclass.Probe, name string, cr natstun.ChangeRequest) {
+		filter := func(dst *natclass.Transaction, name string, cr natstun.ChangeRequest) {
 			fwg.Add(1)
 			go func() {
 				defer fwg.Done()
@@ -99,12 +99,12 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 // direct sample of the loss on this path. Silence in the filtering tests is
 // weighed against that loss (natclass.Loss); without the probes a run has
 // only a handful of answered transactions to measure it from.
-func (e *engine) lossProbes(ctx context.Context, s *socket, dest netip.AddrPort, rtt time.Duration, done <-chan struct{}) []natclass.Probe {
+func (e *engine) lossProbes(ctx context.Context, s *socket, dest netip.AddrPort, rtt time.Duration, done <-chan struct{}) []natclass.Transaction {
 	every := retransmitEvery(rtt)
 	win := 2*rtt + lossProbeWait
 	pctx, cancel := context.WithCancel(ctx)
 	var mu sync.Mutex
-	var out []natclass.Probe
+	var out []natclass.Transaction
 	var wg sync.WaitGroup
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -169,10 +169,10 @@ func (e *engine) testWindow(rtt time.Duration, req request) wait {
 // opened's mapping is not the one p sees, so the control carries
 // RESPONSE-PORT (RFC 5780 section 7.5) with opened's public port: the reply
 // then goes to the mapping that talked to that endpoint.
-func (e *engine) control(ctx context.Context, s *socket, name string, p netip.AddrPort, cr natstun.ChangeRequest, testI, opened natclass.Probe, rtt time.Duration) natclass.Probe {
-	notSent := func(why string) natclass.Probe {
+func (e *engine) control(ctx context.Context, s *socket, name string, p netip.AddrPort, cr natstun.ChangeRequest, testI, opened natclass.Transaction, rtt time.Duration) natclass.Transaction {
+	notSent := func(why string) natclass.Transaction {
 		s.emit(Event{Kind: EventTimeout, Test: name, Socket: s.local, Peer: p, Detail: why})
-		return natclass.Probe{Local: s.local, Dest: p, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort, Error: why}
+		return natclass.Transaction{Local: s.local, Dest: p, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort, Error: why}
 	}
 	if !opened.Replied() || !opened.Mapped.IsValid() || !testI.Mapped.IsValid() {
 		return notSent(fmt.Sprintf("not sent: %s did not answer, so the NAT may hold no mapping towards it", opened.Dest))
@@ -193,15 +193,15 @@ func (e *engine) control(ctx context.Context, s *socket, name string, p netip.Ad
 // first RFC 5780 server. The engine takes it when the mapping socket's
 // samples contradicted each other, so that a mapping the NAT changed during
 // the test is told from a behaviour.
-func (e *engine) resample(ctx context.Context, obs *natclass.Observations) []natclass.Probe {
+func (e *engine) resample(ctx context.Context, obs *natclass.Observations) []natclass.Transaction {
 	rs, err := e.newSocket("mapping-2")
 	if err != nil {
 		return nil
 	}
 	var mu sync.Mutex
-	var out []natclass.Probe
+	var out []natclass.Transaction
 	var wg sync.WaitGroup
-	send := func(to netip.AddrPort, name string, rtt time.Duration) natclass.Probe {
+	send := func(to netip.AddrPort, name string, rtt time.Duration) natclass.Transaction {
 		p := e.transact(ctx, rs, name, to, request{}, e.testWindow(rtt, request{}))
 		mu.Lock()
 		out = append(out, p)
@@ -234,14 +234,14 @@ func (e *engine) resample(ctx context.Context, obs *natclass.Observations) []nat
 		}()
 	}
 	wg.Wait()
-	slices.SortFunc(out, func(x, y natclass.Probe) int { return x.Dest.Compare(y.Dest) })
+	slices.SortFunc(out, func(x, y natclass.Transaction) int { return x.Dest.Compare(y.Dest) })
 	return out
 }
 
 // hairpin sends a Binding request from a fresh socket to the mapping
 // socket's public address and watches whether the mapping socket gets it
 // (RFC 5780 section 4.7).
-func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observations) *natclass.Probe {
+func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observations) *natclass.Transaction {
 	var target, server netip.AddrPort
 	var rtt time.Duration
 	for _, s := range obs.Servers {
@@ -255,7 +255,7 @@ func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observat
 	}
 	hs, err := e.newSocket("hairpin")
 	if err != nil {
-		return &natclass.Probe{Dest: target, Error: err.Error()}
+		return &natclass.Transaction{Dest: target, Error: err.Error()}
 	}
 	// The hairpin socket learns its own public address; the mapping socket
 	// sends there first, so that its filter lets the hairpinned packet in
@@ -272,11 +272,11 @@ func (e *engine) hairpin(ctx context.Context, ms *socket, obs *natclass.Observat
 	}
 	msg, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	if err != nil {
-		return &natclass.Probe{Dest: target, Error: err.Error()}
+		return &natclass.Transaction{Dest: target, Error: err.Error()}
 	}
 	ch := ms.register(msg.TransactionID, true)
 	defer ms.unregister(msg.TransactionID)
-	p := natclass.Probe{Local: hs.local, Dest: target}
+	p := natclass.Transaction{Local: hs.local, Dest: target}
 	e.retransmitLoop(ctx, hs, "hairpin", msg, &p, e.windowFor(rtt), ch)
 	return &p
 }

@@ -45,7 +45,7 @@ func FuzzHandle(f *testing.F) {
 			if r.msg.TransactionID != fuzzID || r.msg.Type.Class == stun.ClassRequest {
 				t.Fatalf("delivered %v with ID %x", r.msg.Type, r.msg.TransactionID)
 			}
-			var p natclass.Probe
+			var p natclass.Transaction
 			fill(&p, r, time.Now(), time.Now())
 			if p.Status != natclass.StatusReply && p.Status != natclass.StatusErrorReply {
 				t.Fatalf("status %s after a response", p.Status)

@@ -84,7 +84,7 @@ type pathRunner struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	seen     map[string]bool
-	out      []natclass.PathProbe
+	out      []natclass.Attempt
 	finished bool
 	// budgetBound: the run's deadline comes before the attempts' own
 	// timeout, so an attempt still waiting then is cut short, not failed.
@@ -138,7 +138,7 @@ func (pr *pathRunner) add(j pathJob) {
 }
 
 // wait waits for every attempt and returns them, TCP before TLS.
-func (pr *pathRunner) wait() []natclass.PathProbe {
+func (pr *pathRunner) wait() []natclass.Attempt {
 	pr.mu.Lock()
 	pr.finished = true
 	pr.mu.Unlock()
@@ -156,8 +156,8 @@ func (pr *pathRunner) wait() []natclass.PathProbe {
 	return pr.out
 }
 
-func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort, budgetBound bool) (p natclass.PathProbe) {
-	p = natclass.PathProbe{Transport: j.transport, Server: j.server, Dest: j.dest, SharedPort: local.Port() != 0}
+func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort, budgetBound bool) (p natclass.Attempt) {
+	p = natclass.Attempt{Transport: j.transport, Server: j.server, Dest: j.dest, SharedPort: local.Port() != 0}
 	start := time.Now()
 	defer func() {
 		if p.Total == 0 {
@@ -255,7 +255,7 @@ func (e *engine) probePath(ctx context.Context, j pathJob, local netip.AddrPort,
 	return p
 }
 
-func (e *engine) emitPath(j pathJob, p natclass.PathProbe, detail string) {
+func (e *engine) emitPath(j pathJob, p natclass.Attempt, detail string) {
 	if e.cfg.Trace == nil {
 		return
 	}

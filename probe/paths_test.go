@@ -25,8 +25,8 @@ func tcpServer(t *testing.T, primary, alternate string) (*stunserver.Server, *tl
 	return s, &tls.Config{RootCAs: pool}
 }
 
-func pathsBy(obs natclass.Observations) map[string]natclass.PathProbe {
-	m := map[string]natclass.PathProbe{}
+func pathsBy(obs natclass.Observations) map[string]natclass.Attempt {
+	m := map[string]natclass.Attempt{}
 	for _, p := range obs.Paths {
 		m[p.Transport+" "+p.Dest.String()] = p
 	}
@@ -42,7 +42,7 @@ func TestPathsTCPAndTLS(t *testing.T) {
 	ps := pathsBy(obs)
 	tcpA, tcpB := ps["tcp "+a.Primary().String()], ps["tcp "+b.Primary().String()]
 	tlsA := ps["tls "+netip.AddrPortFrom(a.Primary().Addr(), tlsPort).String()]
-	for name, p := range map[string]natclass.PathProbe{"tcp a": tcpA, "tcp b": tcpB, "tls a": tlsA} {
+	for name, p := range map[string]natclass.Attempt{"tcp a": tcpA, "tcp b": tcpB, "tls a": tlsA} {
 		if !p.Connected || !p.OK || p.Mapped != p.Local || p.Error != "" {
 			t.Errorf("%s: %+v; want connected, answered, mapped to its own address (no NAT)", name, p)
 		}
@@ -53,7 +53,7 @@ func TestPathsTCPAndTLS(t *testing.T) {
 	if tlsA.Handshake <= 0 || tlsA.CertNotAfter.IsZero() {
 		t.Errorf("TLS path: handshake %v, certificate expiry %v", tlsA.Handshake, tlsA.CertNotAfter)
 	}
-	if r.TCP != natclass.Yes || r.TCPMappingEndpointIndependent != natclass.Yes || r.TCPPortPreservation != natclass.Yes {
+	if r.TCP != natclass.TriYes || r.TCPMappingEndpointIndependent != natclass.TriYes || r.TCPPortPreservation != natclass.TriYes {
 		t.Errorf("tcp %s eim %s preservation %s", r.TCP, r.TCPMappingEndpointIndependent, r.TCPPortPreservation)
 	}
 	if r.Verdict.WayOut.Via != natclass.WayDirectUDP {
@@ -72,7 +72,7 @@ func TestPathsUntrustedCertificate(t *testing.T) {
 	if !p.Connected || p.OK || !strings.Contains(p.CertError, "unknown authority") {
 		t.Errorf("path %+v: want connected, not ok, an unknown-authority certificate error", p)
 	}
-	if r.TCP != natclass.Yes || len(r.TCPPortsOpen) != 1 || !strings.Contains(strings.Join(r.Reasons, " "), "failed verification") {
+	if r.TCP != natclass.TriYes || len(r.TCPPortsOpen) != 1 || !strings.Contains(strings.Join(r.Reasons, " "), "failed verification") {
 		t.Errorf("tcp %s ports %v reasons %q", r.TCP, r.TCPPortsOpen, r.Reasons)
 	}
 }
@@ -105,7 +105,7 @@ func TestPathsRefusedAndSilent(t *testing.T) {
 	if !p.Connected || p.OK || !strings.Contains(p.Error, "UDP works") {
 		t.Errorf("silent TLS port: %+v; want connected and cut short once UDP answered", p)
 	}
-	if !r.UDP || r.TCP != natclass.Yes {
+	if !r.UDP || r.TCP != natclass.TriYes {
 		t.Errorf("udp %v tcp %s", r.UDP, r.TCP)
 	}
 }
@@ -119,7 +119,7 @@ func TestPathsAlternateAddress(t *testing.T) {
 	if !ok || !alt.OK || !alt.SharedPort {
 		t.Fatalf("no shared-port TCP attempt to the alternate address %s: %+v", a.Alternate(), obs.Paths)
 	}
-	if r.TCPMappingEndpointIndependent != natclass.Yes {
+	if r.TCPMappingEndpointIndependent != natclass.TriYes {
 		t.Errorf("tcp mapping endpoint-independent = %s, want yes", r.TCPMappingEndpointIndependent)
 	}
 }

@@ -140,10 +140,10 @@ func retransmitEvery(rtt time.Duration) time.Duration {
 	return max(window(rtt)/retransPerWin, rtt+rtt/2, minRetransmit)
 }
 
-// Diagnose resolves the servers once and probes each requested family in
+// Measure resolves the servers once and probes each requested family in
 // parallel. With families empty it probes IPv4 and IPv6, skipping a family
 // the host or the servers do not have.
-func Diagnose(ctx context.Context, cfg Config, families ...Family) []Run {
+func Measure(ctx context.Context, cfg Config, families ...Family) []Run {
 	explicit := len(families) > 0
 	if !explicit {
 		families = []Family{IPv4, IPv6}
@@ -385,7 +385,7 @@ func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, expl
 		}
 		for i := range obs.Servers {
 			if obs.Servers[i].Address.IsValid() {
-				obs.Servers[i].Binding = natclass.Probe{Dest: obs.Servers[i].Address, Error: err.Error()}
+				obs.Servers[i].Binding = natclass.Transaction{Dest: obs.Servers[i].Address, Error: err.Error()}
 			}
 		}
 		return run
@@ -503,7 +503,7 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 	ms, err := e.newSocket("mapping")
 	if err != nil {
 		for i := range obs.Servers {
-			obs.Servers[i].Binding = natclass.Probe{Dest: obs.Servers[i].Address, Error: err.Error()}
+			obs.Servers[i].Binding = natclass.Transaction{Dest: obs.Servers[i].Address, Error: err.Error()}
 		}
 		return
 	}

@@ -35,7 +35,7 @@ func diagnose(t *testing.T, cfg Config) (natclass.Observations, natclass.Result)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	runs := Diagnose(ctx, cfg, IPv4)
+	runs := Measure(ctx, cfg, IPv4)
 	if len(runs) != 1 || runs[0].Skipped != "" {
 		t.Fatalf("runs = %+v", runs)
 	}
@@ -58,7 +58,7 @@ func TestLoopbackNoNAT(t *testing.T) {
 	if got := natclass.ChangeRequestSupport(obs, 0); got != natclass.ChangeRequestHonoured {
 		t.Errorf("change request support = %q", got)
 	}
-	if r.ALG != natclass.No {
+	if r.ALG != natclass.TriNo {
 		t.Errorf("ALG = %s, want no (server sends matching MAPPED-ADDRESS)", r.ALG)
 	}
 	tests := obs.RFC5780[0]
@@ -114,7 +114,7 @@ func TestSilentServersAreUDPBlocked(t *testing.T) {
 func TestTimeoutCutsShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
-	runs := Diagnose(ctx, Config{Servers: []Target{{Host: "127.0.0.3", Port: 9}, {Host: "127.0.0.4", Port: 9}}}, IPv4)
+	runs := Measure(ctx, Config{Servers: []Target{{Host: "127.0.0.3", Port: 9}, {Host: "127.0.0.4", Port: 9}}}, IPv4)
 	r := natclass.Classify(runs[0].Observations)
 	if r.Type == natclass.TypeUDPBlocked {
 		t.Fatalf("a run cut short by its deadline concluded udp-blocked")
@@ -157,12 +157,12 @@ func TestFamilySkipping(t *testing.T) {
 	s := startServer(t, stunserver.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	runs := Diagnose(ctx, Config{Servers: []Target{target(s.Primary())}})
+	runs := Measure(ctx, Config{Servers: []Target{target(s.Primary())}})
 	if len(runs) != 2 || runs[0].Skipped != "" || runs[1].Skipped == "" {
 		t.Fatalf("runs: %+v", runs)
 	}
 	// Asked for explicitly, IPv6 is reported rather than skipped.
-	runs = Diagnose(ctx, Config{Servers: []Target{target(s.Primary())}}, IPv6)
+	runs = Measure(ctx, Config{Servers: []Target{target(s.Primary())}}, IPv6)
 	if runs[0].Skipped != "" {
 		t.Fatalf("explicit IPv6 skipped: %s", runs[0].Skipped)
 	}
@@ -195,7 +195,7 @@ func TestIPv6Loopback(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	runs := Diagnose(ctx, Config{Servers: []Target{target(s.Primary())}, TLSPorts: []uint16{}})
+	runs := Measure(ctx, Config{Servers: []Target{target(s.Primary())}, TLSPorts: []uint16{}})
 	if len(runs) != 2 || runs[0].Skipped == "" || runs[1].Skipped != "" {
 		t.Fatalf("want IPv4 skipped and IPv6 run: %+v", runs)
 	}
@@ -217,7 +217,7 @@ func TestTwoRFC5780Servers(t *testing.T) {
 	if len(obs.RFC5780) != 2 || obs.RFC5780[0].FilteringI.Local == obs.RFC5780[1].FilteringI.Local {
 		t.Fatalf("want two RFC 5780 test sets on separate sockets: %+v", obs.RFC5780)
 	}
-	if r.Type != natclass.TypeOpenInternet || r.MappingVariesByDestination != natclass.No {
+	if r.Type != natclass.TypeOpenInternet || r.MappingVariesByDestination != natclass.TriNo {
 		t.Errorf("type %s varies %s; reasons %q", r.Type, r.MappingVariesByDestination, r.Reasons)
 	}
 }
@@ -229,11 +229,11 @@ func TestALG(t *testing.T) {
 		return netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), a.Port())
 	}
 	s := startServer(t, stunserver.Config{MappedAddressOverride: rewrite})
-	if _, r := diagnose(t, Config{Servers: []Target{target(s.Primary())}, NoPaths: true}); r.ALG != natclass.Yes {
+	if _, r := diagnose(t, Config{Servers: []Target{target(s.Primary())}, NoPaths: true}); r.ALG != natclass.TriYes {
 		t.Errorf("rewritten MAPPED-ADDRESS: ALG %s, want yes", r.ALG)
 	}
 	s = startServer(t, stunserver.Config{OmitMappedAddress: true})
-	if _, r := diagnose(t, Config{Servers: []Target{target(s.Primary())}, NoPaths: true}); r.ALG != natclass.Unknown {
+	if _, r := diagnose(t, Config{Servers: []Target{target(s.Primary())}, NoPaths: true}); r.ALG != natclass.TriUnknown {
 		t.Errorf("no MAPPED-ADDRESS: ALG %s, want unknown (not tested)", r.ALG)
 	}
 }

@@ -55,9 +55,9 @@ type request struct {
 
 // transact runs one Binding transaction with retransmissions and returns
 // what happened.
-func (e *engine) transact(ctx context.Context, s *socket, test string, dest netip.AddrPort, req request, w wait) natclass.Probe {
+func (e *engine) transact(ctx context.Context, s *socket, test string, dest netip.AddrPort, req request, w wait) natclass.Transaction {
 	cr := req.change
-	p := natclass.Probe{Local: s.local, Dest: dest, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort, ResponsePort: req.responsePort}
+	p := natclass.Transaction{Local: s.local, Dest: dest, ChangeIP: cr.ChangeIP, ChangePort: cr.ChangePort, ResponsePort: req.responsePort}
 	setters := []stun.Setter{stun.TransactionID, stun.BindingRequest}
 	if cr.ChangeIP || cr.ChangePort {
 		setters = append(setters, cr)
@@ -94,7 +94,7 @@ func (e *engine) needMore(sent int) bool {
 
 // retransmitLoop sends msg from s to p.Dest until a message arrives on ch or
 // the window ends, and fills in p.
-func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg *stun.Message, p *natclass.Probe, w wait, ch chan response) {
+func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg *stun.Message, p *natclass.Transaction, w wait, ch chan response) {
 	id := hex.EncodeToString(msg.TransactionID[:])
 	dst := net.UDPAddrFromAddrPort(p.Dest)
 	start := time.Now()
@@ -161,7 +161,7 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 	}
 }
 
-func (e *engine) endWindow(s *socket, test, id string, p *natclass.Probe, start time.Time, w wait) {
+func (e *engine) endWindow(s *socket, test, id string, p *natclass.Transaction, start time.Time, w wait) {
 	if time.Since(start) >= w.minWait*9/10 {
 		p.Status = natclass.StatusNoReply
 		s.emit(Event{Kind: EventTimeout, Test: test, Socket: s.local, Peer: p.Dest, ID: id,
@@ -174,7 +174,7 @@ func (e *engine) endWindow(s *socket, test, id string, p *natclass.Probe, start 
 
 // fill records a response in p; start is the first transmission, last the
 // latest.
-func fill(p *natclass.Probe, r response, start, last time.Time) {
+func fill(p *natclass.Transaction, r response, start, last time.Time) {
 	m := r.msg
 	p.RTT = r.at.Sub(start)
 	p.LastRTT = r.at.Sub(last)
@@ -214,7 +214,7 @@ func fill(p *natclass.Probe, r response, start, last time.Time) {
 	}
 }
 
-func changeDetail(p *natclass.Probe) string {
+func changeDetail(p *natclass.Transaction) string {
 	var parts []string
 	if p.ChangeIP || p.ChangePort {
 		parts = append(parts, "CHANGE-REQUEST "+natstun.ChangeRequest{ChangeIP: p.ChangeIP, ChangePort: p.ChangePort}.String())
@@ -225,7 +225,7 @@ func changeDetail(p *natclass.Probe) string {
 	return strings.Join(parts, ", ")
 }
 
-func replyDetail(p *natclass.Probe) string {
+func replyDetail(p *natclass.Transaction) string {
 	if p.Status == natclass.StatusErrorReply {
 		return fmt.Sprintf("error %d in %v", p.ErrorCode, p.RTT.Round(time.Microsecond))
 	}

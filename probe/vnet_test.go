@@ -100,7 +100,7 @@ func (l *vlab) run(t testing.TB, timeout time.Duration) (natclass.Observations, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client}, IPv4)
+	runs := Measure(ctx, Config{Servers: l.servers, Net: l.client}, IPv4)
 	if runs[0].Skipped != "" {
 		t.Fatalf("skipped: %s", runs[0].Skipped)
 	}
@@ -141,10 +141,10 @@ func TestVnetNineCombinations(t *testing.T) {
 					t.Fatalf("mapping %s filtering %s type %s udp %v; want %s %s %s\nreasons %q",
 						r.Mapping, r.Filtering, r.Type, r.UDP, m.b, wantF, wantType, r.Reasons)
 				}
-				if r.BehindNAT != natclass.Yes || r.PublicAddresses[0].Addr() != l.extIP {
+				if r.BehindNAT != natclass.TriYes || r.PublicAddresses[0].Addr() != l.extIP {
 					t.Errorf("behind NAT %s, public %v", r.BehindNAT, r.PublicAddresses)
 				}
-				if r.PortPreservation != natclass.No {
+				if r.PortPreservation != natclass.TriNo {
 					t.Errorf("port preservation %s: vnet does not preserve ports", r.PortPreservation)
 				}
 				for _, s := range obs.Servers {
@@ -160,7 +160,7 @@ func TestVnetNineCombinations(t *testing.T) {
 func TestVnetNoNAT(t *testing.T) {
 	l := newVlab(t, vlabOpts{})
 	_, r := l.run(t, 10*time.Second)
-	if r.Type != natclass.TypeOpenInternet || r.BehindNAT != natclass.No || r.CGNAT != natclass.No {
+	if r.Type != natclass.TypeOpenInternet || r.BehindNAT != natclass.TriNo || r.CGNAT != natclass.TriNo {
 		t.Fatalf("type %s behind NAT %s cgnat %s; reasons %q", r.Type, r.BehindNAT, r.CGNAT, r.Reasons)
 	}
 }
@@ -169,7 +169,7 @@ func TestVnetUDPBlocked(t *testing.T) {
 	l := newVlab(t, vlabOpts{blockUDP: true, nat: &vnet.NATType{}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client, FirstWait: 600 * time.Millisecond}, IPv4)
+	runs := Measure(ctx, Config{Servers: l.servers, Net: l.client, FirstWait: 600 * time.Millisecond}, IPv4)
 	r := natclass.Classify(runs[0].Observations)
 	if r.UDP || r.Type != natclass.TypeUDPBlocked || r.Verdict.DirectUDP != natclass.LikelihoodImpossible {
 		t.Fatalf("udp %v type %s direct %s; reasons %q", r.UDP, r.Type, r.Verdict.DirectUDP, r.Reasons)
@@ -191,12 +191,12 @@ func TestVnetCGNAT(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	runs := Diagnose(ctx, Config{Servers: []Target{{Host: "1.2.3.4", Port: 3478}}, Net: client}, IPv4)
+	runs := Measure(ctx, Config{Servers: []Target{{Host: "1.2.3.4", Port: 3478}}, Net: client}, IPv4)
 	r := natclass.Classify(runs[0].Observations)
 	// vnet NATs chain: the public server sees 27.1.1.1 and cannot know
 	// about the inner NAT. CGNAT is flagged only when the mapped address
 	// itself is private or shared; "no" would be a guess, so: unknown.
-	if r.CGNAT != natclass.Unknown || r.BehindNAT != natclass.Yes {
+	if r.CGNAT != natclass.TriUnknown || r.BehindNAT != natclass.TriYes {
 		t.Errorf("cgnat %s behind NAT %s", r.CGNAT, r.BehindNAT)
 	}
 }
@@ -258,19 +258,19 @@ func TestVnetHairpin(t *testing.T) {
 	for _, filtering := range []vnet.EndpointDependencyType{vnet.EndpointIndependent, vnet.EndpointAddrPortDependent} {
 		l := newVlab(t, vlabOpts{nat: &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: filtering}})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client, Hairpin: true}, IPv4)
+		runs := Measure(ctx, Config{Servers: l.servers, Net: l.client, Hairpin: true}, IPv4)
 		cancel()
 		obs := runs[0].Observations
 		if obs.Hairpin == nil || obs.Hairpin.Dest.Addr() != l.extIP {
 			t.Fatalf("hairpin probe %+v: want one sent to the public address %s", obs.Hairpin, l.extIP)
 		}
-		if r := natclass.Classify(obs); r.Hairpin != natclass.Yes {
+		if r := natclass.Classify(obs); r.Hairpin != natclass.TriYes {
 			t.Errorf("filtering %v: hairpin %s, want yes", filtering, r.Hairpin)
 		}
 	}
 	// Without --hairpin nothing is sent to our own address.
 	l := newVlab(t, vlabOpts{nat: &vnet.NATType{}})
-	if obs, r := l.run(t, 10*time.Second); obs.Hairpin != nil || r.Hairpin != natclass.Unknown {
+	if obs, r := l.run(t, 10*time.Second); obs.Hairpin != nil || r.Hairpin != natclass.TriUnknown {
 		t.Errorf("hairpin ran without being asked: %+v", obs.Hairpin)
 	}
 }
@@ -294,7 +294,7 @@ func TestVnetNoUnsolicitedReplies(t *testing.T) {
 		var mu sync.Mutex
 		var events []Event
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		runs := Diagnose(ctx, Config{Servers: l.servers, Net: l.client, Trace: func(e Event) {
+		runs := Measure(ctx, Config{Servers: l.servers, Net: l.client, Trace: func(e Event) {
 			mu.Lock()
 			events = append(events, e)
 			mu.Unlock()
@@ -362,7 +362,7 @@ func TestVnetResample(t *testing.T) {
 			t.Errorf("resample from %v: want a fresh socket, not the mapping socket %v", p.Local, first)
 		}
 	}
-	if r.Mapping != natclass.BehaviorUnknown || r.Type != natclass.TypeUnknown || !r.MappingChanged || r.MappingVariesByDestination != natclass.Unknown {
+	if r.Mapping != natclass.BehaviorUnknown || r.Type != natclass.TypeUnknown || !r.MappingChanged || r.MappingVariesByDestination != natclass.TriUnknown {
 		t.Errorf("mapping %s type %s changed %v varies %s; reasons %q", r.Mapping, r.Type, r.MappingChanged, r.MappingVariesByDestination, r.Reasons)
 	}
 	// Without the LAN server nothing contradicts and nothing is resampled.

@@ -160,8 +160,8 @@ func b2f(b bool) float64 {
 // setTri sets g to 1 for Yes and 0 for No, and leaves it absent when t is
 // Unknown.
 func setTri(g *prometheus.GaugeVec, t natclass.Tri, labels ...string) {
-	if t != natclass.Unknown {
-		g.WithLabelValues(labels...).Set(b2f(t == natclass.Yes))
+	if t != natclass.TriUnknown {
+		g.WithLabelValues(labels...).Set(b2f(t == natclass.TriYes))
 	}
 }
 

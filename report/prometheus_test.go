@@ -172,7 +172,7 @@ func promTURNChecks() []natclass.TURNCheck {
 			TLS:      &natclass.TLSInfo{Version: "TLS 1.3", NotAfter: expiry, Verified: true},
 			Allocate: 40 * time.Millisecond, AllocateRTT: 20 * time.Millisecond, Permission: 15 * time.Millisecond,
 			Data:     &natclass.RelayData{Sent: 5, Received: 4, RTTMin: 10 * time.Millisecond, RTTAvg: 12 * time.Millisecond, RTTMax: 20 * time.Millisecond},
-			Released: natclass.Yes, OK: true, Duration: 200 * time.Millisecond,
+			Released: natclass.TriYes, OK: true, Duration: 200 * time.Millisecond,
 			EndToEnd: &natclass.EndToEnd{Connected: true, Time: 300 * time.Millisecond},
 		},
 		{
@@ -273,7 +273,7 @@ func TestPrometheusDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := reportWithTURN()
-	r.Paths = append(r.Paths, Path{Transport: "tls", Server: "s", Family: "ipv4", Address: "192.0.2.1:443", Port: 443,
+	r.Paths = append(r.Paths, Attempt{Transport: "tls", Server: "s", Family: "ipv4", Address: "192.0.2.1:443", Port: 443,
 		OK: true, TimeMS: r.Paths[0].TimeMS, CertNotAfter: &started})
 	var b bytes.Buffer
 	if err := WritePrometheus(&b, r); err != nil {

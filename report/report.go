@@ -65,7 +65,7 @@ type Report struct {
 	Servers []Server `json:"servers"`
 	// Paths are the attempts to get a STUN request out, per transport: UDP
 	// from the UDP tests, TCP and TLS from the path probes.
-	Paths []Path `json:"paths"`
+	Paths []Attempt `json:"paths"`
 	// Families are the whole diagnosis of each address family, tested or
 	// skipped.
 	Families []FamilyResult `json:"families"`
@@ -186,8 +186,9 @@ type Server struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Path is one attempt to get a STUN Binding request out of this network.
-type Path struct {
+// Attempt is one attempt to get a STUN Binding request out of this network
+// (an entry of the JSON "paths").
+type Attempt struct {
 	// Transport is the transport of the attempt.
 	//
 	// It is natclass.TransportUDP, TransportTCP or TransportTLS.
@@ -278,7 +279,7 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		StartedAt:     started.UTC(),
 		DurationMS:    duration.Milliseconds(),
 		Servers:       []Server{},
-		Paths:         []Path{},
+		Paths:         []Attempt{},
 		Families:      []FamilyResult{},
 		UDP:           all.UDP,
 		Measured:      all.Measured,
@@ -386,14 +387,14 @@ func servers(obs natclass.Observations, res natclass.Result) []Server {
 	return out
 }
 
-func paths(obs natclass.Observations) []Path {
-	var out []Path
+func paths(obs natclass.Observations) []Attempt {
+	var out []Attempt
 	for _, s := range obs.Servers {
 		b := s.Binding
 		if !s.Address.IsValid() || (b.Sent == 0 && b.Error == "") {
 			continue
 		}
-		p := Path{Transport: natclass.TransportUDP, Server: s.Name, Family: obs.Family, Address: s.Address.String(),
+		p := Attempt{Transport: natclass.TransportUDP, Server: s.Name, Family: obs.Family, Address: s.Address.String(),
 			Port: int(s.Address.Port()), OK: b.Replied(), Reachable: b.Status == natclass.StatusReply || b.Status == natclass.StatusErrorReply,
 			Mapped: str(b.Mapped), Error: b.Error}
 		if p.Reachable {
@@ -410,7 +411,7 @@ func paths(obs natclass.Observations) []Path {
 		out = append(out, p)
 	}
 	for _, pp := range obs.Paths {
-		p := Path{Transport: pp.Transport, Server: pp.Server, Family: obs.Family, Address: pp.Dest.String(), Port: int(pp.Dest.Port()),
+		p := Attempt{Transport: pp.Transport, Server: pp.Server, Family: obs.Family, Address: pp.Dest.String(), Port: int(pp.Dest.Port()),
 			OK: pp.OK, Reachable: pp.Connected, Mapped: str(pp.Mapped), CertError: pp.CertError, Error: pp.Error}
 		if pp.Total > 0 {
 			p.TimeMS = ms(pp.Total)
@@ -432,7 +433,7 @@ func paths(obs natclass.Observations) []Path {
 
 func tests(obs natclass.Observations) []Test {
 	out := []Test{}
-	add := func(name, server string, p natclass.Probe) {
+	add := func(name, server string, p natclass.Transaction) {
 		if p.Sent == 0 && p.Error == "" {
 			return
 		}
@@ -489,7 +490,7 @@ func serverAt(obs natclass.Observations, dest netip.AddrPort) string {
 	return ""
 }
 
-func changeName(p natclass.Probe) string {
+func changeName(p natclass.Transaction) string {
 	switch {
 	case p.ChangeIP && p.ChangePort:
 		return "change-ip|change-port"

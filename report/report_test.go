@@ -37,19 +37,19 @@ const (
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 // reply is a success response from from carrying mapped, after rtt ms.
-func reply(local, dest, from, mapped netip.AddrPort, rtt float64) natclass.Probe {
-	return natclass.Probe{
+func reply(local, dest, from, mapped netip.AddrPort, rtt float64) natclass.Transaction {
+	return natclass.Transaction{
 		Local: local, Dest: dest, Sent: 1, Status: natclass.StatusReply,
 		From: from, Mapped: mapped, RTT: time.Duration(rtt * float64(time.Millisecond)),
 	}
 }
 
 // noReply is a request sent sent times with nothing back.
-func noReply(local, dest netip.AddrPort, sent int) natclass.Probe {
-	return natclass.Probe{Local: local, Dest: dest, Sent: sent, Status: natclass.StatusNoReply}
+func noReply(local, dest netip.AddrPort, sent int) natclass.Transaction {
+	return natclass.Transaction{Local: local, Dest: dest, Sent: sent, Status: natclass.StatusNoReply}
 }
 
-func change(p natclass.Probe, ip, port bool) natclass.Probe {
+func change(p natclass.Transaction, ip, port bool) natclass.Transaction {
 	p.ChangeIP, p.ChangePort = ip, port
 	return p
 }
@@ -127,7 +127,7 @@ func fullConeCGNAT() natclass.Observations {
 func udpBlockedTLS443() natclass.Observations {
 	o := udpBlocked()
 	notAfter := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
-	o.Paths = []natclass.PathProbe{
+	o.Paths = []natclass.Attempt{
 		{Transport: natclass.TransportTCP, Server: rfcName, Dest: srvP, Local: ap("192.168.1.10:45000"), SharedPort: true,
 			Error: "timed out (packets dropped on the way?)", Total: 2 * time.Second},
 		{Transport: natclass.TransportTLS, Server: rfcName, Dest: ap("203.0.113.1:443"), Local: ap("192.168.1.10:45001"),
@@ -166,7 +166,7 @@ func sendError() natclass.Observations {
 		Family: "ipv6",
 		Servers: []natclass.Server{{
 			Name: "stun6.example.net:3478", Address: ap("[2001:db8::1]:3478"),
-			Binding: natclass.Probe{Dest: ap("[2001:db8::1]:3478"), Error: "sendto: network is unreachable"},
+			Binding: natclass.Transaction{Dest: ap("[2001:db8::1]:3478"), Error: "sendto: network is unreachable"},
 		}},
 	}
 }
@@ -288,10 +288,10 @@ func TestBuildServers(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
 	want := []Server{
 		{Name: rfcName, Family: "ipv4", Address: "203.0.113.1:3478", Answered: true, RTTMS: f(23.456),
-			RFC5780: natclass.Yes, OtherAddress: "203.0.113.2:3479", ChangeRequest: natclass.ChangeRequestHonoured,
+			RFC5780: natclass.TriYes, OtherAddress: "203.0.113.2:3479", ChangeRequest: natclass.ChangeRequestHonoured,
 			Mapped: "198.51.100.200:40000"},
 		{Name: plainName, Family: "ipv4", Address: "198.51.100.7:19302", Answered: true, RTTMS: f(11.04),
-			RFC5780: natclass.No, Mapped: "198.51.100.200:40000"},
+			RFC5780: natclass.TriNo, Mapped: "198.51.100.200:40000"},
 		{Name: "stun6.example.net:3478", Family: "ipv6", Address: "[2001:db8::1]:3478",
 			Error: "sendto: network is unreachable"},
 		{Name: rfcName, Family: "ipv4", Address: "203.0.113.1:3478", Error: "no reply over UDP after 7 sends"},

@@ -69,7 +69,7 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		fmt.Fprintln(&b)
 		rows := make([][]string, 0, len(r.Verdict.Peers))
 		for _, pp := range r.Verdict.Peers {
-			rows = append(rows, []string{pp.Peer, p.path(pp.Path).Sprint(pp.Path.String())})
+			rows = append(rows, []string{pp.Peer, p.path(pp.Route).Sprint(pp.Route.String())})
 		}
 		head := []string{"peer behind", "path from here"}
 		if r.Family != "" && testedFamilies(r) > 1 {
@@ -225,11 +225,11 @@ func (p palette) likelihood(l natclass.Likelihood) *color.Color {
 	return p.warn
 }
 
-func (p palette) path(x natclass.Path) *color.Color {
+func (p palette) path(x natclass.Route) *color.Color {
 	switch x {
-	case natclass.PathDirect, natclass.PathProbablyDirect:
+	case natclass.RouteDirect, natclass.RouteProbablyDirect:
 		return p.good
-	case natclass.PathRelay:
+	case natclass.RouteRelay:
 		return p.bad
 	}
 	return p.warn
@@ -267,9 +267,9 @@ func (p palette) filtering(b natclass.Behavior) *color.Color {
 // unknown is always a warning.
 func (p palette) tri(t natclass.Tri, yes, no *color.Color, unknown string) string {
 	switch t {
-	case natclass.Yes:
+	case natclass.TriYes:
 		return yes.Sprint("yes")
-	case natclass.No:
+	case natclass.TriNo:
 		return no.Sprint("no")
 	}
 	if unknown == "" {
@@ -291,9 +291,9 @@ func (p palette) loss(l *natclass.Loss) string {
 	return c.Sprintf("%.0f%% (%d of %d sends unanswered)", 100*l.Fraction, l.Lost, l.Sends)
 }
 
-func allUnknown(ps []natclass.PeerPath) bool {
+func allUnknown(ps []natclass.PeerRoute) bool {
 	for _, pp := range ps {
-		if pp.Path != natclass.PathUnknown {
+		if pp.Route != natclass.RouteUnknown {
 			return false
 		}
 	}
@@ -353,7 +353,7 @@ func familyRows(p palette, f FamilyResult) [][]string {
 	}
 
 	hairpin := p.tri(n.Hairpin, p.good, p.warn, hairpinUnknown)
-	if n.BehindNAT == natclass.No {
+	if n.BehindNAT == natclass.TriNo {
 		hairpin = p.plain.Sprint("does not apply (no NAT)")
 	}
 	rfc := n.RFC5780Server
@@ -373,7 +373,7 @@ func familyRows(p palette, f FamilyResult) [][]string {
 		[]string{"RFC 5780 server", rfc},
 		[]string{"UDP loss", p.loss(f.UDPLoss)},
 	)
-	if n.TCP != natclass.Unknown {
+	if n.TCP != natclass.TriUnknown {
 		rows = append(rows,
 			[]string{"TCP out", p.tri(n.TCP, p.good, p.bad, "")},
 			[]string{"TCP mapping endpoint-independent", p.tri(n.TCPMappingEndpointIndependent, p.good, p.warn, "unknown (needs two server addresses answering over TCP)")},
@@ -383,7 +383,7 @@ func familyRows(p palette, f FamilyResult) [][]string {
 	return rows
 }
 
-func pathRow(p palette, pa Path) []string {
+func pathRow(p palette, pa Attempt) []string {
 	ok := p.bad.Sprint("no")
 	switch {
 	case pa.OK:
@@ -407,7 +407,7 @@ func pathRow(p palette, pa Path) []string {
 
 func serverRow(p palette, s Server) []string {
 	rfc := "-"
-	if s.RFC5780 != natclass.Unknown {
+	if s.RFC5780 != natclass.TriUnknown {
 		rfc = s.RFC5780.String()
 	}
 	result := s.Mapped

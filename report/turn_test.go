@@ -18,7 +18,7 @@ func turnChecks() []natclass.TURNCheck {
 			Server: netip.MustParseAddrPort("192.0.2.10:443"), Connect: 12 * time.Millisecond, TLSHandshake: 25 * time.Millisecond,
 			TLS:      &natclass.TLSInfo{Version: "TLS 1.3", ServerName: "turn.example.com", Verified: true, NotAfter: time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)},
 			Allocate: 30 * time.Millisecond, AllocateRTT: 15 * time.Millisecond, Relayed: netip.MustParseAddrPort("192.0.2.10:50000"),
-			Permission: 14 * time.Millisecond, Released: natclass.Yes, OK: true,
+			Permission: 14 * time.Millisecond, Released: natclass.TriYes, OK: true,
 			Data:     &natclass.RelayData{Peer: netip.MustParseAddrPort("198.51.100.7:4000"), Sent: 5, Received: 4, RTTMin: 10 * time.Millisecond, RTTAvg: 12 * time.Millisecond, RTTMax: 20 * time.Millisecond},
 			EndToEnd: &natclass.EndToEnd{Connected: true, Time: 40 * time.Millisecond, Local: "relay udp 192.0.2.10:50002 (to the server over tls)", Remote: "relay udp 192.0.2.10:50004", Sent: 3, Received: 3},
 			Warnings: []string{"1 of 5 packets through the relay were lost"},

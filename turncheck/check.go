@@ -118,7 +118,7 @@ func Check(ctx context.Context, s Server, o Options) natclass.TURNCheck {
 	start := time.Now()
 	c := &checker{o: o, s: s, res: natclass.TURNCheck{
 		URL: s.URL.String(), Transport: s.URL.Transport, Auth: s.Credentials.Auth(), User: s.Credentials.User,
-		Released: natclass.Unknown,
+		Released: natclass.TriUnknown,
 	}}
 	c.run(ctx)
 	// The local peer socket talks UDP to the relayed address: where UDP is

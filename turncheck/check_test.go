@@ -81,7 +81,7 @@ func TestCheckPion(t *testing.T) {
 				if !res.Relayed.IsValid() || res.Allocate <= 0 || res.AllocateRTT <= 0 || res.Permission <= 0 {
 					t.Errorf("relayed %v allocate %v rtt %v permission %v: want all set", res.Relayed, res.Allocate, res.AllocateRTT, res.Permission)
 				}
-				if res.Released != natclass.Yes {
+				if res.Released != natclass.TriYes {
 					t.Errorf("released = %v, want yes", res.Released)
 				}
 				if res.EndToEnd == nil || !res.EndToEnd.Connected || res.EndToEnd.Local == "" {

@@ -121,7 +121,7 @@ func TestCheckMisbehavingPion(t *testing.T) {
 					if !res.Relayed.IsValid() || res.Data == nil || res.Data.Sent != 5 || res.Data.Received != 0 {
 						t.Errorf("relayed %v data %+v: want an allocation and 5 packets lost", res.Relayed, res.Data)
 					}
-					if res.Released != natclass.Yes {
+					if res.Released != natclass.TriYes {
 						t.Errorf("released %v: the allocation must be released after a failed data step", res.Released)
 					}
 				}
@@ -177,7 +177,7 @@ func TestCheckCoturn(t *testing.T) {
 			if !res.OK {
 				t.Fatalf("failed at %s: %s (%s)", res.FailedStep, res.Error, res.Hint)
 			}
-			if res.Data.Received == 0 || res.EndToEnd == nil || !res.EndToEnd.Connected || res.Released != natclass.Yes {
+			if res.Data.Received == 0 || res.EndToEnd == nil || !res.EndToEnd.Connected || res.Released != natclass.TriYes {
 				t.Errorf("data %+v e2e %+v released %v", res.Data, res.EndToEnd, res.Released)
 			}
 			t.Logf("%s: allocate %v, data %+v, e2e %+v", res.URL, res.Allocate, *res.Data, *res.EndToEnd)
@@ -200,7 +200,7 @@ func TestCheckCoturn(t *testing.T) {
 			t.Parallel()
 			res := run(t, deny.URLs()[i], longTerm(), caOf(deny))
 			want{natclass.TURNStepPermission, 403, "refuses to relay to the peer", "no-loopback-peers"}.check(t, res)
-			if res.Released != natclass.Yes {
+			if res.Released != natclass.TriYes {
 				t.Errorf("released %v, want yes after a 403", res.Released)
 			}
 		})

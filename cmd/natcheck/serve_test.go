@@ -471,7 +471,7 @@ func TestServeProbe(t *testing.T) {
 	p := mustAddrPorts(t, s.stun(t).UDP)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	runs := probe.Diagnose(ctx, probe.Config{
+	runs := probe.Measure(ctx, probe.Config{
 		Servers: []probe.Target{{Host: p.Addr().String(), Port: p.Port()}},
 		NoPaths: true,
 	}, probe.IPv4)
@@ -481,7 +481,7 @@ func TestServeProbe(t *testing.T) {
 	r := natclass.Classify(runs[0].Observations)
 	okMapping := r.Mapping == natclass.BehaviorNone || r.Mapping == natclass.BehaviorEndpointIndependent
 	okFiltering := r.Filtering == natclass.BehaviorNone || r.Filtering == natclass.BehaviorEndpointIndependent
-	if !r.UDP || r.BehindNAT != natclass.No || !okMapping || !okFiltering {
+	if !r.UDP || r.BehindNAT != natclass.TriNo || !okMapping || !okFiltering {
 		t.Errorf("loopback classified as mapping %v, filtering %v, behind NAT %v, UDP %v", r.Mapping, r.Filtering, r.BehindNAT, r.UDP)
 	}
 }

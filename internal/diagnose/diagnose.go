@@ -17,7 +17,7 @@ import (
 // them, and builds the report. version is natcheck's, for the report.
 func Run(ctx context.Context, cfg probe.Config, version string, families ...probe.Family) report.Report {
 	start := time.Now()
-	runs := probe.Diagnose(ctx, cfg, families...)
+	runs := probe.Measure(ctx, cfg, families...)
 	in := make([]report.Input, 0, len(runs))
 	results := make([]natclass.Result, 0, len(runs))
 	for _, run := range runs {

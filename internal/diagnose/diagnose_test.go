@@ -30,7 +30,7 @@ func TestRun(t *testing.T) {
 	if len(r.Families) != 2 || r.Families[1].Skipped == "" {
 		t.Errorf("families %+v: want IPv6 skipped (the server has no IPv6 address)", r.Families)
 	}
-	if len(r.Servers) != 1 || r.Servers[0].ChangeRequest != natclass.ChangeRequestHonoured || r.Servers[0].RFC5780 != natclass.Yes {
+	if len(r.Servers) != 1 || r.Servers[0].ChangeRequest != natclass.ChangeRequestHonoured || r.Servers[0].RFC5780 != natclass.TriYes {
 		t.Errorf("servers %+v", r.Servers)
 	}
 

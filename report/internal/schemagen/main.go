@@ -126,8 +126,8 @@ func generate() ([]file, error) {
 func reflector() *jsonschema.Reflector {
 	r := &jsonschema.Reflector{Mapper: mapper}
 	// Only structs become $defs. Other named types get a qualified name
-	// so that, say, natclass.Path never matches the $defs entry of
-	// report.Path.
+	// so that, say, natclass.Route never matches the $defs entry of
+	// report.Attempt.
 	r.Namer = func(t reflect.Type) string {
 		if t.Name() != "" && t.Kind() != reflect.Struct {
 			return t.String()

@@ -195,14 +195,14 @@ var vocabularies = map[reflect.Type]map[string][]string{
 		"ChangeRequest": {natclass.ChangeRequestHonoured, natclass.ChangeRequestIgnored, natclass.ChangeRequestRejected,
 			natclass.ChangeRequestUnconfirmed},
 	},
-	reflect.TypeFor[report.Path](): {"Family": families, "Transport": transports},
+	reflect.TypeFor[report.Attempt](): {"Family": families, "Transport": transports},
 	reflect.TypeFor[report.Test](): {
 		// The names report gives the transactions of natclass.Observations.
 		"Name": {"binding", "mapping-II", "mapping-III", "filtering-I", "filtering-II", "filtering-III", "mapping-Pa",
 			"change-request-control", "change-port-control", "resample", "hairpin"},
 		"ChangeRequest": {"change-ip|change-port", "change-ip", "change-port"},
 	},
-	reflect.TypeFor[natclass.PeerPath](): {"Peer": {natclass.PeerOpen, natclass.PeerFullCone, natclass.PeerRestrictedCone,
+	reflect.TypeFor[natclass.PeerRoute](): {"Peer": {natclass.PeerOpen, natclass.PeerFullCone, natclass.PeerRestrictedCone,
 		natclass.PeerPortRestrictedCone, natclass.PeerSymmetric, natclass.PeerUDPBlocked}},
 	reflect.TypeFor[natclass.Verdict](): {"Relay": relays, "RelayVerified": relays},
 	reflect.TypeFor[natclass.WayOut](): {"Via": {natclass.WayDirectUDP, natclass.WayTURNUDP, natclass.WayTURNTCP,
