@@ -159,6 +159,7 @@ func (e *engine) testWindow(rtt time.Duration, req request) wait {
 		w.interval = max(w.interval, window(rtt)/changeRetransPerWin)
 	}
 	w.extend = e.needMore
+	w.extendEvery = retransmitEvery(rtt)
 	w.countLoss = true
 	return w
 }

@@ -102,6 +102,7 @@ type Run struct {
 const (
 	firstInterval = 100 * time.Millisecond // first retransmission before any RTT is known
 	maxInterval   = 800 * time.Millisecond
+	doubleAfter   = 500 * time.Millisecond // Test I keeps firstInterval this long before doubling
 	minWindow     = 200 * time.Millisecond // shortest wait before "no reply" is a result
 	windowRTTs    = 3                      // window = windowRTTs*RTT + minWindow
 	retransPerWin = 10                     // retransmissions inside a window

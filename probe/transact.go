@@ -34,6 +34,9 @@ type wait struct {
 	// the run's budget). It keeps silence from being read while the loss
 	// measured so far could explain it.
 	extend func(sent int) bool
+	// extendEvery, if set, is the interval of the sends that extend adds:
+	// the plain retransmission pace, as they only run when loss was seen.
+	extendEvery time.Duration
 	// countLoss adds an answered transaction's sends to the run's loss
 	// measurement (natclass.MeasureLoss counts the same ones).
 	countLoss bool
@@ -118,7 +121,10 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 		switch {
 		case w.pace != nil && w.pace() > 0:
 			interval = w.pace()
-		case !w.fixed:
+		case !w.fixed && time.Since(start) >= doubleAfter:
+			// Before any round trip is known: a steady pace at first,
+			// so that a lost packet or two cost 100 ms each, not a
+			// doubled interval; then back off as RFC 8489 does.
 			interval = min(interval*2, maxInterval)
 		}
 		timer := time.NewTimer(time.Until(wake))
@@ -150,6 +156,9 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			if !time.Now().Before(w.deadline) {
 				// Loss seen in this run may explain the silence: send
 				// again rather than conclude, within the budget.
+				if w.extendEvery > 0 {
+					interval = min(interval, w.extendEvery)
+				}
 				if next := time.Now().Add(interval); w.extend != nil && next.Before(e.deadline) && w.extend(p.Sent) {
 					w.deadline = next
 					continue
