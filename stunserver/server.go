@@ -1,10 +1,11 @@
-// Package stunserver implements an RFC 5780 STUN server that answers Binding requests on two addresses and two ports, over UDP, TCP and TLS, and honours CHANGE-REQUEST and RESPONSE-PORT.
+// Package stunserver implements an RFC 5780 STUN server that answers Binding
+// requests on two addresses and two ports, over UDP, TCP and TLS, and
+// honours CHANGE-REQUEST and RESPONSE-PORT.
 package stunserver
 
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/stun/v3"
 	"github.com/pion/transport/v4"
 	"github.com/pion/transport/v4/stdnet"
 
@@ -40,116 +40,6 @@ const (
 	// maxSoftwareLen is the limit of SOFTWARE, RFC 8489 section 14.14.
 	maxSoftwareLen = 763
 )
-
-// Config configures a Server. The zero value of every field except Primary
-// is a documented default.
-type Config struct {
-	// Net is the network to listen on; nil means the host's real sockets
-	// (stdnet.NewNet). A pion/transport vnet.Net runs the server inside a
-	// virtual network; its addresses must be static IPs of that Net.
-	Net transport.Net
-
-	// Primary is the primary address and port P:p. It is required and must
-	// be a concrete (not unspecified) IP address; port 0 picks a free port.
-	Primary netip.AddrPort
-
-	// Alternate is the alternate address and port A:a. The zero value
-	// selects single-address mode: one socket P:p, no OTHER-ADDRESS, and a
-	// CHANGE-REQUEST that asks for a change is answered with 420 (RFC 5780
-	// section 6.1). Otherwise A must be a concrete IP address of the same
-	// family as P and different from it, a must differ from p, and port 0
-	// picks a free port. The server listens on P:p, P:a, A:p and A:a.
-	Alternate netip.AddrPort
-
-	// IgnoreChangeRequest answers every request from the socket it arrived
-	// on, as some public servers do, also in single-address mode instead
-	// of the 420. RESPONSE-PORT is still honoured. It is a misbehaviour for
-	// testing clients.
-	IgnoreChangeRequest bool
-
-	// AdvertiseOther, if valid, is sent as OTHER-ADDRESS instead of the real
-	// alternate address, also in single-address mode. It is a misbehaviour
-	// for testing clients.
-	AdvertiseOther netip.AddrPort
-
-	// OmitMappedAddress leaves MAPPED-ADDRESS out of responses, as coturn
-	// does by default.
-	OmitMappedAddress bool
-
-	// MappedAddressOverride, if set, maps the request's source address to
-	// the address sent in MAPPED-ADDRESS, simulating an application-level
-	// gateway that rewrites addresses in packets (RFC 5780 section 4.9).
-	// An invalid result omits MAPPED-ADDRESS. It is called concurrently.
-	MappedAddressOverride func(netip.AddrPort) netip.AddrPort
-
-	// Software is sent as the SOFTWARE attribute if non-empty. It must be
-	// at most 763 bytes (RFC 8489 section 14.14).
-	Software string
-
-	// Logger receives the server's log records; nil discards them.
-	Logger *slog.Logger
-
-	// ReflectionRate limits, per second and per source IP address, the
-	// responses sent from another socket or to another port than the
-	// request came from and to (CHANGE-REQUEST or RESPONSE-PORT), as RFC
-	// 5780 section 9 asks. Excess responses are dropped. 0 means 50 per
-	// second; a negative value disables the limit.
-	ReflectionRate float64
-
-	// ReflectionBurst is the token bucket size of the reflection limit;
-	// 0 means twice ReflectionRate, rounded up.
-	ReflectionBurst int
-
-	// ReflectionSources bounds the number of source addresses the
-	// reflection limit tracks; 0 means 4096. When the table is full and no
-	// tracked source has been idle long enough to be forgotten, reflected
-	// responses to new sources are dropped.
-	ReflectionSources int
-
-	// TCP also serves Binding requests over TCP (RFC 8489 section 6.2.2:
-	// messages back to back on the stream, each framed by the length in
-	// its header) on the same addresses and ports as the UDP sockets: P:p
-	// alone in single-address mode, else P:p, P:a, A:p and A:a. A port
-	// given as 0 is then chosen free for UDP and TCP alike. Responses over
-	// TCP carry OTHER-ADDRESS, so mapping behaviour discovery (RFC 5780
-	// section 4.3) works over TCP, but they can only leave on the
-	// connection the request came on: a CHANGE-REQUEST that asks for a
-	// change and RESPONSE-PORT get 420, as RFC 5780 section 6.1 prescribes
-	// for a server that cannot change address. It needs a Net with TCP;
-	// pion's vnet has none.
-	TCP bool
-
-	// TLSConfig serves Binding requests over TLS (RFC 8489 section 6.2.2)
-	// on TLSAddrs. It must hold a certificate; the server does not modify
-	// it. Responses over TLS carry no OTHER-ADDRESS: the TLS addresses
-	// are not part of the RFC 5780 quartet. CHANGE-REQUEST and
-	// RESPONSE-PORT are treated as over TCP.
-	TLSConfig *tls.Config
-
-	// TLSAddrs are the addresses of the TLS listeners; unlike Primary and
-	// Alternate they may be unspecified (0.0.0.0 or ::), and port 0 picks
-	// a free port. They require TLSConfig.
-	TLSAddrs []netip.AddrPort
-
-	// MaxConns bounds the TCP and TLS connections open at once; 0 means
-	// 1024. Connections beyond it are accepted and closed at once.
-	MaxConns int
-
-	// MaxConnsPerSource bounds the TCP and TLS connections open at once
-	// from one source IP address; 0 means 32.
-	MaxConnsPerSource int
-
-	// IdleTimeout is the longest time a TCP or TLS connection may take to
-	// deliver one complete message (the TLS handshake, capped at 10
-	// seconds, included) before it is closed; 0 means 30 seconds. A
-	// response that cannot be written within 5 seconds also closes it.
-	IdleTimeout time.Duration
-
-	// MaxMessageSize is the longest STUN message accepted over TCP or TLS,
-	// header included; a longer one closes the connection without a
-	// reply. 0 means 4096; at most 65555 (RFC 8489 section 5).
-	MaxMessageSize int
-}
 
 // Stats are counters of a Server since Start.
 type Stats struct {
@@ -360,44 +250,6 @@ func (s *Server) closeListeners() {
 	}
 }
 
-func (cfg *Config) validate() error {
-	p, a := cfg.Primary.Addr(), cfg.Alternate.Addr()
-	switch {
-	case !cfg.Primary.IsValid():
-		return errors.New("stunserver: primary address is required")
-	case p.IsUnspecified():
-		return fmt.Errorf("stunserver: primary address %v is unspecified, want a concrete address", p)
-	case len(cfg.Software) > maxSoftwareLen:
-		return fmt.Errorf("stunserver: software of %d bytes is longer than %d", len(cfg.Software), maxSoftwareLen)
-	case math.IsNaN(cfg.ReflectionRate) || math.IsInf(cfg.ReflectionRate, 0):
-		return fmt.Errorf("stunserver: reflection rate %v is not a number", cfg.ReflectionRate)
-	case cfg.ReflectionBurst < 0 || cfg.ReflectionSources < 0:
-		return errors.New("stunserver: reflection burst and sources must not be negative")
-	case cfg.MaxConns < 0 || cfg.MaxConnsPerSource < 0 || cfg.IdleTimeout < 0:
-		return errors.New("stunserver: connection limits and idle timeout must not be negative")
-	case cfg.MaxMessageSize != 0 && (cfg.MaxMessageSize < natstun.HeaderSize || cfg.MaxMessageSize > natstun.MaxMessageSize):
-		return fmt.Errorf("stunserver: max message size %d is not between %d and %d", cfg.MaxMessageSize, natstun.HeaderSize, natstun.MaxMessageSize)
-	case len(cfg.TLSAddrs) > 0 && cfg.TLSConfig == nil:
-		return errors.New("stunserver: tls addresses need a tls config")
-	case cfg.TLSConfig != nil && len(cfg.TLSAddrs) == 0:
-		return errors.New("stunserver: tls config given without tls addresses")
-	case cfg.TLSConfig != nil && len(cfg.TLSConfig.Certificates) == 0 &&
-		cfg.TLSConfig.GetCertificate == nil && cfg.TLSConfig.GetConfigForClient == nil:
-		return errors.New("stunserver: tls config has no certificate")
-	case !cfg.Alternate.IsValid():
-		return nil
-	case a.IsUnspecified():
-		return fmt.Errorf("stunserver: alternate address %v is unspecified, want a concrete address", a)
-	case p.Unmap().Is4() != a.Unmap().Is4():
-		return fmt.Errorf("stunserver: primary %v and alternate %v are of different families", p, a)
-	case p.Unmap() == a.Unmap():
-		return fmt.Errorf("stunserver: primary and alternate address are both %v", p)
-	case cfg.Primary.Port() != 0 && cfg.Primary.Port() == cfg.Alternate.Port():
-		return fmt.Errorf("stunserver: primary and alternate port are both %d", cfg.Primary.Port())
-	}
-	return nil
-}
-
 // listen binds one UDP socket to ap and returns it with its actual address.
 func listen(nw transport.Net, ap netip.AddrPort) (transport.UDPConn, netip.AddrPort, error) {
 	ip := ap.Addr().Unmap()
@@ -552,92 +404,4 @@ func (s *Server) Stats() Stats {
 		StreamConns:    s.tcpConns.Load(),
 		StreamRefused:  s.tcpRejected.Load(),
 	}
-}
-
-// addrPortConn is implemented by *net.UDPConn: it reads and writes without
-// allocating a net.UDPAddr per packet.
-type addrPortConn interface {
-	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
-	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
-}
-
-// serve reads and answers the requests arriving on socket i until the
-// socket is closed. It sets no read deadline: closing the socket unblocks
-// the read, with real sockets and with vnet alike.
-func (s *Server) serve(i int) {
-	defer s.wg.Done()
-	conn := s.conns[i]
-	fast, _ := conn.(addrPortConn)
-	buf := make([]byte, readBufferSize)
-	req, resp := new(stun.Message), stun.New()
-	errs := 0
-	backoff := time.Millisecond
-	for errs < maxReadErrors {
-		var (
-			n   int
-			src netip.AddrPort
-			err error
-		)
-		if fast != nil {
-			n, src, err = fast.ReadFromUDPAddrPort(buf)
-		} else {
-			var addr net.Addr
-			n, addr, err = conn.ReadFrom(buf)
-			src = natstun.AddrPortOf(addr)
-		}
-		if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil && n <= 0 {
-			errs++
-			s.log.Debug("read error", "socket", s.h.addrs[i], "err", err)
-			time.Sleep(backoff)
-			backoff = min(2*backoff, maxReadBackoff)
-			continue
-		}
-		errs, backoff = 0, time.Millisecond
-		if err != nil { // e.g. vnet's io.ErrShortBuffer: a truncated packet
-			s.malformed.Add(1)
-			continue
-		}
-		s.answer(buf[:n], src, i, req, resp)
-	}
-	s.log.Error("socket reader stopped after repeated errors", "socket", s.h.addrs[i])
-}
-
-// answer handles one packet and sends the response, if any.
-func (s *Server) answer(pkt []byte, src netip.AddrPort, local int, req, resp *stun.Message) {
-	r := s.h.handle(pkt, src, local, req, resp)
-	if r.act == actDrop {
-		s.malformed.Add(1)
-		return
-	}
-	s.requests.Add(1)
-	if r.reflected && s.limiter != nil {
-		ok, logNow, dropped := s.limiter.allow(r.to.Addr())
-		if !ok {
-			s.rateLimited.Add(1)
-			if logNow {
-				s.log.Warn("reflected responses rate limited", "source", r.to.Addr(), "dropped", dropped)
-			}
-			return
-		}
-	}
-	var err error
-	if fast, ok := s.conns[r.from].(addrPortConn); ok {
-		_, err = fast.WriteToUDPAddrPort(resp.Raw, r.to)
-	} else {
-		_, err = s.conns[r.from].WriteTo(resp.Raw, net.UDPAddrFromAddrPort(r.to))
-	}
-	if err != nil {
-		s.sendErrors.Add(1)
-		s.log.Debug("send error", "from", s.h.addrs[r.from], "to", r.to, "err", err)
-		return
-	}
-	if r.act == actError {
-		s.errorResponses.Add(1)
-		s.log.Debug("error response", "to", r.to, "code", r.code)
-		return
-	}
-	s.responses.Add(1)
 }

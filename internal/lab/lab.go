@@ -1,4 +1,5 @@
-// Package lab builds network-namespace NAT topologies with nftables and coturn for natcheck's integration tests.
+// Package lab builds network-namespace NAT topologies with nftables and
+// coturn for natcheck's integration tests.
 //
 // A Lab is three network namespaces joined by veth pairs:
 //
