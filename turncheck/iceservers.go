@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/natcheck/natcheck/probe"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/natcheck/natcheck/probe"
 )
 
 // Server is one TURN URL with the credentials to use on it.

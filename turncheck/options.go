@@ -1,0 +1,74 @@
+package turncheck
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"time"
+)
+
+// Options configure TURN checks. The zero value is usable: system roots for
+// TLS, 5 s per step, 5 packets through the relay, no end-to-end check.
+type Options struct {
+	// RootCAs verifies TLS certificates; nil means the system's roots.
+	RootCAs *x509.CertPool
+	// Insecure skips certificate verification (the check reports what
+	// verification would have said, as a warning).
+	Insecure bool
+	// StepTimeout bounds each step: DNS, TCP connect, TLS handshake,
+	// Allocate, CreatePermission, and the wait for data. Zero means 5 s.
+	StepTimeout time.Duration
+	// Packets is the number of packets sent through the relay; zero means
+	// 5, at most 100.
+	Packets int
+	// Interval between packets; zero means 20 ms.
+	Interval time.Duration
+	// EndToEnd also connects two relay-only ICE agents through the server.
+	EndToEnd bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Trace, if set, is called for every STUN/TURN message of every check,
+	// from several goroutines at once.
+	Trace func(Event)
+}
+
+func (o Options) stepTimeout() time.Duration {
+	if o.StepTimeout > 0 {
+		return o.StepTimeout
+	}
+	return 5 * time.Second
+}
+
+func (o Options) packets() int {
+	switch {
+	case o.Packets <= 0:
+		return 5
+	case o.Packets > 100:
+		return 100
+	}
+	return o.Packets
+}
+
+func (o Options) interval() time.Duration {
+	if o.Interval > 0 {
+		return o.Interval
+	}
+	return 20 * time.Millisecond
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// tlsConfig is the client TLS configuration for a server name. Go's
+// defaults negotiate TLS 1.2, which coturn 4.6 needs.
+func (o Options) tlsConfig(serverName string) *tls.Config {
+	return &tls.Config{
+		ServerName:         serverName,
+		RootCAs:            o.RootCAs,
+		InsecureSkipVerify: o.Insecure, //nolint:gosec // the user asked, and is warned
+		MinVersion:         tls.VersionTLS12,
+	}
+}
