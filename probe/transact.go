@@ -128,6 +128,19 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			interval = min(interval*2, maxInterval)
 		}
 		timer := time.NewTimer(time.Until(wake))
+		// replied takes a reply that is already there: when the window
+		// ends at the moment a reply arrives, select picks either case,
+		// and silence must never win over a reply in hand.
+		replied := func() bool {
+			select {
+			case r := <-ch:
+				fill(p, r, start, lastSend)
+				s.emit(Event{Kind: EventReply, Test: test, Socket: s.local, Peer: r.from, ID: id, Detail: replyDetail(p)})
+				return true
+			default:
+				return false
+			}
+		}
 	waiting:
 		select {
 		case r := <-ch:
@@ -137,10 +150,16 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			return
 		case <-ctx.Done():
 			timer.Stop()
+			if replied() {
+				return
+			}
 			p.Status = natclass.StatusNotRun // cut short: unknown, not "no reply"
 			return
 		case <-w.stop:
 			timer.Stop()
+			if replied() {
+				return
+			}
 			e.endWindow(s, test, id, p, start, w)
 			return
 		case <-w.paced:
@@ -154,6 +173,9 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			goto waiting
 		case <-timer.C:
 			if !time.Now().Before(w.deadline) {
+				if replied() {
+					return
+				}
 				// Loss seen in this run may explain the silence: send
 				// again rather than conclude, within the budget.
 				if w.extendEvery > 0 {
