@@ -167,8 +167,10 @@ type Server struct {
 	Address string `json:"address,omitempty"`
 	// Answered is true when the server replied to a plain Binding request.
 	Answered bool `json:"answered"`
-	// RTTMS is the round-trip time of that request in milliseconds; null
-	// without a reply.
+	// RTTMS is the round-trip time of that request in milliseconds: from
+	// the send that was answered (the last one, when it was retransmitted:
+	// loss does not inflate it, though a late reply to an earlier send makes
+	// it a lower bound); null without a reply.
 	RTTMS *float64 `json:"rtt_ms"`
 	// RFC5780 is true when the server advertised a usable OTHER-ADDRESS
 	// (another IP and port), false when it did not, null without a reply.
@@ -367,7 +369,7 @@ func servers(obs natclass.Observations, res natclass.Result) []Server {
 		switch {
 		case b.Replied():
 			sv.Answered = true
-			sv.RTTMS = ms(b.RTT)
+			sv.RTTMS = ms(b.PathRTT())
 			sv.Mapped = str(b.Mapped)
 			sv.OtherAddress = str(b.Other)
 			if i < len(res.Servers) {
