@@ -37,36 +37,29 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	pa := netip.AddrPortFrom(p.Addr(), a.Port()) // primary IP, alternate port
 	rtt := srv.Binding.PathRTT()
 	var wg sync.WaitGroup
-	run := func(dst *natclass.Transaction, s *socket, name string, to netip.AddrPort, req request) {
+	run := func(wg *sync.WaitGroup, dst *natclass.Transaction, s *socket, name string, to netip.AddrPort, req request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			*dst = e.transact(ctx, s, name, to, req, e.testWindow(rtt, req))
 		}()
 	}
-	// Filtering (4.4) on a fresh socket that never talked to A.
+	// Filtering (4.4) on a fresh socket that never talked to A, with loss
+	// probes from that socket until its change tests end.
 	fs, err := e.newSocket(fmt.Sprintf("filtering-%d", idx))
 	if err != nil {
 		t.FilteringI = natclass.Transaction{Dest: p, Error: err.Error()}
 	} else {
 		var fwg sync.WaitGroup
-		filter := func(dst *natclass.Transaction, name string, cr natstun.ChangeRequest) {
-			fwg.Add(1)
-			go func() {
-				defer fwg.Done()
-				*dst = e.transact(ctx, fs, name, p, request{change: cr}, e.testWindow(rtt, request{change: cr}))
-			}()
-		}
-		run(&t.FilteringI, fs, "filtering-I", p, request{})
-		filter(&t.FilteringII, "filtering-II", natstun.ChangeRequest{ChangeIP: true, ChangePort: true})
-		filter(&t.FilteringIII, "filtering-III", natstun.ChangeRequest{ChangePort: true})
+		run(&wg, &t.FilteringI, fs, "filtering-I", p, request{})
+		run(&fwg, &t.FilteringII, fs, "filtering-II", p, request{change: natstun.ChangeRequest{ChangeIP: true, ChangePort: true}})
+		run(&fwg, &t.FilteringIII, fs, "filtering-III", p, request{change: natstun.ChangeRequest{ChangePort: true}})
 		done := make(chan struct{})
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			t.LossProbes = e.lossProbes(ctx, fs, p, rtt, done)
 		}()
-		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			fwg.Wait()
@@ -77,7 +70,7 @@ func (e *engine) rfc5780(ctx context.Context, ms *socket, idx int, srv *natclass
 	// controls, from the same socket, ask for replies from A:a and P:a: each
 	// goes out once the request to that endpoint was answered, so the NAT
 	// holds a mapping towards it and lets the reply in.
-	run(&t.MappingII, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), request{})
+	run(&wg, &t.MappingII, ms, "mapping-II", netip.AddrPortFrom(a.Addr(), p.Port()), request{})
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -209,7 +202,7 @@ func (e *engine) resample(ctx context.Context, obs *natclass.Observations) []nat
 		mu.Unlock()
 		return p
 	}
-	var rfcServer int = -1
+	rfcServer := -1
 	if len(obs.RFC5780) > 0 {
 		rfcServer = obs.RFC5780[0].Server
 	}

@@ -103,6 +103,22 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 	start := time.Now()
 	interval := w.interval
 	var lastSend time.Time
+	take := func(r response) {
+		fill(p, r, start, lastSend)
+		s.emit(Event{Kind: EventReply, Test: test, Socket: s.local, Peer: r.from, ID: id, Detail: replyDetail(p)})
+	}
+	// replied takes a reply that is already there: when the window ends at
+	// the moment a reply arrives, select picks either case, and silence
+	// must never win over a reply in hand.
+	replied := func() bool {
+		select {
+		case r := <-ch:
+			take(r)
+			return true
+		default:
+			return false
+		}
+	}
 	for {
 		lastSend = time.Now()
 		if _, err := s.conn.WriteTo(msg.Raw, dst); err != nil {
@@ -128,25 +144,11 @@ func (e *engine) retransmitLoop(ctx context.Context, s *socket, test string, msg
 			interval = min(interval*2, maxInterval)
 		}
 		timer := time.NewTimer(time.Until(wake))
-		// replied takes a reply that is already there: when the window
-		// ends at the moment a reply arrives, select picks either case,
-		// and silence must never win over a reply in hand.
-		replied := func() bool {
-			select {
-			case r := <-ch:
-				fill(p, r, start, lastSend)
-				s.emit(Event{Kind: EventReply, Test: test, Socket: s.local, Peer: r.from, ID: id, Detail: replyDetail(p)})
-				return true
-			default:
-				return false
-			}
-		}
 	waiting:
 		select {
 		case r := <-ch:
 			timer.Stop()
-			fill(p, r, start, lastSend)
-			s.emit(Event{Kind: EventReply, Test: test, Socket: s.local, Peer: r.from, ID: id, Detail: replyDetail(p)})
+			take(r)
 			return
 		case <-ctx.Done():
 			timer.Stop()

@@ -224,10 +224,15 @@ func TestVnetLossNoWrongVerdict(t *testing.T) {
 			natclass.BehaviorAddressAndPortDependent, natclass.BehaviorAddressAndPortDependent},
 	}
 	for _, c := range cases {
-		unknown, lossSeen := 0, 0
+		unknown, lossSeen, mostSilentSends := 0, 0, 0
 		for i := range runs {
 			l := newVlab(t, vlabOpts{nat: &c.nat, loss: loss})
-			_, r := l.run(t, 10*time.Second)
+			obs, r := l.run(t, 10*time.Second)
+			for _, tt := range obs.RFC5780 {
+				if f := tt.FilteringII; f.Status == natclass.StatusNoReply {
+					mostSilentSends = max(mostSilentSends, f.Sent)
+				}
+			}
 			if (r.Mapping != natclass.BehaviorUnknown && r.Mapping != c.mapping) ||
 				(r.Filtering != natclass.BehaviorUnknown && r.Filtering != c.filtering) {
 				t.Errorf("run %d: wrong answer mapping %s filtering %s (want %s %s); reasons %q",
@@ -246,6 +251,12 @@ func TestVnetLossNoWrongVerdict(t *testing.T) {
 		}
 		if lossSeen == 0 {
 			t.Errorf("no run measured any loss at %d%% each way", loss)
+		}
+		// Where the change-IP test is meant to go unanswered, the loss
+		// seen must have made the engine send more than one window's worth
+		// before reading the silence.
+		if c.filtering != natclass.BehaviorEndpointIndependent && mostSilentSends <= changeRetransPerWin {
+			t.Errorf("silent filtering tests sent at most %d times at %d%% loss: the window was never extended", mostSilentSends, loss)
 		}
 	}
 }
