@@ -204,10 +204,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 		r, ok := l.limiter.Admit(lc, natstun.AddrPortOf(c.RemoteAddr()).Addr())
 		if !ok {
 			lc.mu.Unlock()
-			_ = c.Close()
+			// Tell of the refusal before the close: whoever sees the
+			// connection closed may look for its refusal at once.
 			if !r.Closed && l.cfg.Refused != nil {
 				l.cfg.Refused(r)
 			}
+			_ = c.Close()
 			continue
 		}
 		if d := cmp.Or(l.cfg.FirstTimeout, l.cfg.IdleTimeout); d > 0 {
