@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	allow, deny := cfg.AllowPeers, cfg.DenyPeers
 	perm := func(client net.Addr, peer net.IP) bool {
 		ip, _ := netip.AddrFromSlice(peer)
-		if peerAllowed(allow, deny, ip) {
+		if peerAllowed(allow, deny, nil, ip) {
 			return true
 		}
 		s.peersDenied.Add(1)
