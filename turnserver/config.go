@@ -78,11 +78,17 @@ type Config struct {
 
 	// AllowPeers and DenyPeers are the permission policy (RFC 8656
 	// section 9): a peer in AllowPeers is allowed; otherwise one in
-	// DenyPeers is denied, and so, by default, are loopback, private
-	// (RFC 1918, RFC 4193), link-local, shared (100.64.0.0/10, RFC 6598),
-	// multicast and unspecified addresses, which keeps the relay from
-	// reaching the server's own host and networks. CreatePermission for a
-	// denied peer gets 403 Forbidden.
+	// DenyPeers is denied, and so, by default, are the server's own
+	// addresses (those of its listeners and relays and of the host's
+	// interfaces), every range of the IANA IPv4 and IPv6 Special-Purpose
+	// Address Registries (loopback, private, link-local, shared, this
+	// network, reserved, documentation, benchmarking, 6to4, Teredo and the
+	// rest), multicast and broadcast, and IPv6 outside 2000::/3, which
+	// keeps the relay from reaching the server's own host and networks.
+	// An IPv4-mapped peer is judged as its IPv4 address; a NAT64 peer
+	// (64:ff9b::/96, RFC 6052, or the local-use 64:ff9b:1::/48, RFC 8215,
+	// denied unless allowed) also needs the IPv4 address it embeds to be
+	// allowed. CreatePermission for a denied peer gets 403 Forbidden.
 	AllowPeers, DenyPeers []netip.Prefix
 
 	// MaxConns bounds the connections open at once on each TCP or TLS

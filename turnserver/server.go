@@ -19,10 +19,12 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/transport/v4"
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
@@ -37,6 +39,9 @@ const (
 	// relayRetries is how many random ports of the range are tried for a
 	// relay socket.
 	relayRetries = 50
+	// ownAddrsInterval is the least time between two enumerations of the
+	// host's interface addresses for the peer policy.
+	ownAddrsInterval = 10 * time.Second
 	// quotaLogInterval is the least time between two log lines about
 	// allocations refused for a quota.
 	quotaLogInterval = time.Second
@@ -119,9 +124,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	allow, deny := cfg.AllowPeers, cfg.DenyPeers
+	own := &ownAddrs{nw: nw, static: configAddrs(cfg)}
 	perm := func(client net.Addr, peer net.IP) bool {
 		ip, _ := netip.AddrFromSlice(peer)
-		if peerAllowed(allow, deny, nil, ip) {
+		if peerAllowed(allow, deny, own.get(), ip) {
 			return true
 		}
 		s.peersDenied.Add(1)
@@ -212,6 +218,74 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.srv = srv
 	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.close() })
 	return s, nil
+}
+
+// configAddrs returns the concrete addresses of cfg's listeners and relays.
+func configAddrs(cfg Config) []netip.Addr {
+	var ips []netip.Addr
+	for _, ap := range append(append(append([]netip.AddrPort(nil), cfg.UDP...), cfg.TCP...), cfg.TLS...) {
+		ips = append(ips, ap.Addr())
+	}
+	for _, r := range cfg.Relays {
+		ips = append(ips, r.Public, r.Local)
+	}
+	return ips
+}
+
+// ownAddrs are the server's own addresses, which the peer policy denies:
+// the addresses of its configuration and those of the host's interfaces,
+// enumerated again at most every ownAddrsInterval so that addresses the
+// host gains later are denied too.
+type ownAddrs struct {
+	nw     transport.Net
+	static []netip.Addr
+
+	mu    sync.Mutex
+	addrs []netip.Addr // static and the interfaces'; never modified, replaced
+	at    time.Time
+}
+
+// get returns the addresses, unmapped and without zones.
+func (o *ownAddrs) get() []netip.Addr {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.addrs != nil && time.Since(o.at) < ownAddrsInterval {
+		return o.addrs
+	}
+	addrs := make([]netip.Addr, 0, len(o.static)+8)
+	add := func(ip netip.Addr) {
+		if ip = ip.Unmap().WithZone(""); ip.IsValid() && !ip.IsUnspecified() && !slices.Contains(addrs, ip) {
+			addrs = append(addrs, ip)
+		}
+	}
+	for _, ip := range o.static {
+		add(ip)
+	}
+	ifaces, err := o.nw.Interfaces()
+	if err != nil && o.addrs != nil {
+		// Keep the last good list (it holds the static addresses) rather
+		// than forget the interfaces' addresses.
+		o.at = time.Now()
+		return o.addrs
+	}
+	for _, ifc := range ifaces {
+		as, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range as {
+			switch a := a.(type) {
+			case *net.IPNet:
+				ip, _ := netip.AddrFromSlice(a.IP)
+				add(ip)
+			case *net.IPAddr:
+				ip, _ := netip.AddrFromSlice(a.IP)
+				add(ip)
+			}
+		}
+	}
+	o.addrs, o.at = addrs, time.Now()
+	return addrs
 }
 
 // quota is the QuotaHandler: MaxAllocations and UserQuota.
