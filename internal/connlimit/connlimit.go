@@ -1,6 +1,7 @@
 // Package connlimit bounds the stream (TCP and TLS) connections a server
 // holds open: in all, and from one source, so that one client cannot take
-// every connection, and it closes connections that stay silent.
+// every connection, and it closes connections that stay silent or that
+// have been open too long, however busy.
 //
 // A Limiter does the counting for a server with its own accept loop; a
 // Listener wraps a net.Listener with a Limiter and idle timeouts for a
@@ -159,6 +160,11 @@ type ListenerConfig struct {
 	// IdleTimeout closes a connection whose peer sends nothing for this
 	// long after its last bytes; 0 means no limit.
 	IdleTimeout time.Duration
+	// MaxAge closes a connection this long after it is accepted, however
+	// much its peer sends, unless Hold holds it then; 0 means no limit.
+	// Without it, a client that sends a little before every idle timeout
+	// keeps its connection for ever.
+	MaxAge time.Duration
 	// Refused, if not nil, is told of every connection refused for a
 	// limit (not of those refused because the Listener is closing).
 	Refused func(Refusal)
@@ -173,11 +179,66 @@ type Listener struct {
 	net.Listener
 	cfg     ListenerConfig
 	limiter *Limiter
+
+	mu    sync.Mutex
+	conns map[[2]netip.AddrPort]*conn // by remote and local address
 }
 
 // NewListener wraps ln.
 func NewListener(ln net.Listener, cfg ListenerConfig) *Listener {
-	return &Listener{Listener: ln, cfg: cfg, limiter: New(cfg.MaxConns, cfg.MaxConnsPerSource)}
+	return &Listener{
+		Listener: ln, cfg: cfg, limiter: New(cfg.MaxConns, cfg.MaxConnsPerSource),
+		conns: make(map[[2]netip.AddrPort]*conn),
+	}
+}
+
+// connKey is the key of Listener.conns.
+func connKey(remote, local net.Addr) [2]netip.AddrPort {
+	r, l := natstun.AddrPortOf(remote), natstun.AddrPortOf(local)
+	return [2]netip.AddrPort{
+		netip.AddrPortFrom(r.Addr().Unmap(), r.Port()),
+		netip.AddrPortFrom(l.Addr().Unmap(), l.Port()),
+	}
+}
+
+// Hold suspends the MaxAge of the open connection with the remote and local
+// addresses given, until as many Unhold calls; a server holds a
+// connection that carries state its client keeps alive, such as a TURN
+// allocation. It reports whether there is such a connection.
+func (l *Listener) Hold(remote, local net.Addr) bool {
+	l.mu.Lock()
+	c := l.conns[connKey(remote, local)]
+	l.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holds++
+	if c.age != nil {
+		c.age.Stop()
+	}
+	return true
+}
+
+// Unhold undoes a Hold of the connection with the addresses given. When
+// no Hold is left, MaxAge applies again: a connection older than it is
+// closed at once.
+func (l *Listener) Unhold(remote, local net.Addr) {
+	l.mu.Lock()
+	c := l.conns[connKey(remote, local)]
+	l.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holds == 0 {
+		return
+	}
+	if c.holds--; c.holds == 0 && c.age != nil {
+		c.age.Reset(max(l.cfg.MaxAge-time.Since(c.accepted), 0))
+	}
 }
 
 // Accept returns the next connection within the limits. Errors other than
@@ -197,7 +258,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		backoff = minAcceptBackoff
-		lc := &conn{Conn: c, l: l}
+		lc := &conn{Conn: c, l: l, key: connKey(c.RemoteAddr(), c.LocalAddr()), accepted: time.Now()}
 		// Hold the timer's place before Admit: Close may run as soon as
 		// lc is admitted.
 		lc.mu.Lock()
@@ -215,6 +276,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if d := cmp.Or(l.cfg.FirstTimeout, l.cfg.IdleTimeout); d > 0 {
 			lc.timer = time.AfterFunc(d, func() { _ = lc.Close() })
 		}
+		if l.cfg.MaxAge > 0 {
+			lc.age = time.AfterFunc(l.cfg.MaxAge, func() { _ = lc.Close() })
+		}
+		l.mu.Lock()
+		l.conns[lc.key] = lc
+		l.mu.Unlock()
 		lc.mu.Unlock()
 		return lc, nil
 	}
@@ -232,11 +299,15 @@ func (l *Listener) Open() int { return l.limiter.Open() }
 // conn is a connection of a Listener.
 type conn struct {
 	net.Conn
-	l    *Listener
-	once sync.Once
+	l        *Listener
+	key      [2]netip.AddrPort
+	accepted time.Time
+	once     sync.Once
 
 	mu    sync.Mutex
-	timer *time.Timer // nil without timeouts
+	timer *time.Timer // idle; nil without timeouts
+	age   *time.Timer // MaxAge; nil without
+	holds int
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -262,7 +333,15 @@ func (c *conn) Close() error {
 		if c.timer != nil {
 			c.timer.Stop()
 		}
+		if c.age != nil {
+			c.age.Stop()
+		}
 		c.mu.Unlock()
+		c.l.mu.Lock()
+		if c.l.conns[c.key] == c {
+			delete(c.l.conns, c.key)
+		}
+		c.l.mu.Unlock()
 		c.l.limiter.Release(c)
 	})
 	return err

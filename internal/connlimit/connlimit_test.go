@@ -322,3 +322,67 @@ func TestListenerRetriesAcceptErrors(t *testing.T) {
 		t.Errorf("Accept on a closed listener: %v", err)
 	}
 }
+
+// talkUntilClosed echoes a byte on c every few milliseconds until it fails
+// (at most maxRounds times, a guard against hanging) and returns when it
+// last echoed and whether the server closed c (rather than it timing out
+// or the rounds running out).
+func talkUntilClosed(c net.Conn, maxRounds int) (last time.Time, closedByServer bool) {
+	b := make([]byte, 1)
+	for range maxRounds {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Write([]byte{'x'})
+		if err == nil {
+			_, err = io.ReadFull(c, b)
+		}
+		if err != nil {
+			return last, errors.Is(err, io.EOF) || isReset(err)
+		}
+		last = time.Now()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return last, false
+}
+
+// TestListenerMaxAge: a connection that keeps talking, so that the idle
+// timeout never closes it, is closed at its MaxAge; one that is held is
+// not, until it is released.
+func TestListenerMaxAge(t *testing.T) {
+	const idle, age = 300 * time.Millisecond, time.Second
+	l := listen(t, ListenerConfig{MaxConns: 10, MaxConnsPerSource: 10, FirstTimeout: idle, IdleTimeout: idle, MaxAge: age})
+	dialed := time.Now()
+	talker := dial(t, "127.0.0.1", l)
+	last, ok := talkUntilClosed(talker, 1000)
+	if !ok {
+		t.Fatal("a connection that keeps talking was not closed")
+	}
+	if open := last.Sub(dialed); open <= idle {
+		t.Errorf("talked for %v only, not longer than the idle timeout %v", open, idle)
+	}
+	if open := time.Since(dialed); open < age {
+		t.Errorf("closed after %v, before its max age %v", open, age)
+	}
+
+	held := dial(t, "127.0.0.1", l)
+	if !echoes(held) {
+		t.Fatal("not served")
+	}
+	if !l.Hold(held.LocalAddr(), held.RemoteAddr()) {
+		t.Fatal("Hold found no connection")
+	}
+	if l.Hold(held.RemoteAddr(), held.LocalAddr()) {
+		t.Error("Hold found a connection for the wrong addresses")
+	}
+	l.Unhold(held.RemoteAddr(), held.LocalAddr()) // no such connection: nothing
+	dialed = time.Now()
+	for time.Since(dialed) < 2*age {
+		if !echoes(held) {
+			t.Fatalf("a held connection closed after %v", time.Since(dialed))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.Unhold(held.LocalAddr(), held.RemoteAddr())
+	if !closed(held) {
+		t.Error("a connection past its max age stayed open once released")
+	}
+}
