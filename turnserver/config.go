@@ -23,6 +23,7 @@ const (
 	DefaultMaxConns          = 1024
 	DefaultMaxConnsPerSource = 32
 	DefaultFirstTimeout      = 30 * time.Second
+	DefaultMaxConnAge        = 5 * time.Minute
 )
 
 // Config configures a Server. The zero value of every field is a documented
@@ -104,6 +105,16 @@ type Config struct {
 	// an allocation lives (RFC 8656 section 3.2) plus a minute.
 	FirstTimeout time.Duration
 
+	// MaxConnAge closes a TCP or TLS connection this long after it is
+	// accepted, however busy, while it carries no allocation; 0 means
+	// DefaultMaxConnAge. A connection that carries an allocation lives as
+	// long as the allocation, which ends when its connection closes and
+	// which its client keeps alive with authenticated Refresh requests
+	// (RFC 8656 section 7) and the quotas bound: a call over TURN-TCP may
+	// last hours. Once the allocation is gone, a connection older than
+	// MaxConnAge is closed at once.
+	MaxConnAge time.Duration
+
 	// Logger receives the server's log records, pion/turn's among them;
 	// nil discards them.
 	Logger *slog.Logger
@@ -137,6 +148,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.MaxConns = cmp.Or(cfg.MaxConns, DefaultMaxConns)
 	cfg.MaxConnsPerSource = cmp.Or(cfg.MaxConnsPerSource, DefaultMaxConnsPerSource)
 	cfg.FirstTimeout = cmp.Or(cfg.FirstTimeout, DefaultFirstTimeout)
+	cfg.MaxConnAge = cmp.Or(cfg.MaxConnAge, DefaultMaxConnAge)
 	return cfg, nil
 }
 
@@ -154,7 +166,7 @@ func (cfg *Config) validate() error {
 		return errors.New("turnserver: tls config has no certificate")
 	case (cfg.RelayMinPort == 0) != (cfg.RelayMaxPort == 0) || cfg.RelayMinPort > cfg.RelayMaxPort:
 		return fmt.Errorf("turnserver: relay ports %d-%d: want 1 <= min <= max", cfg.RelayMinPort, cfg.RelayMaxPort)
-	case cfg.MaxAllocations < 0 || cfg.UserQuota < 0 || cfg.MaxConns < 0 || cfg.MaxConnsPerSource < 0 || cfg.FirstTimeout < 0:
+	case cfg.MaxAllocations < 0 || cfg.UserQuota < 0 || cfg.MaxConns < 0 || cfg.MaxConnsPerSource < 0 || cfg.FirstTimeout < 0 || cfg.MaxConnAge < 0:
 		return errors.New("turnserver: quotas, connection limits and timeouts must not be negative")
 	}
 	seen := map[bool]bool{}

@@ -156,6 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			MaxConnsPerSource: cfg.MaxConnsPerSource,
 			FirstTimeout:      cfg.FirstTimeout,
 			IdleTimeout:       idleTimeout,
+			MaxAge:            cfg.MaxConnAge,
 			Refused: func(r connlimit.Refusal) {
 				if r.Log {
 					log.Warn("turn connection refused: limit reached", "source", r.Source, "open", r.Open)
@@ -190,15 +191,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				log.Debug("authentication failed", "client", src.String(), "protocol", proto, "user", user, "method", method)
 			}
 		},
-		OnAllocationCreated: func(src, _ net.Addr, proto, user, _ string, relay net.Addr, _ int) {
+		OnAllocationCreated: func(src, dst net.Addr, proto, user, _ string, relay net.Addr, _ int) {
 			s.mu.Lock()
 			s.total++
 			s.perUser[user]++
 			s.mu.Unlock()
 			s.created.Add(1)
+			s.hold(src, dst)
 			log.Info("allocation created", "client", src.String(), "protocol", proto, "user", user, "relay", relay.String())
 		},
-		OnAllocationDeleted: func(src, _ net.Addr, proto, user, _ string) {
+		OnAllocationDeleted: func(src, dst net.Addr, proto, user, _ string) {
+			s.unhold(src, dst)
 			s.mu.Lock()
 			s.total--
 			if s.perUser[user] <= 1 {
@@ -286,6 +289,24 @@ func (o *ownAddrs) get() []netip.Addr {
 	}
 	o.addrs, o.at = addrs, time.Now()
 	return addrs
+}
+
+// hold suspends the max age of the TCP or TLS connection from src to dst,
+// which carries an allocation now; for an allocation over UDP it does
+// nothing.
+func (s *Server) hold(src, dst net.Addr) {
+	for _, l := range s.listeners {
+		if l.Hold(src, dst) {
+			return
+		}
+	}
+}
+
+// unhold undoes hold when the allocation is deleted.
+func (s *Server) unhold(src, dst net.Addr) {
+	for _, l := range s.listeners {
+		l.Unhold(src, dst)
+	}
 }
 
 // quota is the QuotaHandler: MaxAllocations and UserQuota.
