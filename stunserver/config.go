@@ -118,6 +118,12 @@ type Config struct {
 	// response that cannot be written within 5 seconds also closes it.
 	IdleTimeout time.Duration
 
+	// MaxConnAge closes a TCP or TLS connection this long after it is
+	// accepted, however many messages it carries, so that a client that
+	// sends one before every idle timeout cannot hold it for ever; 0
+	// means 5 minutes.
+	MaxConnAge time.Duration
+
 	// MaxMessageSize is the longest STUN message accepted over TCP or TLS,
 	// header included; a longer one closes the connection without a
 	// reply. 0 means 4096; at most 65555 (RFC 8489 section 5).
@@ -139,6 +145,8 @@ func (cfg *Config) validate() error {
 		return errors.New("stunserver: reflection burst and sources must not be negative")
 	case cfg.MaxConns < 0 || cfg.MaxConnsPerSource < 0 || cfg.IdleTimeout < 0:
 		return errors.New("stunserver: connection limits and idle timeout must not be negative")
+	case cfg.MaxConnAge < 0:
+		return errors.New("stunserver: max connection age must not be negative")
 	case cfg.MaxMessageSize != 0 && (cfg.MaxMessageSize < natstun.HeaderSize || cfg.MaxMessageSize > natstun.MaxMessageSize):
 		return fmt.Errorf("stunserver: max message size %d is not between %d and %d", cfg.MaxMessageSize, natstun.HeaderSize, natstun.MaxMessageSize)
 	case len(cfg.TLSAddrs) > 0 && cfg.TLSConfig == nil:

@@ -140,6 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.st = &streams{
 		limits:     connlimit.New(cmp.Or(cfg.MaxConns, defaultMaxConns), cmp.Or(cfg.MaxConnsPerSource, defaultMaxConnsPerSource)),
 		idle:       cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
+		maxAge:     cfg.MaxConnAge,
 		maxMessage: cmp.Or(cfg.MaxMessageSize, defaultMaxMessageSize),
 	}
 

@@ -2,6 +2,7 @@ package stunserver
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,6 +24,7 @@ const (
 	defaultMaxConns          = 1024
 	defaultMaxConnsPerSource = 32
 	defaultIdleTimeout       = 30 * time.Second
+	defaultMaxConnAge        = 5 * time.Minute
 	defaultMaxMessageSize    = natstun.DefaultMaxMessageSize
 	// streamWriteTimeout bounds the time a response may take to leave, so
 	// that a client that does not read cannot hold a connection.
@@ -43,7 +45,15 @@ type streamListener struct {
 type streams struct {
 	limits     *connlimit.Limiter
 	idle       time.Duration
+	maxAge     time.Duration
 	maxMessage int
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // listenTCP binds a TCP listener on ap; port 0 picks a free port. The
@@ -128,16 +138,18 @@ func (s *Server) closeStreams() {
 // serveConn answers the STUN messages arriving back to back on c (RFC 8489
 // section 6.2.2) until the peer closes it, a message is malformed or too
 // long (framing cannot be trusted after that), no complete message arrives
-// within the idle timeout, or a response cannot be written in time.
+// within the idle timeout, a response cannot be written in time, or the
+// connection reaches its max age.
 func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
 	defer s.wg.Done()
 	defer s.release(c)
 	defer c.Close()
 	st := s.st
+	end := time.Now().Add(cmp.Or(st.maxAge, defaultMaxConnAge))
 
 	if l.tls != nil {
 		tc := tls.Server(c, l.tls)
-		ctx, cancel := context.WithTimeout(context.Background(), min(st.idle, maxHandshakeTimeout))
+		ctx, cancel := context.WithDeadline(context.Background(), minTime(time.Now().Add(min(st.idle, maxHandshakeTimeout)), end))
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
@@ -156,8 +168,13 @@ func (s *Server) serveConn(l streamListener, c net.Conn, src netip.AddrPort) {
 	req, resp := new(stun.Message), stun.New()
 	for {
 		// The deadline covers a whole message: a client trickling bytes
-		// cannot keep the connection longer than the idle timeout.
-		if err := c.SetReadDeadline(time.Now().Add(st.idle)); err != nil {
+		// cannot keep the connection longer than the idle timeout, nor
+		// one sending messages past the max age.
+		if time.Now().After(end) {
+			s.log.Debug("connection closed at its max age", "source", src)
+			return
+		}
+		if err := c.SetReadDeadline(minTime(time.Now().Add(st.idle), end)); err != nil {
 			return
 		}
 		msg, err := natstun.ReadFrame(r, buf, st.maxMessage)
