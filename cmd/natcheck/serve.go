@@ -77,6 +77,7 @@ type serveOptions struct {
 	maxConns          int
 	maxConnsPerSource int
 	idleTimeout       time.Duration
+	maxConnAge        time.Duration
 	logLevel          slog.Level
 	logJSON           bool
 	statsInterval     time.Duration
@@ -143,6 +144,7 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server and for TURN")
 	fs.IntVar(&o.maxConnsPerSource, "max-conns-per-source", 32, "most TCP and TLS connections open at once from one IP address")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Second, "close a STUN TCP or TLS connection that sends no complete message for this long")
+	addServeMaxConnAgeFlag(fs, &o.maxConnAge)
 	level := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `FORMAT` on stderr: text or json")
 	fs.DurationVar(&o.statsInterval, "stats-interval", time.Minute, "log counters this often when they changed (0: never)")
@@ -296,6 +298,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 			MaxConns:          o.maxConns,
 			MaxConnsPerSource: o.maxConnsPerSource,
 			IdleTimeout:       o.idleTimeout,
+			MaxConnAge:        o.maxConnAge,
 		}
 		if i == 0 && len(o.stunTLS) > 0 {
 			cfg.TLSConfig, cfg.TLSAddrs = tlsCfg, o.stunTLS

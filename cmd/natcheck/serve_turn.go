@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/pion/transport/v4"
 
@@ -90,7 +91,41 @@ func addServeTURNFlags(fs *flag.FlagSet, t *serveTURNOptions) {
 	fs.IntVar(&t.maxAllocations, "turn-max-allocations", turnserver.DefaultMaxAllocations, "most TURN allocations at once (486 beyond)")
 	fs.IntVar(&t.userQuota, "turn-user-quota", turnserver.DefaultUserQuota, "most TURN allocations at once per user (486 beyond)")
 	fs.Var(servePrefixList{&t.allowPeers}, "allow-peer", "let clients relay to `CIDR` even if denied by default (repeatable, comma-separated)")
-	fs.Var(servePrefixList{&t.denyPeers}, "deny-peer", "never relay to `CIDR` (repeatable, comma-separated); loopback, private, link-local, shared (100.64/10), multicast and unspecified addresses are denied by default")
+	fs.Var(servePrefixList{&t.denyPeers}, "deny-peer", "never relay to `CIDR` (repeatable, comma-separated); the server's own addresses, every IANA special-purpose range (loopback, private, link-local, shared, reserved, documentation, 6to4, Teredo...), multicast, IPv6 outside 2000::/3 and NAT64 forms of denied IPv4 addresses are denied by default")
+}
+
+// defaultServeMaxConnAge is --max-conn-age's default.
+const defaultServeMaxConnAge = 5 * time.Minute
+
+// servePositiveDuration is a duration flag that must be positive.
+type servePositiveDuration struct {
+	d       *time.Duration
+	example string
+}
+
+func (p servePositiveDuration) String() string {
+	if p.d == nil {
+		return ""
+	}
+	return p.d.String()
+}
+
+func (p servePositiveDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("give a positive duration such as %s", p.example)
+	}
+	*p.d = d
+	return nil
+}
+
+// addServeMaxConnAgeFlag adds --max-conn-age: the age at which STUN TCP and
+// TLS connections, and TURN ones that carry no allocation, are closed
+// however busy. A TURN connection with an allocation lives as long as the
+// allocation, which would end with it.
+func addServeMaxConnAgeFlag(fs *flag.FlagSet, d *time.Duration) {
+	*d = defaultServeMaxConnAge
+	fs.Var(servePositiveDuration{d, "5m"}, "max-conn-age", "close a STUN TCP or TLS connection `DURATION` after it opened, however busy; a TURN one too while it carries no allocation")
 }
 
 func (t *serveTURNOptions) enabled() bool { return t.usersFile != "" || t.secretFile != "" }
@@ -150,6 +185,7 @@ func serveTURNConfig(o serveOptions, log *slog.Logger) (*turnserver.Config, erro
 		MaxConns:          o.maxConns,
 		MaxConnsPerSource: o.maxConnsPerSource,
 		FirstTimeout:      o.idleTimeout,
+		MaxConnAge:        o.maxConnAge,
 	}
 	var err error
 	if t.usersFile != "" {

@@ -80,8 +80,8 @@ func readSecretFile(flagName, file string) (string, error) {
 func (f *turnFlags) config(getenv func(string) string, extra []string) (turnConfig, error) {
 	var c turnConfig
 	urls := append(append([]string(nil), f.urls...), extra...)
-	if f.lifetime == 0 {
-		return c, errors.New("--turn-credential-lifetime 0: give a duration such as 1h")
+	if f.lifetime < time.Second { // REST expiries are whole seconds: less is already past
+		return c, fmt.Errorf("--turn-credential-lifetime %v: give a positive duration such as 1h", f.lifetime)
 	}
 	if len(urls) == 0 && f.iceServers == "" {
 		if f.user != "" || f.password != "" || f.passwordFile != "" || f.secretFile != "" || f.insecure {
