@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/netip"
 	"time"
 
@@ -62,22 +61,42 @@ type Config struct {
 	// Logger receives the server's log records; nil discards them.
 	Logger *slog.Logger
 
-	// ReflectionRate limits, per second and per source IP address, the
-	// responses sent from another socket or to another port than the
-	// request came from and to (CHANGE-REQUEST or RESPONSE-PORT), as RFC
-	// 5780 section 9 asks. Excess responses are dropped. 0 means 50 per
-	// second; a negative value disables the limit.
+	// Trust lists the source prefixes exempt from the response budgets:
+	// sources the operator vouches for (a load generator, a monitoring
+	// network). No source is exempt by default, loopback included.
+	Trust []netip.Prefix
+
+	// SourceBudget bounds, in bytes, how much more the server sends over
+	// UDP to one source (an IPv4 address or an IPv6 /64) than it received
+	// from it: the burst of the source's byte budget, which refills at
+	// SourceBudget per 8 seconds. A response no larger than its request
+	// is always sent; a larger one is dropped when the source's budget
+	// cannot pay the difference. This is what stops the server from
+	// amplifying traffic towards a spoofed source (RFC 5780 section 9).
+	// Responses sent from another socket or to another port (CHANGE-REQUEST,
+	// RESPONSE-PORT) are charged like the others. 0 means 4096, enough
+	// for the requests of a few natcheck runs.
+	SourceBudget int
+
+	// GlobalBudget bounds, in bytes per second, how much more the server
+	// sends over UDP in all than it receives, so that the budgets of many
+	// spoofed sources cannot add up; its burst is one second of it. A
+	// quarter of it is for sources not answered from it in the last 5
+	// seconds, charged the whole response; the rest for those that were,
+	// charged the difference. 0 means 262144 (256 KiB/s).
+	GlobalBudget int
+
+	// Unlimited turns the response budgets off, as if every source were
+	// trusted. It is meant for tests that send many requests from one
+	// address.
+	Unlimited bool
+
+	// ReflectionRate is kept for compatibility: a negative value means
+	// Unlimited; any other value is ignored.
+	//
+	// Deprecated: the byte budgets (SourceBudget, GlobalBudget) replaced
+	// the count of reflected responses; use Unlimited or Trust.
 	ReflectionRate float64
-
-	// ReflectionBurst is the token bucket size of the reflection limit;
-	// 0 means twice ReflectionRate, rounded up.
-	ReflectionBurst int
-
-	// ReflectionSources bounds the number of source addresses the
-	// reflection limit tracks; 0 means 4096. When the table is full and no
-	// tracked source has been idle long enough to be forgotten, reflected
-	// responses to new sources are dropped.
-	ReflectionSources int
 
 	// TCP also serves Binding requests over TCP (RFC 8489 section 6.2.2:
 	// messages back to back on the stream, each framed by the length in
@@ -131,6 +150,11 @@ type Config struct {
 }
 
 func (cfg *Config) validate() error {
+	for _, t := range cfg.Trust {
+		if !t.IsValid() {
+			return fmt.Errorf("stunserver: trusted prefix %v is not valid", t)
+		}
+	}
 	p, a := cfg.Primary.Addr(), cfg.Alternate.Addr()
 	switch {
 	case !cfg.Primary.IsValid():
@@ -139,10 +163,8 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("stunserver: primary address %v is unspecified, want a concrete address", p)
 	case len(cfg.Software) > maxSoftwareLen:
 		return fmt.Errorf("stunserver: software of %d bytes is longer than %d", len(cfg.Software), maxSoftwareLen)
-	case math.IsNaN(cfg.ReflectionRate) || math.IsInf(cfg.ReflectionRate, 0):
-		return fmt.Errorf("stunserver: reflection rate %v is not a number", cfg.ReflectionRate)
-	case cfg.ReflectionBurst < 0 || cfg.ReflectionSources < 0:
-		return errors.New("stunserver: reflection burst and sources must not be negative")
+	case cfg.SourceBudget < 0 || cfg.GlobalBudget < 0:
+		return errors.New("stunserver: source and global budgets must not be negative")
 	case cfg.MaxConns < 0 || cfg.MaxConnsPerSource < 0 || cfg.IdleTimeout < 0:
 		return errors.New("stunserver: connection limits and idle timeout must not be negative")
 	case cfg.MaxConnAge < 0:

@@ -1,120 +1,226 @@
 package stunserver
 
 import (
+	"hash/maphash"
+	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
 )
 
-// Defaults of the reflection limit (RFC 5780 section 9).
+// Defaults of the response budgets (see Config.SourceBudget and
+// Config.GlobalBudget).
 const (
-	defaultReflectionRate    = 50
-	defaultReflectionSources = 4096
-	// pruneInterval is the least time between two scans of a full table.
-	pruneInterval = 100 * time.Millisecond
+	defaultSourceBudget = 4096       // bytes of burst per source
+	defaultGlobalBudget = 256 * 1024 // bytes per second in all
+	// sourceRefill is how long an idle source's budget takes to refill:
+	// its rate is SourceBudget per sourceRefill.
+	sourceRefill = 8 * time.Second
+	// knownFor is how long after a response paid from a pool a source
+	// counts as known (it draws on the known pool).
+	knownFor = 5 * time.Second
+	// freshShare is the part of GlobalBudget given to sources that are
+	// not known; the rest goes to known ones.
+	freshShare = 0.25
+	// budgetBuckets is the number of per-source buckets; sources are
+	// hashed into them, so there is no table to fill.
+	budgetBuckets = 1 << 16
+	budgetLocks   = 256
+	// epoch is added to the budget's clock so that a bucket never
+	// touched (last == 0) is fully refilled and long unknown.
+	epoch = int64(time.Hour)
 	// logInterval is the least time between two log lines about
-	// rate-limited sources.
+	// dropped responses.
 	logInterval = time.Second
 )
 
-// limiter is a token bucket per source IP address. The table holds at most
-// max sources: when it is full, sources whose bucket has refilled are
-// forgotten, and until room is made a new source is refused, so an attacker
-// with many addresses cannot reset the bucket of one it already drains.
-type limiter struct {
-	rate  float64 // tokens per second
-	burst float64 // bucket size
-	max   int     // most sources tracked
-	now   func() time.Time
+// budget bounds the bytes the server sends to each source and in all, so
+// that a request with a spoofed source cannot turn the server into an
+// amplifier (RFC 5780 section 9, RFC 8489 section 16.1.3).
+//
+// A response no larger than its request costs nothing: it sends the
+// source no more than the source sent. The deficit of a larger response
+// (its size minus its request's) is paid from two budgets, both of which
+// must hold it:
+//
+//   - the bucket of the source's key (connlimit.SourceKey: the IPv4
+//     address or the IPv6 /64), which holds at most srcBurst bytes and
+//     refills at srcRate bytes per second. Responses smaller than their
+//     request credit it with the difference. So a source (or a spoofed
+//     victim) gets at most what it sent plus srcBurst plus srcRate bytes
+//     per second. The buckets are a fixed array indexed by a keyed hash
+//     of the key: there is no table that a flood of new sources could
+//     fill, and an attacker cannot aim at a client's bucket without the
+//     random seed;
+//   - a global pool, which bounds the sum of all deficits, so that
+//     bursts of many spoofed sources cannot add up. It is split in two:
+//     a source answered from a pool within knownFor draws on the known
+//     pool, any other source on the fresh pool, whose charge is the
+//     whole response, not the deficit. A flood of new spoofed sources
+//     then drains only the fresh pool, and a client that already got an
+//     answer goes on being answered from the known pool.
+//
+// Trusted prefixes skip all of this with one prefix test per prefix.
+type budget struct {
+	trust    []netip.Prefix
+	srcBurst float64 // bytes
+	srcRate  float64 // bytes per nanosecond
+	start    time.Time
+	now      func() time.Time
+	seed     maphash.Seed
+	log      *slog.Logger
 
-	mu        sync.Mutex
-	buckets   map[netip.Addr]bucket
-	lastPrune time.Time
-	lastLog   time.Time
-	dropped   uint64 // drops since the last log line
+	locks   [budgetLocks]paddedMutex
+	buckets []srcBucket // budgetBuckets long; bucket i is locked by locks[i%budgetLocks]
+
+	gmu          sync.Mutex
+	fresh, known pool
+
+	dropsSource, dropsGlobal atomic.Uint64
+	lastLog                  atomic.Int64 // clock of the last log line
+	unlogged                 atomic.Uint64
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
+type paddedMutex struct {
+	sync.Mutex
+	_ [56]byte
 }
 
-func newLimiter(rate float64, burst, maxSources int, now func() time.Time) *limiter {
-	if burst < 1 {
-		burst = 1
+type srcBucket struct {
+	tokens   float64 // bytes
+	last     int64   // clock of the last refill
+	answered int64   // clock of the last response paid from a pool
+}
+
+// pool is a token bucket of bytes; gmu guards it.
+type pool struct {
+	tokens, burst float64 // bytes
+	rate          float64 // bytes per nanosecond
+	last          int64
+}
+
+func (p *pool) take(now int64, n float64) bool {
+	if d := now - p.last; d > 0 {
+		p.tokens = min(p.burst, p.tokens+float64(d)*p.rate)
+		p.last = now
 	}
-	return &limiter{
-		rate:    rate,
-		burst:   float64(burst),
-		max:     maxSources,
-		now:     now,
-		buckets: make(map[netip.Addr]bucket),
+	if p.tokens < n {
+		return false
 	}
+	p.tokens -= n
+	return true
 }
 
-// allow takes a token from ip's bucket. When it refuses, logNow says that
-// the caller should log the refusal, and dropped how many refusals that log
-// line stands for; this keeps logging to about one line per logInterval.
-func (l *limiter) allow(ip netip.Addr) (ok, logNow bool, dropped uint64) {
-	ip = connlimit.SourceKey(ip)
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, found := l.buckets[ip]
-	if !found {
-		if len(l.buckets) >= l.max {
-			l.prune(now)
+// newBudget returns a budget with srcBurst bytes per source (refilled in
+// sourceRefill) and global bytes per second in all (with a burst of one
+// second of it). now is the clock; nil means time.Now.
+func newBudget(trust []netip.Prefix, srcBurst, global int, now func() time.Time, log *slog.Logger) *budget {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &budget{
+		srcBurst: float64(srcBurst),
+		srcRate:  float64(srcBurst) / float64(sourceRefill),
+		start:    now(),
+		now:      now,
+		seed:     maphash.MakeSeed(),
+		log:      log,
+		buckets:  make([]srcBucket, budgetBuckets),
+	}
+	for _, p := range trust {
+		b.trust = append(b.trust, p.Masked())
+	}
+	g := float64(global)
+	b.fresh = pool{burst: freshShare * g, rate: freshShare * g / float64(time.Second)}
+	b.known = pool{burst: (1 - freshShare) * g, rate: (1 - freshShare) * g / float64(time.Second)}
+	b.fresh.tokens, b.known.tokens = b.fresh.burst, b.known.burst
+	b.fresh.last, b.known.last = epoch, epoch
+	return b
+}
+
+// trusted reports whether ip is in a trusted prefix.
+func (b *budget) trusted(ip netip.Addr) bool {
+	for _, p := range b.trust {
+		if p.Contains(ip) {
+			return true
 		}
-		if len(l.buckets) >= l.max {
-			return l.refuse(now)
-		}
-		b = bucket{tokens: l.burst, last: now}
 	}
-	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(l.burst, b.tokens+elapsed*l.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		l.buckets[ip] = b
-		return l.refuse(now)
-	}
-	b.tokens--
-	l.buckets[ip] = b
-	return true, false, 0
+	return false
 }
 
-// refuse counts a refusal; l.mu is held.
-func (l *limiter) refuse(now time.Time) (ok, logNow bool, dropped uint64) {
-	l.dropped++
-	if now.Sub(l.lastLog) < logInterval {
-		return false, false, 0
-	}
-	l.lastLog = now
-	dropped = l.dropped
-	l.dropped = 0
-	return false, true, dropped
+func (b *budget) clock() int64 { return int64(b.now().Sub(b.start)) + epoch }
+
+// index returns the bucket of ip's SourceKey.
+func (b *budget) index(ip netip.Addr) uint64 {
+	key := connlimit.SourceKey(ip).As16()
+	return maphash.Bytes(b.seed, key[:]) % budgetBuckets
 }
 
-// prune forgets the sources whose bucket is full again, at most once per
-// pruneInterval; l.mu is held. The scan is bounded by l.max entries.
-func (l *limiter) prune(now time.Time) {
-	if now.Sub(l.lastPrune) < pruneInterval {
+// allow reports whether a response of respLen bytes to ip may be sent for
+// a request of reqLen bytes from ip, and charges it if so. It does not
+// allocate.
+func (b *budget) allow(ip netip.Addr, reqLen, respLen int) bool {
+	ip = ip.Unmap()
+	if b.trusted(ip) {
+		return true
+	}
+	deficit := float64(respLen - reqLen)
+	i := b.index(ip)
+	mu := &b.locks[i%budgetLocks]
+	mu.Lock()
+	bk := &b.buckets[i]
+	now := b.clock()
+	if d := now - bk.last; d > 0 {
+		bk.tokens = min(b.srcBurst, bk.tokens+float64(d)*b.srcRate)
+		bk.last = now
+	}
+	if deficit <= 0 {
+		// Not an amplification: the source gets no more than it sent.
+		bk.tokens = min(b.srcBurst, bk.tokens-deficit)
+		mu.Unlock()
+		return true
+	}
+	if bk.tokens < deficit {
+		mu.Unlock()
+		b.dropped(&b.dropsSource, ip, now)
+		return false
+	}
+	known := bk.answered != 0 && now-bk.answered <= int64(knownFor)
+	b.gmu.Lock()
+	var ok bool
+	if known {
+		ok = b.known.take(now, deficit)
+	} else {
+		ok = b.fresh.take(now, float64(respLen))
+	}
+	b.gmu.Unlock()
+	if !ok {
+		mu.Unlock()
+		b.dropped(&b.dropsGlobal, ip, now)
+		return false
+	}
+	bk.tokens -= deficit
+	bk.answered = now
+	mu.Unlock()
+	return true
+}
+
+// dropped counts a drop in c and logs at most one line per logInterval,
+// with the number of drops it stands for.
+func (b *budget) dropped(c *atomic.Uint64, ip netip.Addr, now int64) {
+	c.Add(1)
+	n := b.unlogged.Add(1)
+	last := b.lastLog.Load()
+	if now-last < int64(logInterval) || !b.lastLog.CompareAndSwap(last, now) {
 		return
 	}
-	l.lastPrune = now
-	refill := time.Duration(l.burst / l.rate * float64(time.Second))
-	for ip, b := range l.buckets {
-		if now.Sub(b.last) >= refill {
-			delete(l.buckets, ip)
-		}
-	}
-}
-
-// tracked returns the number of sources in the table.
-func (l *limiter) tracked() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
+	b.unlogged.Add(-n)
+	b.log.Warn("responses dropped by the byte budget (anti-amplification)", "source", ip,
+		"dropped", n, "source_budget_drops", b.dropsSource.Load(), "global_budget_drops", b.dropsGlobal.Load())
 }

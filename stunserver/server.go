@@ -53,9 +53,16 @@ type Stats struct {
 	// Malformed counts packets dropped without a reply: not STUN, not a
 	// request, not Binding, bad framing or a wrong FINGERPRINT.
 	Malformed uint64
-	// RateLimited counts reflected responses dropped by the reflection
-	// limit.
+	// RateLimited counts UDP responses dropped by the byte budgets
+	// (Config.SourceBudget and Config.GlobalBudget); it is the sum of
+	// SourceBudgetDrops and GlobalBudgetDrops.
 	RateLimited uint64
+	// SourceBudgetDrops counts responses dropped because the source's
+	// budget could not pay them.
+	SourceBudgetDrops uint64
+	// GlobalBudgetDrops counts responses dropped because the global budget
+	// could not pay them.
+	GlobalBudgetDrops uint64
 	// SendErrors counts responses that the network refused to send.
 	SendErrors uint64
 	// StreamConns counts TCP and TLS connections accepted for serving.
@@ -67,10 +74,10 @@ type Stats struct {
 
 // Server is a running STUN server. Its methods are safe for concurrent use.
 type Server struct {
-	h       handler
-	conns   []transport.UDPConn // indexed like handler.addrs
-	log     *slog.Logger
-	limiter *limiter // nil when unlimited
+	h      handler
+	conns  []transport.UDPConn // indexed like handler.addrs
+	log    *slog.Logger
+	budget *budget // nil when unlimited
 
 	tcp []streamListener // indexed like conns, when Config.TCP is set
 	tls []streamListener // one per Config.TLSAddrs
@@ -83,7 +90,7 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	requests, responses, errorResponses atomic.Uint64
-	malformed, rateLimited, sendErrors  atomic.Uint64
+	malformed, sendErrors               atomic.Uint64
 	tcpConns, tcpRejected               atomic.Uint64
 }
 
@@ -121,20 +128,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Software != "" {
 		s.h.software = []byte(cfg.Software)
 	}
-	if cfg.ReflectionRate >= 0 {
-		rate := cfg.ReflectionRate
-		if rate == 0 {
-			rate = defaultReflectionRate
-		}
-		burst := cfg.ReflectionBurst
-		if burst == 0 {
-			burst = int(min(math.Ceil(2*rate), math.MaxInt32))
-		}
-		sources := cfg.ReflectionSources
-		if sources == 0 {
-			sources = defaultReflectionSources
-		}
-		s.limiter = newLimiter(rate, burst, sources, time.Now)
+	if !cfg.Unlimited && cfg.ReflectionRate >= 0 {
+		s.budget = newBudget(cfg.Trust, cmp.Or(cfg.SourceBudget, defaultSourceBudget),
+			cmp.Or(cfg.GlobalBudget, defaultGlobalBudget), nil, logger)
 	}
 
 	s.st = &streams{
@@ -395,14 +391,20 @@ func (s *Server) TLSAddrs() []netip.AddrPort {
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
+	var src, global uint64
+	if s.budget != nil {
+		src, global = s.budget.dropsSource.Load(), s.budget.dropsGlobal.Load()
+	}
 	return Stats{
-		Requests:       s.requests.Load(),
-		Responses:      s.responses.Load(),
-		ErrorResponses: s.errorResponses.Load(),
-		Malformed:      s.malformed.Load(),
-		RateLimited:    s.rateLimited.Load(),
-		SendErrors:     s.sendErrors.Load(),
-		StreamConns:    s.tcpConns.Load(),
-		StreamRefused:  s.tcpRejected.Load(),
+		SourceBudgetDrops: src,
+		GlobalBudgetDrops: global,
+		Requests:          s.requests.Load(),
+		Responses:         s.responses.Load(),
+		ErrorResponses:    s.errorResponses.Load(),
+		Malformed:         s.malformed.Load(),
+		RateLimited:       src + global,
+		SendErrors:        s.sendErrors.Load(),
+		StreamConns:       s.tcpConns.Load(),
+		StreamRefused:     s.tcpRejected.Load(),
 	}
 }

@@ -354,45 +354,59 @@ func TestLoopbackMalformed(t *testing.T) {
 	}
 }
 
-func TestRateLimit(t *testing.T) {
-	const flood = 2000
-	s := mustStart(t, Config{Primary: loopP, Alternate: loopA, ReflectionRate: 10, ReflectionBurst: 20})
+// TestBudgetLoopback: plain and reflected responses to one source, loopback
+// included, are bounded by its byte budget (1000 bytes; refilled at 125
+// bytes a second), while a trusted source is never limited.
+func TestBudgetLoopback(t *testing.T) {
+	const flood = 300
+	s := mustStart(t, Config{Primary: loopP, Alternate: loopA, SourceBudget: 1000,
+		Trust: []netip.Prefix{netip.MustParsePrefix("127.0.0.4/32")}})
 	attacker := listenClient(t, "127.0.0.1")
-	other := listenClient(t, "127.0.0.3")
+	trusted := listenClient(t, "127.0.0.4")
 	change := natstun.ChangeRequest{ChangePort: true}
 
 	start := time.Now()
+	var sent, got int
+	buf := make([]byte, 1500)
 	for i := range flood {
-		send(t, attacker, s.Primary(), change)
-		if i%100 == 99 {
-			// Let the server keep up so that the kernel does not drop
-			// requests, which would make the count below meaningless.
-			req := send(t, attacker, s.Primary())
-			drain(t, attacker, req)
+		var req *stun.Message
+		if i%2 == 0 {
+			req = send(t, attacker, s.Primary(), change)
+		} else {
+			req = send(t, attacker, s.Primary())
+		}
+		sent += len(req.Raw)
+		// One at a time, so that no request is lost in a socket buffer.
+		if err := attacker.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if n, _, err := attacker.ReadFrom(buf); err == nil {
+			got += n
 		}
 	}
 	elapsed := time.Since(start)
-
-	st := waitStats(s, func(st Stats) bool { return st.Responses+st.RateLimited == flood+flood/100 })
-	answered := st.Responses - flood/100 // minus the plain sync requests
-	maxAnswered := 20 + uint64(elapsed.Seconds()*10) + 1
-	if answered > maxAnswered || st.RateLimited == 0 {
-		t.Errorf("flood of %d in %v: %d reflected responses (want at most %d), %d rate limited",
-			flood, elapsed, answered, maxAnswered, st.RateLimited)
+	st := waitStats(s, func(st Stats) bool { return st.Requests == flood })
+	// A 76-byte response to a 28- or 36-byte request: the budget pays 48
+	// or 40 bytes, so about 1000/44 = 22 responses, plus the refill.
+	limit := sent + 1000 + int(elapsed.Seconds()*125) + 1
+	if got > limit || st.RateLimited == 0 || st.SourceBudgetDrops != st.RateLimited {
+		t.Errorf("%d requests (%d bytes) in %v: %d bytes back, want at most %d; stats %+v",
+			flood, sent, elapsed, got, limit, st)
 	}
-	if st.Requests != flood+flood/100 || st.RateLimited+answered != flood {
+	if st.Responses+st.RateLimited != flood {
 		t.Errorf("stats %+v: requests lost", st)
 	}
 
-	// Another source is still answered, from the changed port.
+	// Another source is answered, from the changed port; a trusted one
+	// always.
+	other := listenClient(t, "127.0.0.3")
 	req := send(t, other, s.Primary(), change)
 	if _, from := mustReceive(t, other, req); from != s.Addrs()[sockPA] {
 		t.Errorf("reply from %v", from)
 	}
-	// Plain responses to the flooding source are never limited.
-	req = send(t, attacker, s.Primary())
-	if _, from, ok := receive(t, attacker, req, replyTimeout); !ok || from != s.Primary() {
-		t.Errorf("plain request after the flood: ok %v from %v", ok, from)
+	for range 100 {
+		req := send(t, trusted, s.Primary(), change)
+		mustReceive(t, trusted, req)
 	}
 }
 
@@ -439,7 +453,8 @@ func TestStartErrors(t *testing.T) {
 		"mixed families":        {Primary: loopP, Alternate: netip.MustParseAddrPort("[::1]:0")},
 		"same port":             {Primary: netip.MustParseAddrPort("127.0.0.1:4000"), Alternate: netip.MustParseAddrPort("127.0.0.2:4000")},
 		"long software":         {Primary: loopP, Software: string(make([]byte, 800))},
-		"negative burst":        {Primary: loopP, ReflectionBurst: -1},
+		"negative budget":       {Primary: loopP, SourceBudget: -1},
+		"invalid trust":         {Primary: loopP, Trust: []netip.Prefix{{}}},
 		"not my address":        {Primary: netip.MustParseAddrPort("192.0.2.1:0")},
 	} {
 		if s, err := Start(ctx, cfg); err == nil {

@@ -70,15 +70,8 @@ func (s *Server) answer(pkt []byte, src netip.AddrPort, local int, req, resp *st
 		return
 	}
 	s.requests.Add(1)
-	if r.reflected && s.limiter != nil {
-		ok, logNow, dropped := s.limiter.allow(r.to.Addr())
-		if !ok {
-			s.rateLimited.Add(1)
-			if logNow {
-				s.log.Warn("reflected responses rate limited", "source", r.to.Addr(), "dropped", dropped)
-			}
-			return
-		}
+	if s.budget != nil && !s.budget.allow(r.to.Addr(), len(pkt), len(resp.Raw)) {
+		return // counted and logged by the budget
 	}
 	var err error
 	if fast, ok := s.conns[r.from].(addrPortConn); ok {

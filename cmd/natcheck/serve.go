@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -38,8 +37,11 @@ const serveUsageText = `Usage: natcheck serve --primary IP[:PORT] [--alternate I
 
 natcheck serve is an RFC 5780 STUN server: it answers Binding requests on the
 four combinations of two addresses and two ports (P:p, P:a, A:p, A:a) over UDP
-and TCP, honours CHANGE-REQUEST and RESPONSE-PORT over UDP, and limits the
-responses it reflects elsewhere per source address (RFC 5780 section 9).
+and TCP, and honours CHANGE-REQUEST and RESPONSE-PORT over UDP. Against
+amplification (RFC 5780 section 9) it sends no UDP source more bytes than
+it received from it beyond a small budget (--source-budget), and all sources
+together no more than --global-budget bytes a second beyond what they sent;
+--trust exempts sources you vouch for (none by default, not even loopback).
 With --primary alone it serves without OTHER-ADDRESS: NAT behaviour discovery
 needs two addresses. Give one --primary (and --alternate) per address family.
 TURN (RFC 8656, pion/turn) is optional: it starts when a users file or a
@@ -72,8 +74,9 @@ type serveOptions struct {
 	stunTLS           []netip.AddrPort
 	tlsCert, tlsKey   string
 	software          string
-	reflectionRate    float64
-	reflectionBurst   int
+	trust             []netip.Prefix
+	sourceBudget      int
+	globalBudget      int
 	maxConns          int
 	maxConnsPerSource int
 	idleTimeout       time.Duration
@@ -115,6 +118,52 @@ func (l serveAddrPortList) Set(s string) error {
 	return nil
 }
 
+// serveTrustList is the repeatable --trust flag.
+type serveTrustList struct{ list *[]netip.Prefix }
+
+func (l serveTrustList) String() string {
+	if l.list == nil {
+		return ""
+	}
+	var s []string
+	for _, p := range *l.list {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (l serveTrustList) Set(s string) error {
+	p, err := serveParseTrust(s)
+	if err != nil {
+		return err
+	}
+	*l.list = append(*l.list, p)
+	return nil
+}
+
+// serveParseTrust accepts CIDR or a single IP (a /32 or /128). An
+// IPv4-mapped IPv6 prefix is turned into its IPv4 prefix, since sources are
+// compared unmapped. Host bits must be zero, so that a typo such as
+// 10.1.2.3/8 does not trust far more than meant.
+func serveParseTrust(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {
+		p = netip.PrefixFrom(ip, ip.BitLen())
+	} else if p, err = netip.ParsePrefix(s); err != nil {
+		return p, fmt.Errorf("%q is not CIDR (such as 192.0.2.0/24 or 2001:db8::/48) or an IP address", s)
+	}
+	if p.Masked() != p {
+		return p, fmt.Errorf("%q has host bits set: did you mean %v?", s, p.Masked())
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return p, fmt.Errorf("%q reaches beyond the IPv4-mapped range ::ffff:0:0/96; give IPv4 and IPv6 prefixes separately", s)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p, nil
+}
+
 // serveParseAddrPort accepts IP, IP:PORT, [IPv6] and [IPv6]:PORT; a missing port
 // is defPort. IPv4-mapped IPv6 addresses are unmapped.
 func serveParseAddrPort(s string, defPort uint16) (netip.AddrPort, error) {
@@ -139,8 +188,9 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` (chain) for --stun-tls and --turn-tls")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` for --stun-tls and --turn-tls")
 	fs.StringVar(&o.software, "software", "", "send this SOFTWARE attribute in responses (over UDP only to requests at least as large as the response)")
-	fs.Float64Var(&o.reflectionRate, "reflection-rate", 50, "responses per second and source IP sent to another port or from another address (CHANGE-REQUEST, RESPONSE-PORT); negative: unlimited")
-	fs.IntVar(&o.reflectionBurst, "reflection-burst", 0, "burst of the reflection limit (0: twice the rate)")
+	fs.Var(serveTrustList{&o.trust}, "trust", "exempt sources in `CIDR` (or one IP) from the response budgets (repeatable; e.g. a load generator or monitoring network)")
+	fs.IntVar(&o.sourceBudget, "source-budget", 4096, "`BYTES` a UDP source (IPv4 address or IPv6 /64) may get beyond what it sent; refilled in 8 s")
+	fs.IntVar(&o.globalBudget, "global-budget", 256*1024, "`BYTES` per second all UDP sources together may get beyond what they sent")
 	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server and for TURN")
 	fs.IntVar(&o.maxConnsPerSource, "max-conns-per-source", 32, "most TCP and TLS connections open at once from one IP address")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Second, "close a STUN TCP or TLS connection that sends no complete message for this long")
@@ -169,12 +219,8 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 		return o, fmt.Errorf("--idle-timeout %v: give a positive duration such as 30s", o.idleTimeout)
 	case o.statsInterval < 0:
 		return o, fmt.Errorf("--stats-interval %v: give a positive duration or 0", o.statsInterval)
-	case o.reflectionBurst < 0:
-		return o, errors.New("--reflection-burst must not be negative")
-	case math.IsNaN(o.reflectionRate) || math.IsInf(o.reflectionRate, 0):
-		return o, fmt.Errorf("--reflection-rate %v: give a number of responses per second", o.reflectionRate)
-	case o.reflectionRate == 0:
-		return o, errors.New("--reflection-rate 0 would drop every reflected response; give a positive rate, or a negative one for no limit")
+	case o.sourceBudget < 1 || o.globalBudget < 1:
+		return o, errors.New("--source-budget and --global-budget must be at least 1 byte (to exempt sources, use --trust CIDR)")
 	case len(o.software) > 763:
 		return o, errors.New("--software is longer than 763 bytes (RFC 8489 section 14.14)")
 	case (o.tlsCert == "") != (o.tlsKey == ""):
@@ -293,8 +339,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 			TCP:               o.tcp,
 			Software:          o.software,
 			Logger:            log.With("family", serveFamily(p.primary.Addr())),
-			ReflectionRate:    o.reflectionRate,
-			ReflectionBurst:   o.reflectionBurst,
+			Trust:             o.trust,
+			SourceBudget:      o.sourceBudget,
+			GlobalBudget:      o.globalBudget,
 			MaxConns:          o.maxConns,
 			MaxConnsPerSource: o.maxConnsPerSource,
 			IdleTimeout:       o.idleTimeout,
@@ -333,6 +380,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 			return exitServeStart
 		}
 		defer turnSrv.Close()
+	}
+	if len(o.trust) > 0 {
+		log.Info("sources exempt from the response budgets", "trust", o.trust)
 	}
 	log.Info("ready")
 
@@ -374,6 +424,7 @@ func serveLogStats(log *slog.Logger, servers []*stunserver.Server, last []stunse
 		}
 		log.Info("stun stats", "primary", s.Primary(), "requests", st.Requests, "responses", st.Responses,
 			"error_responses", st.ErrorResponses, "malformed", st.Malformed, "rate_limited", st.RateLimited,
+			"source_budget_drops", st.SourceBudgetDrops, "global_budget_drops", st.GlobalBudgetDrops,
 			"send_errors", st.SendErrors, "stream_conns", st.StreamConns, "stream_refused", st.StreamRefused)
 	}
 	return now

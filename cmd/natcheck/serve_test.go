@@ -213,7 +213,13 @@ func TestServeUsageErrors(t *testing.T) {
 		"turn missing users":  {"--primary", "127.0.0.1", "--turn-users", "/nonexistent", "--turn-udp", "127.0.0.1:3480"},
 		"turn unspecified":    {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "0.0.0.0:3480"},
 		"relay ports":         {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480", "--relay-ports", "5000-4000"},
-		"zero rate":           {"--primary", "127.0.0.1", "--reflection-rate", "0"},
+		"zero budget":         {"--primary", "127.0.0.1", "--source-budget", "0"},
+		"negative global":     {"--primary", "127.0.0.1", "--global-budget", "-1"},
+		"trust not cidr":      {"--primary", "127.0.0.1", "--trust", "loopback"},
+		"trust host bits":     {"--primary", "127.0.0.1", "--trust", "127.0.0.1/8"},
+		"trust zone":          {"--primary", "127.0.0.1", "--trust", "fe80::1%eth0"},
+		"trust mapped wide":   {"--primary", "127.0.0.1", "--trust", "::ffff:0:0/80"},
+		"old reflection flag": {"--primary", "127.0.0.1", "--reflection-rate", "50"},
 		"zero conns":          {"--primary", "127.0.0.1", "--max-conns", "0"},
 		"unknown flag":        {"--primary", "127.0.0.1", "--stun", "x"},
 	} {
@@ -387,40 +393,38 @@ func writeCert(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
 	return certFile, keyFile, roots
 }
 
-// TestServeReflectionFlood floods natcheck serve with CHANGE-REQUESTs from
-// one source (bounded: 1000 requests) while another source keeps being
-// answered, and checks the limit held and was logged.
-func TestServeReflectionFlood(t *testing.T) {
-	const flood, rate, burst = 1000, 10, 20
+// TestServeBudgetFlood floods natcheck serve from one loopback source
+// (bounded: 1000 small CHANGE-REQUESTs) and counts the bytes each way: the
+// source gets at most what it sent plus --source-budget and its refill,
+// while another source keeps being answered and the drops are logged.
+func TestServeBudgetFlood(t *testing.T) {
+	const flood, budget = 1000, 1000
 	s := startServe(t, "--primary", "127.0.0.1:0", "--alternate", "127.0.0.2:0",
-		"--reflection-rate", fmt.Sprint(rate), "--reflection-burst", fmt.Sprint(burst))
+		"--source-budget", fmt.Sprint(budget))
 	udp := mustAddrPorts(t, s.stun(t).UDP)
 	attacker, other := listenUDP(t, "127.0.0.1"), listenUDP(t, "127.0.0.3")
 	change := natstun.ChangeRequest{ChangeIP: true, ChangePort: true}
-	answered := 0 // reflected responses the attacker got: they come from A:a
+	sent, got := 0, 0
 	buf := make([]byte, 1500)
-	// syncAttacker sends a plain request and reads up to its reply, counting
-	// reflected responses; it keeps the kernel from dropping requests.
+	// syncAttacker sends a request larger than its response, which is
+	// always answered, and reads up to its reply, counting every byte;
+	// it keeps the kernel from dropping requests.
 	syncAttacker := func() {
-		req := stun.MustBuild(stun.BindingRequest, stun.TransactionID)
+		req := stun.MustBuild(stun.BindingRequest, stun.TransactionID, stun.NewSoftware(strings.Repeat("p", 64)))
 		if _, err := attacker.WriteToUDPAddrPort(req.Raw, udp[0]); err != nil {
 			t.Fatal(err)
 		}
+		sent += len(req.Raw)
 		for range flood + 1 {
 			_ = attacker.SetReadDeadline(time.Now().Add(serveWait))
-			n, from, err := attacker.ReadFromUDPAddrPort(buf)
+			n, _, err := attacker.ReadFromUDPAddrPort(buf)
 			if err != nil {
-				t.Fatalf("plain request of the flooding source not answered: %v", err)
+				t.Fatalf("a request larger than its response was not answered: %v", err)
 			}
+			got += n
 			m := new(stun.Message)
-			if stun.Decode(buf[:n], m) != nil {
-				continue
-			}
-			if m.TransactionID == req.TransactionID {
+			if stun.Decode(buf[:n], m) == nil && m.TransactionID == req.TransactionID {
 				return
-			}
-			if natstun.UnmapAddrPort(from) == udp[3] {
-				answered++
 			}
 		}
 	}
@@ -430,6 +434,7 @@ func TestServeReflectionFlood(t *testing.T) {
 		if _, err := attacker.WriteToUDPAddrPort(req.Raw, udp[0]); err != nil {
 			t.Fatal(err)
 		}
+		sent += len(req.Raw)
 		if i%100 == 99 {
 			// The other source is answered, from the changed address,
 			// in the middle of the flood.
@@ -440,27 +445,66 @@ func TestServeReflectionFlood(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	// Reflected responses can overtake the last plain one (they leave from
-	// another socket): read what is left.
+	// Reflected responses can overtake the last synchronous one (they
+	// leave from another socket): read what is left.
 	for range flood {
 		_ = attacker.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		_, from, err := attacker.ReadFromUDPAddrPort(buf)
+		n, _, err := attacker.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			break
 		}
-		if natstun.UnmapAddrPort(from) == udp[3] {
+		got += n
+	}
+	// The budget refills at budget/8 bytes a second.
+	if limit := sent + budget + int(elapsed.Seconds()*budget/8) + 1; got > limit {
+		t.Errorf("sent %d bytes in %v, got %d back, want at most %d", sent, elapsed, got, limit)
+	}
+	// Without the budget, 1000 requests of 28 bytes get 76 each.
+	if got >= sent+flood*(76-28)/2 {
+		t.Errorf("sent %d bytes, got %d: not limited", sent, got)
+	}
+	if !strings.Contains(s.stderr.String(), `"msg":"responses dropped by the byte budget (anti-amplification)"`) {
+		t.Errorf("drops not logged: %s", s.stderr)
+	}
+	// Logging is itself limited: about one line per second, not per drop.
+	if n := strings.Count(s.stderr.String(), "dropped by the byte budget"); n > 2+int(elapsed.Seconds()) {
+		t.Errorf("%d drop log lines in %v", n, elapsed)
+	}
+}
+
+// TestServeTrust: a trusted source is answered every time, loopback is
+// not trusted by default.
+func TestServeTrust(t *testing.T) {
+	s := startServe(t, "--primary", "127.0.0.1:0", "--alternate", "127.0.0.2:0",
+		"--source-budget", "100", "--trust", "127.0.0.4", "--trust", "::ffff:127.0.0.5/128")
+	udp := mustAddrPorts(t, s.stun(t).UDP)
+	if l, ok := s.stderr.find(t, "sources exempt from the response budgets"); !ok {
+		t.Errorf("trusted prefixes not logged: %v", l)
+	}
+	untrusted := listenUDP(t, "127.0.0.1")
+	for _, ip := range []string{"127.0.0.4", "127.0.0.5"} {
+		trusted := listenUDP(t, ip)
+		for range 200 {
+			if m, _ := udpExchange(t, trusted, udp[0]); m.Type != stun.BindingSuccess {
+				t.Fatalf("trusted source %s: %v", ip, m.Type)
+			}
+		}
+	}
+	// 100 bytes pay for 2 responses of 76 bytes to 28-byte requests.
+	answered := 0
+	buf := make([]byte, 1500)
+	for range 5 {
+		req := stun.MustBuild(stun.BindingRequest, stun.TransactionID, stun.Fingerprint)
+		if _, err := untrusted.WriteToUDPAddrPort(req.Raw, udp[0]); err != nil {
+			t.Fatal(err)
+		}
+		_ = untrusted.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, _, err := untrusted.ReadFromUDPAddrPort(buf); err == nil {
 			answered++
 		}
 	}
-	if maxAnswered := burst + int(elapsed.Seconds()*rate) + 1; answered > maxAnswered || answered == 0 {
-		t.Errorf("%d reflected responses to the flooding source in %v, want 1 to %d", answered, elapsed, maxAnswered)
-	}
-	if !strings.Contains(s.stderr.String(), `"msg":"reflected responses rate limited"`) {
-		t.Errorf("rate limiting not logged: %s", s.stderr)
-	}
-	// Logging is itself limited: about one line per second, not per drop.
-	if n := strings.Count(s.stderr.String(), "rate limited"); n > 2+int(elapsed.Seconds()) {
-		t.Errorf("%d rate-limit log lines in %v", n, elapsed)
+	if answered != 2 {
+		t.Errorf("untrusted loopback source: %d of 5 answered, want 2", answered)
 	}
 }
 
