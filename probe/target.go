@@ -54,19 +54,33 @@ func (t Target) UDP() bool { return t.Transport == "" }
 // ParseTarget parses a STUN server: "host", "host:port", "[IPv6]:port", a
 // bare IPv6 literal without a port, or a STUN URI (RFC 7064):
 // "stun:host[:port]", "stun:host[:port]?transport=udp|tcp",
-// "stuns:host[:port]".
+// "stuns:host[:port]". A host name must be a valid DNS name
+// (CheckHostName). Errors quote s through stun.RedactURI: never its
+// userinfo or query values.
 func ParseTarget(s string) (Target, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return Target{}, errors.New("empty server address")
 	}
+	p := targetParser{shown: stun.RedactURI(s)}
+	if strings.Contains(s, "@") {
+		return Target{}, p.errorf("a STUN server takes no credentials: give HOST[:PORT] or stun:HOST[:PORT], without user@")
+	}
 	if scheme, rest, ok := strings.Cut(s, ":"); ok && isScheme(scheme) {
-		return parseURI(s, strings.ToLower(scheme), rest)
+		return p.parseURI(strings.ToLower(scheme), rest)
 	}
 	if strings.Contains(s, "://") {
-		return Target{}, fmt.Errorf("server %q: give HOST[:PORT] or a stun:/stuns: URI", s)
+		return Target{}, p.errorf("give HOST[:PORT] or a stun:/stuns: URI")
 	}
-	return parseHostPort(s, s, DefaultPort)
+	return p.parseHostPort(s, DefaultPort)
+}
+
+// targetParser parses one server address; shown is the address as its
+// errors quote it.
+type targetParser struct{ shown string }
+
+func (p targetParser) errorf(format string, args ...any) error {
+	return fmt.Errorf("server %q: %s", p.shown, fmt.Sprintf(format, args...))
 }
 
 func isScheme(s string) bool {
@@ -77,25 +91,30 @@ func isScheme(s string) bool {
 	return false
 }
 
-// parseURI parses the part after "stun:" or "stuns:" (RFC 7064 section 3.1).
-func parseURI(orig, scheme, rest string) (Target, error) {
+// parseURI parses the part after "stun:" or "stuns:" (RFC 7064 section
+// 3.1). No error quotes a query value: the transport is named only when it
+// is one RedactURI shows.
+func (p targetParser) parseURI(scheme, rest string) (Target, error) {
 	if scheme != "stun" && scheme != "stuns" {
-		return Target{}, fmt.Errorf("server %q: unknown scheme %q; use stun: or stuns: (TURN servers go to --turn)", orig, scheme)
+		return Target{}, p.errorf("unknown scheme %q; use stun: or stuns: (TURN servers go to --turn)", scheme)
 	}
 	if strings.HasPrefix(rest, "//") {
-		return Target{}, fmt.Errorf("server %q: a STUN URI has no '//': write %s:%s", orig, scheme, strings.TrimPrefix(rest, "//"))
+		return Target{}, p.errorf("a STUN URI has no '//': write %s:HOST[:PORT]", scheme)
 	}
 	hostport, query, _ := strings.Cut(rest, "?")
 	transport := TransportUDP
 	if query != "" {
 		q, err := url.ParseQuery(query)
 		if err != nil {
-			return Target{}, fmt.Errorf("server %q: bad query: %v", orig, err)
+			return Target{}, p.errorf("bad query (write ?transport=udp or ?transport=tcp)")
 		}
 		for k := range q {
 			if k != "transport" {
-				return Target{}, fmt.Errorf("server %q: unknown parameter %q; only transport=udp|tcp is allowed", orig, k)
+				return Target{}, p.errorf("unknown parameter; only transport=udp|tcp is allowed")
 			}
+		}
+		if len(q["transport"]) > 1 {
+			return Target{}, p.errorf("transport given more than once")
 		}
 		transport = strings.ToLower(q.Get("transport"))
 	}
@@ -104,18 +123,18 @@ func parseURI(orig, scheme, rest string) (Target, error) {
 	switch {
 	case scheme == "stuns":
 		if query != "" && transport != TransportTCP {
-			return Target{}, fmt.Errorf("server %q: stuns: runs over TLS on TCP; transport=%s is not possible", orig, transport)
+			return Target{}, p.errorf("stuns: runs over TLS on TCP; a transport other than tcp is not possible")
 		}
 		t.Transport, defPort = TransportTLS, DefaultTLSPort
 	case transport == TransportTCP:
 		t.Transport = TransportTCP
 	case transport != TransportUDP:
-		return Target{}, fmt.Errorf("server %q: transport %q: use udp or tcp", orig, transport)
+		return Target{}, p.errorf("unknown transport: use udp or tcp")
 	}
 	if _, err := netip.ParseAddr(hostport); err == nil && strings.Contains(hostport, ":") {
-		return Target{}, fmt.Errorf("server %q: a STUN URI needs an IPv6 address in brackets, as %s:[%s]", orig, scheme, hostport)
+		return Target{}, p.errorf("a STUN URI needs an IPv6 address in brackets, as %s:[%s]", scheme, hostport)
 	}
-	ht, err := parseHostPort(orig, hostport, defPort)
+	ht, err := p.parseHostPort(hostport, defPort)
 	if err != nil {
 		return Target{}, err
 	}
@@ -123,64 +142,72 @@ func parseURI(orig, scheme, rest string) (Target, error) {
 	return t, nil
 }
 
-func parseHostPort(orig, s string, defPort uint16) (Target, error) {
+func (p targetParser) parseHostPort(s string, defPort uint16) (Target, error) {
 	if s == "" {
-		return Target{}, fmt.Errorf("server %q: missing host", orig)
+		return Target{}, p.errorf("missing host")
 	}
 	// A bare IPv6 literal: no brackets, several colons, no port.
 	if a, err := netip.ParseAddr(s); err == nil {
 		if a.Zone() != "" {
-			return Target{}, fmt.Errorf("server %q: zoned IPv6 addresses are not supported", orig)
+			return Target{}, p.errorf("zoned IPv6 addresses are not supported")
 		}
 		return Target{Host: a.String(), Port: defPort}, nil
 	}
 	host, portStr := s, ""
+	isIP := false
 	switch {
 	case strings.HasPrefix(s, "["):
 		end := strings.Index(s, "]")
 		if end < 0 {
-			return Target{}, fmt.Errorf("server %q: missing ']' after IPv6 address", orig)
+			return Target{}, p.errorf("missing ']' after IPv6 address")
 		}
 		h, rest := s[1:end], s[end+1:]
 		a, err := netip.ParseAddr(h)
 		if err != nil || !a.Is6() {
-			return Target{}, fmt.Errorf("server %q: %q is not an IPv6 address", orig, h)
+			return Target{}, p.errorf("%q is not an IPv6 address", h)
 		}
 		if a.Zone() != "" {
-			return Target{}, fmt.Errorf("server %q: zoned IPv6 addresses are not supported", orig)
+			return Target{}, p.errorf("zoned IPv6 addresses are not supported")
 		}
-		host = h
+		host, isIP = h, true
 		if rest != "" {
 			if !strings.HasPrefix(rest, ":") {
-				return Target{}, fmt.Errorf("server %q: unexpected %q after ']'", orig, rest)
+				return Target{}, p.errorf("unexpected %q after ']'", rest)
 			}
 			portStr = rest[1:]
 			if portStr == "" {
-				return Target{}, fmt.Errorf("server %q: empty port after ':'", orig)
+				return Target{}, p.errorf("empty port after ':'")
 			}
 		}
 	case strings.Count(s, ":") == 1:
 		host, portStr, _ = strings.Cut(s, ":")
 		if portStr == "" {
-			return Target{}, fmt.Errorf("server %q: empty port after ':'", orig)
+			return Target{}, p.errorf("empty port after ':'")
 		}
 	case strings.Count(s, ":") > 1:
-		return Target{}, fmt.Errorf("server %q: put an IPv6 address with a port in brackets, as [2001:db8::1]:3478", orig)
+		return Target{}, p.errorf("put an IPv6 address with a port in brackets, as [2001:db8::1]:3478")
 	}
 	if host == "" {
-		return Target{}, fmt.Errorf("server %q: missing host", orig)
+		return Target{}, p.errorf("missing host")
 	}
-	if strings.ContainsAny(host, "/@ ") {
-		return Target{}, fmt.Errorf("server %q: %q is not a host name", orig, host)
+	if !isIP {
+		if a, err := netip.ParseAddr(host); err == nil {
+			isIP = a.Is4()
+		}
+	}
+	if !isIP {
+		if err := CheckHostName(host); err != nil {
+			return Target{}, p.errorf("%v", err)
+		}
 	}
 	t := Target{Host: host, Port: defPort}
 	if portStr == "" {
 		return t, nil
 	}
-	p, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || p == 0 {
-		return Target{}, fmt.Errorf("server %q: port %q is not a number from 1 to 65535", orig, portStr)
+	pn, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || pn == 0 {
+		return Target{}, p.errorf("port %q is not a number from 1 to 65535", portStr)
 	}
-	t.Port = uint16(p)
+	t.Port = uint16(pn)
 	return t, nil
 }

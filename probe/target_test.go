@@ -63,7 +63,10 @@ func TestParseTarget(t *testing.T) {
 		"stuns:example.com?transport=udp": "not possible",
 		"stun:2001:db8::1:3478":           "brackets",
 		"stun:example.com:99999":          "port",
-		"stun:user@example.com":           "not a host name",
+		"stun:user@example.com":           "takes no credentials",
+		"exa mple.com":                    "not allowed in a host name",
+		"300.1.1.1":                       "neither an IP address nor a host name",
+		"-bad.example.com:3478":           "begins or ends with '-'",
 		"stun:example.com?transport=%zz":  "bad query",
 		"[fe80::1%eth0]:3478":             "zoned",
 		"fe80::1%eth0":                    "zoned",
@@ -75,6 +78,41 @@ func TestParseTarget(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("ParseTarget(%q): error is not one line", in)
+		}
+	}
+}
+
+// TestParseTargetHidesSecrets: no error quotes userinfo or a query value,
+// however malformed the address.
+func TestParseTargetHidesSecrets(t *testing.T) {
+	for _, in := range []string{
+		"stun:user:SECRET@host",
+		"stun:user:SECRET@",
+		"stun:SECRET@[::1",
+		"stun:u:SECRET@host?transport=udp&password=SECRET2",
+		"user:SECRET@host:3478",
+		"SECRET@host",
+		"stun://user:SECRET@host",
+		"stuns:user:SECRET@host:443",
+		"stun:host?transport=SECRET",
+		"stun:host?SECRET",
+		"stun:host?password=SECRET",
+		"stun:host?transport=%zzSECRET",
+		"stuns:host?transport=SECRET",
+		"stun:host?transport=udp&transport=SECRET",
+		"https://user:SECRET@host/?token=SECRET",
+		"turn:u:SECRET@host?transport=udp&password=SECRET2",
+	} {
+		_, err := ParseTarget(in)
+		if err == nil {
+			t.Errorf("ParseTarget(%q): no error", in)
+			continue
+		}
+		if strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("ParseTarget(%q) error quotes the secret: %v", in, err)
+		}
+		if !strings.HasPrefix(err.Error(), "server ") {
+			t.Errorf("ParseTarget(%q) error does not name the server: %v", in, err)
 		}
 	}
 }

@@ -66,7 +66,11 @@ func TestPrometheusGolden(t *testing.T) {
 }
 
 // TestPrometheusValues holds the values of the main metrics for the
-// dual-stack case: a symmetric IPv4 NAT and open IPv6.
+// dual-stack case: a symmetric IPv4 NAT and open IPv6. Every expected value
+// is written out: the IPv6 family has no NAT (mapping none) and plain
+// servers only, so its filtering cannot be told, which makes its type
+// unknown and direct UDP likely (no NAT, whatever the filtering: all rows
+// of the hole-punching table it can be in are direct).
 func TestPrometheusValues(t *testing.T) {
 	r := build(in(symmetric()), in(ipv6Open()))
 	reg := prometheus.NewRegistry()
@@ -81,7 +85,7 @@ natcheck_nat_mapping_info{family="ipv6",mapping="none"} 1
 # HELP natcheck_nat_type_info Classic NAT type: unknown, open-internet, firewall, full-cone, restricted-cone, port-restricted-cone, symmetric or udp-blocked. Always 1.
 # TYPE natcheck_nat_type_info gauge
 natcheck_nat_type_info{family="ipv4",type="symmetric"} 1
-natcheck_nat_type_info{family="ipv6",type="` + r.Families[1].NAT.Type.String() + `"} 1
+natcheck_nat_type_info{family="ipv6",type="unknown"} 1
 # HELP natcheck_udp_ok 1 when a UDP STUN reply arrived in the address family, else 0. Families not tested are absent.
 # TYPE natcheck_udp_ok gauge
 natcheck_udp_ok{family="ipv4"} 1
@@ -89,7 +93,7 @@ natcheck_udp_ok{family="ipv6"} 1
 # HELP natcheck_direct_udp_info Verdict on direct UDP to typical peers: unknown, likely, possible, unlikely or impossible. Always 1.
 # TYPE natcheck_direct_udp_info gauge
 natcheck_direct_udp_info{family="ipv4",likelihood="unlikely"} 1
-natcheck_direct_udp_info{family="ipv6",likelihood="` + r.Families[1].Verdict.DirectUDP.String() + `"} 1
+natcheck_direct_udp_info{family="ipv6",likelihood="likely"} 1
 # HELP natcheck_stun_rtt_seconds Round-trip time of the Binding request to the STUN server over UDP; absent without a reply.
 # TYPE natcheck_stun_rtt_seconds gauge
 natcheck_stun_rtt_seconds{family="ipv4",server="stun.example.net:3478"} 0.023456

@@ -19,7 +19,9 @@
 //     (RESPONSE-PORT, section 7.5), both pion Setters and Getters;
 //   - address helpers between net.Addr, pion's IP and port, and
 //     netip.AddrPort (AddrPortOf, AddrPortFromIP, UnmapAddrPort), and the
-//     names of the transports (TransportUDP, TransportTCP, TransportTLS).
+//     names of the transports (TransportUDP, TransportTCP, TransportTLS);
+//   - RedactURI, through which every error quotes a server address or URL
+//     a user gave, so that no credential in it is ever printed.
 //
 // # Import names
 //

@@ -4,9 +4,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
+	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/internal/turnauth"
 )
 
@@ -94,10 +94,11 @@ func (c Credentials) Resolve(now time.Time) (user string, password Secret, expir
 	return user, NewSecret(turnauth.Password(c.SharedSecret.Reveal(), user)), expires
 }
 
-// LoadCAFile reads PEM CA certificates from file and returns the system's
-// roots plus them (only them if the system pool is unavailable).
+// LoadCAFile reads PEM CA certificates from file (at most
+// safefile.MaxPEM bytes) and returns the system's roots plus them (only
+// them if the system pool is unavailable).
 func LoadCAFile(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pem, err := safefile.Read(file, safefile.MaxPEM)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/probe"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Server is one TURN URL with the credentials to use on it.
@@ -37,10 +39,12 @@ type iceServer struct {
 // or an array of strings), username and credential, as TURN providers'
 // credential APIs return them. An object {"iceServers": [...]} is accepted
 // too. turn: and turns: URLs carry the object's username and credential;
-// stun: URLs are returned as HOST:PORT.
+// stun: URLs over UDP are returned as HOST:PORT (stun:...?transport=tcp
+// ones are skipped: ICE gathers over UDP). It reads at most
+// safefile.MaxConfig bytes of r: a longer input is an error.
 func ParseICEServers(r io.Reader) (ICEServers, error) {
 	var out ICEServers
-	data, err := io.ReadAll(r)
+	data, err := safefile.ReadFrom(r, "iceServers list", safefile.MaxConfig)
 	if err != nil {
 		return out, err
 	}
@@ -74,17 +78,18 @@ func ParseICEServers(r io.Reader) (ICEServers, error) {
 			lower := strings.ToLower(u)
 			if strings.HasPrefix(lower, "stun:") || strings.HasPrefix(lower, "stuns:") {
 				if strings.HasPrefix(lower, "stuns:") {
-					return out, fmt.Errorf("entry %d: %q: stuns: is not supported", i, u)
+					return out, fmt.Errorf("entry %d: %q: stuns: is not supported", i, natstun.RedactURI(u))
 				}
 				if strings.Contains(u, "@") {
-					return out, fmt.Errorf("entry %d: STUN URL %q: credentials do not belong in the URL", i, redactUserinfo(u))
+					return out, fmt.Errorf("entry %d: STUN URL %q: credentials do not belong in the URL", i, natstun.RedactURI(u))
 				}
-				hostport, _, _ := strings.Cut(u[len("stun:"):], "?")
-				t, err := probe.ParseTarget("stun:" + hostport)
+				t, err := probe.ParseTarget(u)
 				if err != nil {
 					return out, fmt.Errorf("entry %d: %w", i, err)
 				}
-				out.STUN = append(out.STUN, net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port))))
+				if t.UDP() { // ICE gathers server-reflexive candidates over UDP only
+					out.STUN = append(out.STUN, net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port))))
+				}
 				continue
 			}
 			pu, err := ParseURL(u)

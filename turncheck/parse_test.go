@@ -2,7 +2,9 @@ package turncheck
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,8 +12,17 @@ import (
 
 	"github.com/pion/turn/v5"
 
+	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/natclass"
 )
+
+// zeros reads as an endless run of zero bytes, like /dev/zero.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
 
 func TestParseURL(t *testing.T) {
 	for _, tc := range []struct {
@@ -39,20 +50,26 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{
-		"stun:example.com":                  "must start with turn: or turns:",
-		"turn://example.com":                "without //",
-		"turn:":                             "no host",
-		"turn::3478":                        "no host",
-		"turn:example.com:0":                "port",
-		"turn:example.com:http":             "port",
-		"turn:example.com?transport=sctp":   "use udp or tcp",
-		"turns:example.com?transport=udp":   "DTLS",
-		"turn:example.com?foo=bar":          "unknown parameter",
-		"turn:2001:db8::1":                  "brackets",
-		"turn:[2001:db8::1":                 "missing ]",
-		"turn:[example.com]":                "not an IPv6 address",
-		"turn:alice:hunter2@example.com":    "credentials do not belong",
-		"turns:alice:hunter2@example.com:1": "credentials do not belong",
+		"stun:example.com":                             "must start with turn: or turns:",
+		"turn://example.com":                           "without //",
+		"turn:":                                        "no host",
+		"turn::3478":                                   "no host",
+		"turn:example.com:0":                           "port",
+		"turn:example.com:http":                        "port",
+		"turn:example.com?transport=sctp":              "use udp or tcp",
+		"turns:example.com?transport=udp":              "DTLS",
+		"turn:example.com?foo=bar":                     "unknown parameter",
+		"turn:2001:db8::1":                             "brackets",
+		"turn:[2001:db8::1":                            "missing ]",
+		"turn:[example.com]":                           "not an IPv6 address",
+		"turn:alice:hunter2@example.com":               "credentials do not belong",
+		"turns:alice:hunter2@example.com:1":            "credentials do not belong",
+		"turn:example.com?transport=udp&transport=tcp": "more than once",
+		"turn:example.com?transport=":                  "empty transport",
+		"turn:" + strings.Repeat("a", 300):             "300 characters long",
+		"turn:" + strings.Repeat("a", 64) + ".com":     "at most 63",
+		"turn:exa_mple!.com:3478":                      "'!' is not allowed",
+		"turn:300.1.1.1":                               "neither an IP address nor a host name",
 	} {
 		_, err := ParseURL(in)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -159,6 +176,15 @@ func TestParseErrorsHideCredentials(t *testing.T) {
 		"turn:127.0.0.1:3478?transport=udp&password=" + secret,
 		"turn:alice:" + secret + "@127.0.0.1",
 		"turns:127.0.0.1?credential=" + secret,
+		"turn:u:" + secret + "@",
+		"turn:" + secret + "@[::1",
+		"turn:u:" + secret + "@host?transport=udp&password=" + secret + "2",
+		"turn:host?" + secret,
+		"turn:host?transport=" + secret,
+		"turns:host?transport=udp&transport=" + secret,
+		"turn://u:" + secret + "@host",
+		"stun:u:" + secret + "@host",
+		"u:" + secret + "@host",
 	} {
 		_, err := ParseURL(u)
 		if err == nil {
@@ -171,6 +197,10 @@ func TestParseErrorsHideCredentials(t *testing.T) {
 	}
 	for _, entry := range []string{
 		`[{"urls": "stun:alice:` + secret + `@127.0.0.1:3478"}]`,
+		`[{"urls": "stuns:alice:` + secret + `@127.0.0.1:3478"}]`,
+		`[{"urls": "turn:alice:` + secret + `@127.0.0.1:3478", "username": "a", "credential": "b"}]`,
+		`[{"urls": "turn:h?transport=udp&password=` + secret + `", "username": "a", "credential": "b"}]`,
+		`[{"urls": "stun:h:1?x=` + secret + `"}, {"urls": "stuns:h"}]`,
 		`[{"urls": ["stun:[::1"]}]`,
 		`[{"urls": "stun:"}]`,
 	} {
@@ -182,6 +212,11 @@ func TestParseErrorsHideCredentials(t *testing.T) {
 		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("error leaks the credential or is not one line: %v", err)
 		}
+	}
+	// A list larger than safefile.MaxConfig is refused, read no further.
+	_, err := ParseICEServers(io.LimitReader(zeros{}, 100<<20))
+	if !errors.Is(err, safefile.ErrTooLarge) {
+		t.Errorf("a 100 MiB list: %v", err)
 	}
 	ice, err := ParseICEServers(strings.NewReader(`[{"urls": ["stun:127.0.0.1:3479?transport=udp", "stun:[::1]"]}]`))
 	if err != nil || len(ice.STUN) != 2 || ice.STUN[0] != "127.0.0.1:3479" || ice.STUN[1] != "[::1]:3478" {

@@ -10,6 +10,8 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/probe"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // Default ports of RFC 8656 section 4 (and RFC 7065 section 3.2).
@@ -33,10 +35,12 @@ type URL struct {
 
 // ParseURL parses a turn: or turns: URL (RFC 7065 section 3.1). Without
 // ?transport, turn: means UDP and turns: means TLS over TCP. turns: over UDP
-// (DTLS) is not supported.
+// (DTLS) is not supported. A host name must be a valid DNS name
+// (probe.CheckHostName). Errors quote s through natstun.RedactURI: never
+// its userinfo or a query value.
 func ParseURL(s string) (URL, error) {
 	var u URL
-	shown := redactURL(s) // errors quote the URL: never a credential in it
+	shown := natstun.RedactURI(s)
 	rest, ok := cutPrefixFold(s, "turns:")
 	if ok {
 		u.Secure = true
@@ -54,10 +58,16 @@ func ParseURL(s string) (URL, error) {
 	if query != "" {
 		for _, kv := range strings.Split(query, "&") {
 			k, v, _ := strings.Cut(kv, "=")
-			if !strings.EqualFold(k, "transport") {
-				return u, fmt.Errorf("turn URL %q: unknown parameter %q; only ?transport=udp or ?transport=tcp is allowed", shown, k)
+			switch {
+			case !strings.EqualFold(k, "transport"):
+				return u, fmt.Errorf("turn URL %q: unknown parameter; only ?transport=udp or ?transport=tcp is allowed", shown)
+			case transport != "":
+				return u, fmt.Errorf("turn URL %q: transport given more than once", shown)
 			}
 			transport = strings.ToLower(v)
+			if transport == "" {
+				return u, fmt.Errorf("turn URL %q: empty transport: use udp or tcp", shown)
+			}
 		}
 	}
 	switch transport {
@@ -77,7 +87,7 @@ func ParseURL(s string) (URL, error) {
 			u.Transport = natclass.TURNTransportTLS
 		}
 	default:
-		return u, fmt.Errorf("turn URL %q: transport %q: use udp or tcp", shown, transport)
+		return u, fmt.Errorf("turn URL %q: unknown transport: use udp or tcp", shown)
 	}
 	if hostport == "" {
 		return u, fmt.Errorf("turn URL %q: no host", shown)
@@ -108,6 +118,11 @@ func ParseURL(s string) (URL, error) {
 	if host == "" {
 		return u, fmt.Errorf("turn URL %q: no host", shown)
 	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		if err := probe.CheckHostName(host); err != nil {
+			return u, fmt.Errorf("turn URL %q: %w", shown, err)
+		}
+	}
 	u.Host = host
 	u.Port = DefaultPort
 	if u.Secure {
@@ -128,34 +143,6 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 		return s[len(prefix):], true
 	}
 	return s, false
-}
-
-// redactUserinfo hides whatever precedes an @ in a URL.
-// redactURL hides userinfo and the value of every query parameter but
-// transport, so that an error quoting the URL cannot leak a credential
-// someone put there.
-func redactURL(s string) string {
-	s = redactUserinfo(s)
-	base, query, ok := strings.Cut(s, "?")
-	if !ok {
-		return s
-	}
-	kvs := strings.Split(query, "&")
-	for i, kv := range kvs {
-		if k, _, _ := strings.Cut(kv, "="); !strings.EqualFold(k, "transport") {
-			kvs[i] = k + "=REDACTED"
-		}
-	}
-	return base + "?" + strings.Join(kvs, "&")
-}
-
-func redactUserinfo(s string) string {
-	i := strings.LastIndex(s, "@")
-	if i < 0 {
-		return s
-	}
-	scheme, _, _ := strings.Cut(s, ":")
-	return scheme + ":REDACTED" + s[i:]
 }
 
 // HostPort returns HOST:PORT, with brackets for IPv6.

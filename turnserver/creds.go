@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -13,11 +12,14 @@ import (
 
 	"github.com/pion/turn/v5"
 
+	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/internal/turnauth"
 )
 
-// maxCredentialFile bounds the size of a users or secret file.
-const maxCredentialFile = 4 << 20
+// maxUsersFile bounds the size of a users file: larger than
+// safefile.MaxSecret, which bounds a secret file, for deployments with many
+// static users.
+const maxUsersFile = 4 << 20
 
 // ReadUsersFile reads static users for realm from the file name: one
 // USER:PASSWORD a line, or USER:0xKEY with the hexadecimal long-term key
@@ -27,13 +29,13 @@ const maxCredentialFile = 4 << 20
 // through log (nil: no warning) when the file is readable by group or
 // others.
 func ReadUsersFile(name, realm string, log *slog.Logger) (map[string][]byte, error) {
-	data, err := readCredentialFile(name, log)
+	data, err := readCredentialFile(name, maxUsersFile, log)
 	if err != nil {
 		return nil, err
 	}
 	keys := map[string][]byte{}
 	sc := bufio.NewScanner(strings.NewReader(data))
-	sc.Buffer(nil, maxCredentialFile)
+	sc.Buffer(nil, maxUsersFile)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -64,9 +66,10 @@ func ReadUsersFile(name, realm string, log *slog.Logger) (map[string][]byte, err
 
 // ReadSecretFile reads the REST API shared secret for Config.Secret from
 // the file name: its first line that is not blank and does not start with
-// #, trimmed. It warns like ReadUsersFile.
+// #, trimmed. The file holds at most safefile.MaxSecret bytes. It warns
+// like ReadUsersFile.
 func ReadSecretFile(name string, log *slog.Logger) (string, error) {
-	data, err := readCredentialFile(name, log)
+	data, err := readCredentialFile(name, safefile.MaxSecret, log)
 	if err != nil {
 		return "", err
 	}
@@ -78,8 +81,10 @@ func ReadSecretFile(name string, log *slog.Logger) (string, error) {
 	return "", fmt.Errorf("%s: no secret in it", name)
 }
 
-// readCredentialFile reads a small file and warns when others can read it.
-func readCredentialFile(name string, log *slog.Logger) (string, error) {
+// readCredentialFile reads a file of at most max bytes (whatever it is: a
+// device such as /dev/zero ends in an error) and warns when others can read
+// it.
+func readCredentialFile(name string, max int64, log *slog.Logger) (string, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return "", err
@@ -89,13 +94,10 @@ func readCredentialFile(name string, log *slog.Logger) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if fi.Size() > maxCredentialFile {
-		return "", fmt.Errorf("%s is larger than %d bytes", name, maxCredentialFile)
-	}
 	if fi.Mode().Perm()&0o077 != 0 && log != nil {
 		log.Warn("credential file is readable by group or others; chmod 600 it", "file", name, "mode", fi.Mode().Perm().String())
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxCredentialFile))
+	b, err := safefile.ReadFrom(f, name, max)
 	if err != nil {
 		return "", err
 	}

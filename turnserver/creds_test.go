@@ -2,6 +2,7 @@ package turnserver
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/pion/turn/v5"
+
+	"github.com/natcheck/natcheck/internal/safefile"
 )
 
 func writeFile(t *testing.T, content string, mode os.FileMode) string {
@@ -79,6 +82,25 @@ func TestReadSecretFile(t *testing.T) {
 	}
 	if _, err := ReadSecretFile(writeFile(t, "# none\n", 0o600), nil); err == nil || !strings.Contains(err.Error(), "no secret in it") {
 		t.Errorf("no secret: %v", err)
+	}
+}
+
+// TestCredentialFileLimits: a device such as /dev/zero, or a file over the
+// limit, ends in a clear error instead of filling memory.
+func TestCredentialFileLimits(t *testing.T) {
+	if _, err := ReadSecretFile("/dev/zero", nil); !errors.Is(err, safefile.ErrTooLarge) || !strings.Contains(err.Error(), "/dev/zero") {
+		t.Errorf("secret file /dev/zero: %v", err)
+	}
+	if _, err := ReadUsersFile("/dev/zero", "r", nil); !errors.Is(err, safefile.ErrTooLarge) || !strings.Contains(err.Error(), "4 MiB") {
+		t.Errorf("users file /dev/zero: %v", err)
+	}
+	big := writeFile(t, strings.Repeat("s", safefile.MaxSecret+1), 0o600)
+	if _, err := ReadSecretFile(big, nil); !errors.Is(err, safefile.ErrTooLarge) || strings.Contains(err.Error(), "sss") {
+		t.Errorf("secret file of MaxSecret+1 bytes: %v", err)
+	}
+	ok := writeFile(t, strings.Repeat("s", safefile.MaxSecret), 0o600)
+	if got, err := ReadSecretFile(ok, nil); err != nil || len(got) != safefile.MaxSecret {
+		t.Errorf("secret file of MaxSecret bytes: %d bytes, %v", len(got), err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/probe"
 	"github.com/natcheck/natcheck/report"
+	natstun "github.com/natcheck/natcheck/stun"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -116,8 +117,8 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	fs := flag.NewFlagSet("natcheck", flag.ContinueOnError)
 	var stun, require listFlag
 	fs.Var(&stun, "stun", "STUN server `HOST[:PORT]` (repeatable; replaces the defaults; IPv6 in brackets)")
-	v4 := fs.Bool("4", false, "test IPv4 only")
-	v6 := fs.Bool("6", false, "test IPv6 only")
+	v4 := fs.Bool("4", false, "test IPv4 only (not with -6; without either, both families)")
+	v6 := fs.Bool("6", false, "test IPv6 only (not with -4)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "cap on the whole run")
 	asJSON := fs.Bool("json", false, "same as --format json")
 	fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text, json, json-line (one compact object per run), or prometheus (text exposition for node_exporter's textfile collector)")
@@ -140,8 +141,10 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 		return o, errHelp
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q: servers go after --stun (see natcheck --help)", fs.Arg(0))
+		return o, fmt.Errorf("unexpected argument %q: servers go after --stun (see natcheck --help)", natstun.RedactURI(fs.Arg(0)))
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if len(stun) == 0 {
 		stun = defaultServers
 	}
@@ -154,8 +157,7 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	}
 	switch {
 	case *v4 && *v6:
-		// both: the default, but both families are then required
-		o.families = []probe.Family{probe.IPv4, probe.IPv6}
+		return o, errors.New("give -4 or -6, not both (without either, both families are tested)")
 	case *v4:
 		o.families = []probe.Family{probe.IPv4}
 	case *v6:
@@ -164,11 +166,14 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	if o.tlsPorts, err = parsePorts(*tcpPorts); err != nil {
 		return o, fmt.Errorf("--tcp-ports: %w", err)
 	}
+	if o.udpOnly && given["tcp-ports"] {
+		return o, errors.New("--tcp-ports with --udp-only: --udp-only skips the TLS probes; give one")
+	}
 	if o.timeout <= 0 {
 		return o, fmt.Errorf("--timeout %v: give a positive duration such as 5s", o.timeout)
 	}
-	if *asJSON {
-		o.format = "json"
+	if err := jsonFlag(*asJSON, given["format"], &o.format); err != nil {
+		return o, err
 	}
 	switch o.format {
 	case "text", "json", "json-line", "prometheus":
@@ -194,6 +199,19 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	return o, nil
 }
 
+// jsonFlag applies --json to format: it means --format json, and contradicts
+// any other --format.
+func jsonFlag(asJSON, formatGiven bool, format *string) error {
+	if !asJSON {
+		return nil
+	}
+	if formatGiven && *format != "json" {
+		return fmt.Errorf("--json and --format %q: give one", *format)
+	}
+	*format = "json"
+	return nil
+}
+
 // parseFlags parses args with fs. -h prints usage, the flags and exitText
 // on stdout and returns errHelp; a bad flag gives one line that names the
 // command's --help.
@@ -211,7 +229,32 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, cmd, usage, e
 		fmt.Fprint(stdout, exitText)
 		return errHelp
 	}
-	return fmt.Errorf("%v (see %s --help)", err, cmd)
+	return fmt.Errorf("%s (see %s --help)", redactQuoted(err.Error()), cmd)
+}
+
+// redactQuoted passes every quoted string in msg, such as the value in
+// package flag's `invalid value "..." for flag -timeout`, through
+// natstun.RedactURI: a server URL given to the wrong flag must not show its
+// credentials.
+func redactQuoted(msg string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			break
+		}
+		q, err := strconv.QuotedPrefix(msg[i:])
+		if err != nil {
+			// An unterminated quote: hide the rest.
+			b.WriteString(msg[:i] + `"` + natstun.Redacted + `"`)
+			return b.String()
+		}
+		v, _ := strconv.Unquote(q)
+		b.WriteString(msg[:i] + strconv.Quote(natstun.RedactURI(v)))
+		msg = msg[i+len(q):]
+	}
+	b.WriteString(msg)
+	return b.String()
 }
 
 // parseLogFlags reads the servers' --log-level and --log-format values.

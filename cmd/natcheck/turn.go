@@ -1,19 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/natcheck/natcheck/internal/diagnose"
+	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/report"
 	"github.com/natcheck/natcheck/turncheck"
@@ -63,8 +64,10 @@ type turnConfig struct {
 	warnings []string // to print on stderr
 }
 
+// readSecretFile reads a password or secret file, at most
+// safefile.MaxSecret bytes, without its trailing newline.
 func readSecretFile(flagName, file string) (string, error) {
-	b, err := os.ReadFile(file)
+	b, err := safefile.Read(file, safefile.MaxSecret)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", flagName, err)
 	}
@@ -83,11 +86,27 @@ func (f *turnFlags) config(getenv func(string) string, extra []string) (turnConf
 	if f.lifetime < time.Second { // REST expiries are whole seconds: less is already past
 		return c, fmt.Errorf("--turn-credential-lifetime %v: give a positive duration such as 1h", f.lifetime)
 	}
+	// --ca-file serves every TLS connection, STUN over TLS included: read
+	// it whatever else is given, so that a missing or bad file is an error.
+	if f.caFile != "" {
+		pool, err := turncheck.LoadCAFile(f.caFile)
+		if err != nil {
+			return c, fmt.Errorf("--ca-file: %w", err)
+		}
+		c.opts.RootCAs = pool
+	}
+	credFlags := f.user != "" || f.password != "" || f.passwordFile != "" || f.secretFile != ""
 	if len(urls) == 0 && f.iceServers == "" {
-		if f.user != "" || f.password != "" || f.passwordFile != "" || f.secretFile != "" || f.insecure {
-			return c, errors.New("TURN credentials or TLS options given without a TURN server: add --turn URL or --ice-servers FILE")
+		if credFlags || f.insecure {
+			return c, errors.New("TURN credentials or --insecure given without a TURN server: add --turn URL or --ice-servers FILE")
 		}
 		return c, nil
+	}
+	if len(urls) == 0 && credFlags {
+		return c, errors.New("--turn-user, --turn-password and their files apply to --turn URLs only: the --ice-servers entries carry their own username and credential")
+	}
+	if f.password != "" && f.passwordFile != "" {
+		return c, errors.New("--turn-password and --turn-password-file: give one")
 	}
 	creds := turncheck.Credentials{User: f.user, Lifetime: f.lifetime}
 	password := getenv(envTURNPassword)
@@ -131,27 +150,22 @@ func (f *turnFlags) config(getenv func(string) string, extra []string) (turnConf
 		c.servers = append(c.servers, turncheck.Server{URL: u, Credentials: creds})
 	}
 	if f.iceServers != "" {
-		file, err := os.Open(f.iceServers)
+		data, err := safefile.Read(f.iceServers, safefile.MaxConfig)
 		if err != nil {
 			return c, fmt.Errorf("--ice-servers: %w", err)
 		}
-		ice, err := turncheck.ParseICEServers(file)
-		file.Close()
+		ice, err := turncheck.ParseICEServers(bytes.NewReader(data))
 		if err != nil {
 			return c, fmt.Errorf("--ice-servers %s: %w", f.iceServers, err)
+		}
+		if len(ice.TURN) == 0 {
+			return c, fmt.Errorf("--ice-servers %s: no turn: or turns: URL in it", f.iceServers)
 		}
 		for i := range ice.TURN {
 			ice.TURN[i].Credentials.Lifetime = f.lifetime
 		}
 		c.servers = append(c.servers, ice.TURN...)
 		c.stun = ice.STUN
-	}
-	if f.caFile != "" {
-		pool, err := turncheck.LoadCAFile(f.caFile)
-		if err != nil {
-			return c, fmt.Errorf("--ca-file: %w", err)
-		}
-		c.opts.RootCAs = pool
 	}
 	c.opts.Insecure = f.insecure
 	if f.insecure {
@@ -293,8 +307,10 @@ func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) 
 	if o.packets < 1 || o.packets > 100 {
 		return o, fmt.Errorf("--packets %d: give 1 to 100", o.packets)
 	}
-	if *asJSON {
-		o.format = "json"
+	formatGiven := false
+	fs.Visit(func(f *flag.Flag) { formatGiven = formatGiven || f.Name == "format" })
+	if err := jsonFlag(*asJSON, formatGiven, &o.format); err != nil {
+		return o, err
 	}
 	switch o.format {
 	case "text", "json", "json-line", "prometheus":

@@ -304,11 +304,17 @@ func Blackhole(tb testing.TB) (udp, tcp netip.AddrPort) {
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort(), l.Addr().(*net.TCPAddr).AddrPort()
 }
 
-// ClosedPort returns a 127.0.0.1 port where nothing listens (UDP and TCP),
-// as far as one can tell.
+// closedAddr is a loopback address no server of the tests listens on: a
+// port closed there stays closed while parallel tests (and coturn) take
+// ports on 127.0.0.1, as one closed on 127.0.0.1 did not.
+const closedAddr = "127.0.13.37"
+
+// ClosedPort returns a port on a loopback address of its own where nothing
+// listens (UDP and TCP), as far as one can tell: only a socket bound to
+// the wildcard address on the same port could answer there.
 func ClosedPort(tb testing.TB) netip.AddrPort {
 	tb.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	l, err := net.Listen("tcp4", closedAddr+":0")
 	if err != nil {
 		tb.Fatal(err)
 	}
