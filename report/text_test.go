@@ -32,7 +32,7 @@ func goldenCases() []goldenCase {
 		{"dns-failure", build(in(dnsFailure()))},
 		{"ipv6-skipped", build(in(fullConeCGNAT()), skipped("ipv6", "no global IPv6 address on this host"))},
 		{"dual-stack", build(in(symmetric()), in(ipv6Open()))},
-		{"send-error", build(skipped("ipv4", "disabled by --ipv6"), in(sendError()))},
+		{"send-error", build(skipped("ipv4", "no server has an ipv4 address"), in(sendError()))},
 	}
 }
 
