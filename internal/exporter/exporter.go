@@ -138,12 +138,6 @@ func New(cfg *Config, o Options) (*Exporter, error) {
 	if e.o.public == nil {
 		e.o.public = isPublic
 	}
-	for _, name := range e.modules {
-		if m := cfg.Modules[name]; !m.restricted() {
-			// blackbox_exporter's convention, said once at start-up.
-			log.Info("module probes any target a scrape names (set allowed_targets or public_only to restrict it)", "module", name)
-		}
-	}
 	e.run = func(ctx context.Context, c check) outcome { return c.run(ctx, c.policy) }
 
 	e.m = selfMetrics{
@@ -181,6 +175,19 @@ func New(cfg *Config, o Options) (*Exporter, error) {
 
 // Modules returns the names of the configured modules, sorted.
 func (e *Exporter) Modules() []string { return slices.Clone(e.modules) }
+
+// Unrestricted returns the modules, sorted, that probe any target a scrape
+// names: stun modules with neither allowed_targets nor public_only
+// (blackbox_exporter's convention).
+func (e *Exporter) Unrestricted() []string {
+	var out []string
+	for _, name := range e.modules {
+		if !e.cfg.Modules[name].restricted() {
+			out = append(out, name)
+		}
+	}
+	return out
+}
 
 // Handler returns the exporter's HTTP handler: /probe, /metrics,
 // /-/healthy and a landing page on /.
