@@ -231,6 +231,10 @@ modules:
 		{"turn", "turn://turn.example.com:3478"},
 		{"turn", "turn:turn.example.com:3478#x"},
 		{"turn", "turn:turn..example.com:3478"},
+		{"turn", "turn:turn.example.com%2eevil.org:3478"},
+		{"turn", "turn:turn.example.com\u3002evil.org:3478"},
+		{"turn", "turn:turn.example.com\\evil.org:3478"},
+		{"turn", "turn:[fe80::1%25lo]:" + P},
 	}
 	for _, c := range cases {
 		code, body := te.get(t, probePath(c.module, c.target), "")
