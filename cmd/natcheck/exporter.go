@@ -29,6 +29,13 @@ configuration; docs/examples/natcheck-exporter.yml is a start. Credentials
 come from files or environment variables named there, never from the file
 itself, and never appear in a metric, a log or an error page.
 
+Whoever can reach /probe chooses the target. A stun module probes any
+host and port unless it sets allowed_targets (whole host names, *.NAME,
+IP prefixes, ports) or public_only (no loopback, private or other
+special-purpose address, checked after DNS); a turn module must set
+allowed_targets, since its credentials go to the target. A refused target
+gets 403 before any packet is sent. --listen stays on 127.0.0.1 by default.
+
 A probe's time is the module's timeout, capped by Prometheus's scrape
 timeout (X-Prometheus-Scrape-Timeout-Seconds) less --timeout-offset. At most
 --max-concurrent probes run at once; a probe that finds no slot within
@@ -123,6 +130,9 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer, e
 	}
 	srv := &http.Server{Handler: exp.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("natcheck exporter listening", "address", ln.Addr().String(), "config", o.config, "modules", exp.Modules(), "version", version)
+	if open := exp.Unrestricted(); len(open) > 0 {
+		log.Info("these modules probe any host and port a scrape names: whoever reaches the exporter can make it send packets anywhere it can reach; restrict them with allowed_targets or public_only", "modules", open)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 

@@ -32,17 +32,24 @@ func TestExporterStartupErrors(t *testing.T) {
 	good := writeFile(t, "good.yml", "modules:\n  stun:\n    kind: stun\n")
 	bad := writeFile(t, "bad.yml", "modules:\n  stun:\n    kind: stun\n  turn:\n    kind: turn\n    turn:\n      user: a\n      password: hunter2\n")
 	typo := writeFile(t, "typo.yml", "modules:\n  stun:\n    kind: stun\n    timeuot: 5s\n")
+	open := writeFile(t, "open.yml", "modules:\n  turn:\n    kind: turn\n    turn:\n      user: a\n      password_env: PW\n")
+	userinfo := writeFile(t, "userinfo.yml", "modules:\n  stun:\n    kind: stun\n    stun:\n      servers: [\"stun:u:hunter2@stun.example.com\"]\n")
+	query := writeFile(t, "query.yml", "modules:\n  stun:\n    kind: stun\n    allowed_targets: [\"stun:stun.example.com?k=hunter2\"]\n")
+	getenv := func(k string) string { return map[string]string{"PW": "hunter2"}[k] }
 	for want, args := range map[string][]string{
-		"--config FILE is required":                      {},
-		bad + `:8: module "turn": password: credentials`: {"--config", bad},
-		typo + ":4: field timeuot not found":             {"--config", typo},
-		"no such file":                                   {"--config", filepath.Join(t.TempDir(), "none.yml")},
-		"--listen":                                       {"--config", good, "--listen", "127.0.0.1:99999"},
-		"--max-concurrent 0":                             {"--config", good, "--max-concurrent", "0"},
-		"--log-level":                                    {"--config", good, "--log-level", "loud"},
-		"unexpected argument":                            {"--config", good, "extra"},
+		"--config FILE is required":                                                      {},
+		bad + `:8: module "turn": password: credentials`:                                 {"--config", bad},
+		typo + ":4: field timeuot not found":                                             {"--config", typo},
+		open + `:2: module "turn": a turn module with credentials needs allowed_targets`: {"--config", open},
+		userinfo + `:5: module "stun": servers: `:                                        {"--config", userinfo},
+		query + `:4: module "stun": allowed target "stun:stun.example.com?k=REDACTED"`:   {"--config", query},
+		"no such file":        {"--config", filepath.Join(t.TempDir(), "none.yml")},
+		"--listen":            {"--config", good, "--listen", "127.0.0.1:99999"},
+		"--max-concurrent 0":  {"--config", good, "--max-concurrent", "0"},
+		"--log-level":         {"--config", good, "--log-level", "loud"},
+		"unexpected argument": {"--config", good, "extra"},
 	} {
-		code, out, errs := runArgs(t, env{}, append([]string{"exporter"}, args...)...)
+		code, out, errs := runArgs(t, env{getenv: getenv}, append([]string{"exporter"}, args...)...)
 		if code != exitUsage || out != "" || !strings.Contains(errs, want) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", args, code, out, errs, want)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/transport/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -25,7 +26,21 @@ import (
 type check struct {
 	module string
 	m      *Module
-	run    func(ctx context.Context) outcome
+	// host is the target's host as the probe looks it up; endpoints are
+	// what the check contacts there, for allowed_targets.
+	host      string
+	endpoints []endpoint
+	// policy is what public_only puts between the probe and the network;
+	// zero means the host's resolver and sockets.
+	policy dialPolicy
+	run    func(ctx context.Context, p dialPolicy) outcome
+}
+
+// dialPolicy is the resolver and network a stun check uses; nil fields
+// mean the host's.
+type dialPolicy struct {
+	resolver probe.Resolver
+	net      transport.Net
 }
 
 // outcome is the result of a check.
@@ -39,14 +54,15 @@ type outcome struct {
 	register func(prometheus.Registerer) error
 }
 
-// prepare parses target for module m and returns its check. Its errors
-// are one line, quote the target, and never quote credentials.
+// prepare parses target for module m, as the probe will, and returns its
+// check. Its errors are one line and never quote a user part or a query
+// value of the target.
 func prepare(name string, m *Module, target, version string) (check, error) {
 	if len(target) > maxTargetLen {
 		return check{}, fmt.Errorf("target: longer than %d bytes", maxTargetLen)
 	}
 	if strings.ContainsFunc(target, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return check{}, fmt.Errorf("target %q: control characters", target)
+		return check{}, errors.New("target: control characters")
 	}
 	if strings.Contains(target, "@") {
 		// Never quoted back: it may hold a user name and a password.
@@ -56,20 +72,20 @@ func prepare(name string, m *Module, target, version string) (check, error) {
 	var err error
 	switch m.Kind {
 	case KindSTUN:
-		c.run, err = prepareSTUN(m.STUN, target, version)
+		err = prepareSTUN(&c, m.STUN, target, version)
 	case KindTURN:
-		c.run, err = prepareTURN(m.TURN, m.Timeout, target, version)
+		err = prepareTURN(&c, m.TURN, m.Timeout, target, version)
 	default:
 		err = fmt.Errorf("module %q: unknown kind %q", name, m.Kind)
 	}
-	return c, err
+	return c, scrub(target, err)
 }
 
 // prepareSTUN plans a stun check of target.
-func prepareSTUN(s STUNModule, target, version string) (func(context.Context) outcome, error) {
+func prepareSTUN(c *check, s STUNModule, target, version string) error {
 	t, err := probe.ParseTarget(target)
 	if err != nil {
-		return nil, fmt.Errorf("target: %w (give HOST[:PORT] or a stun: or stuns: URI)", err)
+		return fmt.Errorf("target: %w (give HOST[:PORT] or a stun: or stuns: URI)", err)
 	}
 	cfg := probe.Config{TLS: s.tls, Hairpin: s.Hairpin, TLSPorts: []uint16{}}
 	transports := s.Transports
@@ -95,6 +111,33 @@ func prepareSTUN(s STUNModule, target, version string) (func(context.Context) ou
 			}
 		}
 	}
+	// What the probe contacts at the target: each server made of it, and
+	// the TLS ports of its path probes.
+	c.host = t.Host
+	addEndpoint := func(scheme string, port uint16) error {
+		e, err := newEndpoint(scheme, t.Host, int(port))
+		if err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		if !slices.Contains(c.endpoints, e) {
+			c.endpoints = append(c.endpoints, e)
+		}
+		return nil
+	}
+	for _, x := range cfg.Servers {
+		scheme := schemeSTUN
+		if x.Transport == probe.TransportTLS {
+			scheme = schemeSTUNS
+		}
+		if err := addEndpoint(scheme, x.Port); err != nil {
+			return err
+		}
+	}
+	for _, p := range cfg.TLSPorts {
+		if err := addEndpoint(schemeSTUNS, p); err != nil {
+			return err
+		}
+	}
 	names := map[string]bool{}
 	for _, x := range cfg.Servers {
 		names[x.String()] = true
@@ -104,13 +147,16 @@ func prepareSTUN(s STUNModule, target, version string) (func(context.Context) ou
 	if s.Family != "" {
 		families = []probe.Family{probe.Family(s.Family)}
 	}
-	return func(ctx context.Context) outcome {
+	c.run = func(ctx context.Context, p dialPolicy) outcome {
+		cfg := cfg
+		cfg.Resolver, cfg.Net = p.resolver, p.net
 		r := diagnose.Run(ctx, cfg, version, families...)
 		ok, why := stunSuccess(r, names, transports)
 		return outcome{success: ok, why: why, report: r, register: func(reg prometheus.Registerer) error {
 			return report.RegisterMetrics(reg, r)
 		}}
-	}, nil
+	}
+	return nil
 }
 
 // stunSuccess decides a stun probe: every (transport, port) tried on the
@@ -173,19 +219,19 @@ func orDefault(s, d string) string {
 
 // prepareTURN plans a turn check of target: a turn:/turns: URL, or
 // HOST[:PORT] over each of the module's transports.
-func prepareTURN(t TURNModule, timeout time.Duration, target, version string) (func(context.Context) outcome, error) {
+func prepareTURN(c *check, t TURNModule, timeout time.Duration, target, version string) error {
 	var urls []turncheck.URL
 	lower := strings.ToLower(target)
 	if strings.HasPrefix(lower, "turn:") || strings.HasPrefix(lower, "turns:") {
 		u, err := turncheck.ParseURL(target)
 		if err != nil {
-			return nil, fmt.Errorf("target: %w", err)
+			return fmt.Errorf("target: %w", err)
 		}
 		urls = append(urls, u)
 	} else {
 		hp, err := probe.ParseTarget(target)
 		if err != nil || strings.HasPrefix(lower, "stun:") || strings.HasPrefix(lower, "stuns:") {
-			return nil, fmt.Errorf("target %q: give a turn: or turns: URL, or HOST[:PORT]", target)
+			return fmt.Errorf("target %q: give a turn: or turns: URL, or HOST[:PORT]", redactTarget(target))
 		}
 		for _, tr := range t.Transports {
 			var raw string
@@ -199,10 +245,22 @@ func prepareTURN(t TURNModule, timeout time.Duration, target, version string) (f
 			}
 			u, err := turncheck.ParseURL(raw)
 			if err != nil {
-				return nil, fmt.Errorf("target: %w", err)
+				return fmt.Errorf("target: %w", err)
 			}
 			urls = append(urls, u)
 		}
+	}
+	for _, u := range urls {
+		scheme := schemeTURN
+		if u.Secure {
+			scheme = schemeTURNS
+		}
+		e, err := newEndpoint(scheme, u.Host, u.Port)
+		if err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		c.host = u.Host
+		c.endpoints = append(c.endpoints, e)
 	}
 	servers := make([]turncheck.Server, len(urls))
 	for i, u := range urls {
@@ -210,7 +268,7 @@ func prepareTURN(t TURNModule, timeout time.Duration, target, version string) (f
 	}
 	opts := turncheck.Options{RootCAs: t.rootCAs, Insecure: t.Insecure, Packets: t.Packets, EndToEnd: t.EndToEnd,
 		StepTimeout: min(5*time.Second, timeout)}
-	return func(ctx context.Context) outcome {
+	c.run = func(ctx context.Context, _ dialPolicy) outcome {
 		start := time.Now()
 		checks := turncheck.CheckAll(ctx, servers, opts)
 		r := diagnose.TURNReport(version, start, time.Since(start), checks)
@@ -226,7 +284,8 @@ func prepareTURN(t TURNModule, timeout time.Duration, target, version string) (f
 		return outcome{success: r.OK, why: strings.Join(why, "; "), report: r, register: func(reg prometheus.Registerer) error {
 			return report.RegisterTURNMetrics(reg, r)
 		}}
-	}, nil
+	}
+	return nil
 }
 
 // writeText writes metric families in the text exposition format.

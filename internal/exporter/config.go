@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
-	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/probe"
 	"github.com/natcheck/natcheck/turncheck"
 )
@@ -64,14 +65,24 @@ type Module struct {
 	Timeout time.Duration `yaml:"timeout"`
 	STUN    STUNModule    `yaml:"stun"`
 	TURN    TURNModule    `yaml:"turn"`
-	// AllowedTargets, when set, lists the only targets this module probes
-	// (shell patterns as in path.Match, compared without case, e.g.
-	// "turn:*.example.com:443?transport=tcp"); other targets get 403. A
-	// turn module with credentials should set it: whoever can reach
-	// /probe could otherwise point it, credentials and all, at a server
-	// of their own.
+	// AllowedTargets, when set, lists the only targets this module probes;
+	// others get 403 Forbidden before any packet is sent. Each entry is
+	// [SCHEME:]HOST[:PORT] (see targetPattern): a whole host name, a
+	// *.NAME wildcard of whole labels, an IP address or CIDR prefix, and
+	// a port, a range or *. Every endpoint the check would contact at the
+	// target (for a HOST[:PORT] target, each transport's port) must match
+	// an entry. A turn module must set it: its credentials go to whatever
+	// server the target names.
 	AllowedTargets []string `yaml:"allowed_targets"`
+	// PublicOnly (stun modules) refuses targets that resolve to an
+	// address that is not public (loopback, private, link-local, CGNAT,
+	// multicast and every other special-purpose range), checking every
+	// address the lookup returned, and keeps the probe from sending to any
+	// such address afterwards (for instance one a STUN server names in
+	// OTHER-ADDRESS).
+	PublicOnly bool `yaml:"public_only"`
 
+	patterns []targetPattern
 	// Set by LoadConfig: the line of the module in its file.
 	line int
 }
@@ -150,7 +161,7 @@ type TURNModule struct {
 // references are resolved with getenv (os.Getenv when nil), and credential
 // and CA files are read now. An error names the file and the line.
 func LoadConfig(path string, getenv func(string) string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.Read(path, safefile.MaxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("read module file: %w", err)
 	}
@@ -200,26 +211,32 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 	return &cfg, nil
 }
 
-// Allows reports whether the module may probe target.
-func (m *Module) Allows(target string) bool {
-	if len(m.AllowedTargets) == 0 {
-		return true
+// restricted reports whether the module limits its targets.
+func (m *Module) restricted() bool { return len(m.patterns) > 0 || m.PublicOnly }
+
+// permits reports whether every endpoint in eps matches one of the
+// module's allowed_targets (true when it has none), and otherwise the
+// first endpoint that matches none.
+func (m *Module) permits(eps []endpoint) (endpoint, bool) {
+	if len(m.patterns) == 0 {
+		return endpoint{}, true
 	}
-	t := strings.ToLower(target)
-	for _, p := range m.AllowedTargets {
-		if ok, err := path.Match(strings.ToLower(p), t); err == nil && ok {
-			return true
+	for _, e := range eps {
+		if !slices.ContainsFunc(m.patterns, func(p targetPattern) bool { return p.matches(e) }) {
+			return e, false
 		}
 	}
-	return false
+	return endpoint{}, len(eps) > 0
 }
 
 // check validates m and resolves its credentials; at locates a field.
 func (m *Module) check(at func(...string) string, getenv func(string) string) error {
-	for _, p := range m.AllowedTargets {
-		if _, err := path.Match(p, ""); err != nil {
-			return fmt.Errorf("%s: allowed target pattern %q: %v", at("allowed_targets"), p, err)
+	for i, raw := range m.AllowedTargets {
+		p, err := parsePattern(raw)
+		if err != nil {
+			return fmt.Errorf("%s: %w", at("allowed_targets", strconv.Itoa(i)), err)
 		}
+		m.patterns = append(m.patterns, p)
 	}
 	switch {
 	case m.Timeout < 0:
@@ -236,16 +253,37 @@ func (m *Module) check(at func(...string) string, getenv func(string) string) er
 		if hasTURN {
 			return fmt.Errorf("%s: a stun module has no turn: section", at("turn"))
 		}
-		return m.STUN.check(at)
+		return m.STUN.check(at, m.PublicOnly)
 	case KindTURN:
 		if hasSTUN {
 			return fmt.Errorf("%s: a turn module has no stun: section", at("stun"))
 		}
-		return m.TURN.check(at, getenv)
+		if err := m.TURN.check(at, getenv); err != nil {
+			return err
+		}
+		return m.checkTURNTargets(at)
 	case "":
 		return fmt.Errorf("%s: no kind: give kind: stun or kind: turn", at())
 	}
 	return fmt.Errorf("%s: kind %q: use stun or turn", at("kind"), m.Kind)
+}
+
+// checkTURNTargets holds a turn module, which always has credentials, to
+// an allowlist of whole host names: otherwise a scrape could send its
+// credentials to a server of the scraper's choosing.
+func (m *Module) checkTURNTargets(at func(...string) string) error {
+	if m.PublicOnly {
+		return fmt.Errorf("%s: public_only is for stun modules: a turn module probes only its allowed_targets; list them there", at("public_only"))
+	}
+	if len(m.patterns) == 0 {
+		return fmt.Errorf("%s: a turn module with credentials needs allowed_targets, or any scrape could send the credentials to a server of its choosing: add allowed_targets: [\"turn:turn.example.com:3478\", \"turns:turn.example.com:5349\"] with your servers", at())
+	}
+	for i, p := range m.patterns {
+		if p.anyHost {
+			return fmt.Errorf("%s: allowed target %q: a turn module's targets are whole host names, *.NAME or IP prefixes, not any host", at("allowed_targets", strconv.Itoa(i)), redactTarget(p.raw))
+		}
+	}
+	return nil
 }
 
 func isZeroSTUN(s STUNModule) bool {
@@ -277,7 +315,7 @@ func checkTransports(at func(...string) string, section string, ts []string) ([]
 	return ts, nil
 }
 
-func (s *STUNModule) check(at func(...string) string) error {
+func (s *STUNModule) check(at func(...string) string, publicOnly bool) error {
 	var err error
 	if s.Transports, err = checkTransports(at, "stun", s.Transports); err != nil {
 		return err
@@ -298,12 +336,16 @@ func (s *STUNModule) check(at func(...string) string) error {
 	for i, raw := range s.Servers {
 		t, err := probe.ParseTarget(raw)
 		if err != nil {
-			return fmt.Errorf("%s: servers: %w", at("stun", "servers", strconv.Itoa(i)), err)
+			// The parser quotes the address: hide any user part or query value.
+			return fmt.Errorf("%s: servers: %w", at("stun", "servers", strconv.Itoa(i)), scrub(raw, err))
+		}
+		if a, err := netip.ParseAddr(t.Host); err == nil && publicOnly && !isPublic(a) {
+			return fmt.Errorf("%s: servers: %s is not a public address, and the module has public_only", at("stun", "servers", strconv.Itoa(i)), a)
 		}
 		s.servers = append(s.servers, t)
 	}
 	if s.CAFile != "" {
-		pool, err := turncheck.LoadCAFile(s.CAFile)
+		pool, err := loadCAFile(s.CAFile)
 		if err != nil {
 			return fmt.Errorf("%s: ca_file: %w", at("stun", "ca_file"), err)
 		}
@@ -360,7 +402,7 @@ func (t *TURNModule) check(at func(...string) string, getenv func(string) string
 		return fmt.Errorf("%s: a password needs a user name: add user", at("turn"))
 	}
 	if t.CAFile != "" {
-		if t.rootCAs, err = turncheck.LoadCAFile(t.CAFile); err != nil {
+		if t.rootCAs, err = loadCAFile(t.CAFile); err != nil {
 			return fmt.Errorf("%s: ca_file: %w", at("turn", "ca_file"), err)
 		}
 	}
@@ -374,7 +416,7 @@ func secretFrom(at func(...string) string, getenv func(string) string, what, fil
 	case file != "" && env != "":
 		return "", fmt.Errorf("%s: both %s_file and %s_env: give one", at("turn", what+"_env"), what, what)
 	case file != "":
-		b, err := os.ReadFile(file)
+		b, err := safefile.Read(file, safefile.MaxSecret)
 		if err != nil {
 			return "", fmt.Errorf("%s: %s_file: %w", at("turn", what+"_file"), what, err)
 		}
@@ -391,6 +433,23 @@ func secretFrom(at func(...string) string, getenv func(string) string, what, fil
 		return s, nil
 	}
 	return "", nil
+}
+
+// loadCAFile returns the system's roots plus the PEM certificates in file,
+// read with safefile's limit.
+func loadCAFile(file string) (*x509.CertPool, error) {
+	pem, err := safefile.Read(file, safefile.MaxPEM)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return pool, nil
 }
 
 // lineOf returns the line of the node at path in a YAML document: mapping

@@ -51,6 +51,16 @@ func TestConfigErrors(t *testing.T) {
 		{"password without user", "modules:\n  x:\n    kind: turn\n    turn:\n      password_env: PW\n", `m.yml:4: module "x": a password needs a user name`},
 		{"packets", "modules:\n  x:\n    kind: turn\n    turn:\n      user: a\n      password_env: PW\n      packets: 1000\n", `m.yml:7: module "x": packets 1000: give 1 to 100`},
 		{"ca file", "modules:\n  x:\n    kind: turn\n    turn:\n      user: a\n      password_env: PW\n      ca_file: /nonexistent/ca.pem\n", `m.yml:7: module "x": ca_file: open /nonexistent/ca.pem`},
+		{"turn without allowed_targets", "modules:\n  x:\n    kind: turn\n    turn:\n      user: a\n      password_env: PW\n", `m.yml:2: module "x": a turn module with credentials needs allowed_targets, or any scrape could send the credentials to a server of its choosing: add allowed_targets: [`},
+		{"turn with empty allowed_targets", "modules:\n  x:\n    kind: turn\n    allowed_targets: []\n    turn:\n      secret_env: PW\n", `m.yml:2: module "x": a turn module with credentials needs allowed_targets`},
+		{"turn with any host", "modules:\n  x:\n    kind: turn\n    allowed_targets:\n      - turn:t.example\n      - \"*:3478\"\n    turn:\n      secret_env: PW\n", `m.yml:6: module "x": allowed target "*:3478": a turn module's targets are whole host names`},
+		{"turn with public_only", "modules:\n  x:\n    kind: turn\n    public_only: true\n    allowed_targets: [turn:t.example]\n    turn:\n      secret_env: PW\n", `m.yml:4: module "x": public_only is for stun modules`},
+		{"path.Match pattern", "modules:\n  x:\n    kind: stun\n    allowed_targets:\n      - stun.example.com:3478\n      - turn:turn.example.com*\n", `m.yml:6: module "x": allowed target "turn:turn.example.com*": * stands for a whole host`},
+		{"pattern without port", "modules:\n  x:\n    kind: stun\n    allowed_targets: [stun.example.com]\n", `m.yml:4: module "x": allowed target "stun.example.com": give a port`},
+		{"pattern with user", "modules:\n  x:\n    kind: stun\n    allowed_targets: [\"turn:u:hunter2@t.example\"]\n", `allowed target "turn:REDACTED@t.example": give [SCHEME:]HOST[:PORT]`},
+		{"server with user", "modules:\n  x:\n    kind: stun\n    stun:\n      servers: [\"stun:u:hunter2@stun.example.com:3478\"]\n", `m.yml:5: module "x": servers: `},
+		{"server with query", "modules:\n  x:\n    kind: stun\n    stun:\n      servers: [\"stun:stun.example.com?key=hunter2\"]\n", `m.yml:5: module "x": servers: `},
+		{"server with bad host", "modules:\n  x:\n    kind: stun\n    stun:\n      servers: [\"hunter2@stun.example.com\"]\n", `m.yml:5: module "x": servers: `},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseConfig("m.yml", []byte(c.yaml), getenv)
@@ -79,7 +89,7 @@ func TestConfigErrors(t *testing.T) {
 
 // TestConfigDefaults checks what an empty section means.
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := ParseConfig("m.yml", []byte("modules:\n  s:\n    kind: stun\n  t:\n    kind: turn\n    turn:\n      secret_env: S\n"), env(map[string]string{"S": "x"}))
+	cfg, err := ParseConfig("m.yml", []byte("modules:\n  s:\n    kind: stun\n  t:\n    kind: turn\n    allowed_targets: [turn:t.example]\n    turn:\n      secret_env: S\n"), env(map[string]string{"S": "x"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +114,29 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if m := cfg.Modules["turn"]; m == nil || m.Kind != KindTURN {
 		t.Errorf("module turn: %+v", m)
+	}
+}
+
+// TestConfigFileLimits: the module file, credential files and CA files are
+// read with a size limit: /dev/zero ends in a clear error, not in memory
+// exhaustion.
+func TestConfigFileLimits(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	if _, err := LoadConfig("/dev/zero", nil); err == nil || !strings.Contains(err.Error(), "/dev/zero: file too large: more than 1 MiB") {
+		t.Errorf("module file /dev/zero: %v", err)
+	}
+	turn := "modules:\n  x:\n    kind: turn\n    allowed_targets: [turn:t.example]\n    turn:\n      user: a\n"
+	for _, c := range []struct{ yaml, want string }{
+		{turn + "      password_file: /dev/zero\n", `m.yml:7: module "x": password_file: /dev/zero: file too large: more than 64 KiB`},
+		{turn + "      secret_file: /dev/zero\n", `m.yml:7: module "x": secret_file: /dev/zero: file too large: more than 64 KiB`},
+		{turn + "      password_env: PW\n      ca_file: /dev/zero\n", `m.yml:8: module "x": ca_file: /dev/zero: file too large: more than 4 MiB`},
+		{"modules:\n  x:\n    kind: stun\n    stun:\n      ca_file: /dev/zero\n", `m.yml:5: module "x": ca_file: /dev/zero: file too large: more than 4 MiB`},
+	} {
+		_, err := ParseConfig("m.yml", []byte(c.yaml), env(map[string]string{"PW": "hunter2"}))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v\ndoes not say %q", err, c.want)
+		}
 	}
 }

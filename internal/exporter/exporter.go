@@ -18,16 +18,21 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pion/transport/v4/stdnet"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/natcheck/natcheck/probe"
 )
 
 // Defaults of Options.
@@ -63,6 +68,14 @@ type Options struct {
 	// Version is the natcheck version put into reports and
 	// natcheck_exporter_build_info.
 	Version string
+	// Resolver looks up the target names of public_only modules; nil
+	// means net.DefaultResolver. The probe then uses the addresses this
+	// lookup returned, and no other.
+	Resolver probe.Resolver
+
+	// public is what public_only lets through; nil means isPublic. Tests
+	// set it to call part of loopback public.
+	public publicPolicy
 }
 
 // Exporter serves probes. Create it with New.
@@ -119,20 +132,19 @@ func New(cfg *Config, o Options) (*Exporter, error) {
 		e.modules = append(e.modules, name)
 	}
 	slices.Sort(e.modules)
-	for _, name := range e.modules {
-		m := cfg.Modules[name]
-		t := m.TURN
-		if m.Kind == KindTURN && len(m.AllowedTargets) == 0 && (t.PasswordFile != "" || t.PasswordEnv != "" || t.SecretFile != "" || t.SecretEnv != "") {
-			log.Warn("turn module with credentials probes any target a scrape names: set allowed_targets", "module", name)
-		}
+	if e.o.Resolver == nil {
+		e.o.Resolver = net.DefaultResolver
 	}
-	e.run = func(ctx context.Context, c check) outcome { return c.run(ctx) }
+	if e.o.public == nil {
+		e.o.public = isPublic
+	}
+	e.run = func(ctx context.Context, c check) outcome { return c.run(ctx, c.policy) }
 
 	e.m = selfMetrics{
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "natcheck_exporter_probes_total",
 			Help: "Probes run, by module and result (success or failure)."}, []string{"module", "result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "natcheck_exporter_requests_rejected_total",
-			Help: "Probe requests refused, by reason: busy (503: every probe slot taken), unknown_module, bad_target, bad_timeout (400), forbidden_target (403: not in the module's allowed_targets)."}, []string{"reason"}),
+			Help: "Probe requests refused, by reason: busy (503: every probe slot taken), unknown_module, bad_target, bad_timeout (400), forbidden_target (403: not in the module's allowed_targets, or not public with public_only)."}, []string{"reason"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "natcheck_exporter_probes_in_flight",
 			Help: "Probes running now."}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "natcheck_exporter_probe_duration_seconds",
@@ -143,7 +155,7 @@ func New(cfg *Config, o Options) (*Exporter, error) {
 		e.m.probes.WithLabelValues(name, "failure")
 		e.m.duration.WithLabelValues(name)
 	}
-	for _, r := range []string{rejectBusy, rejectUnknownModule, rejectBadTarget, rejectBadTimeout} {
+	for _, r := range []string{rejectBusy, rejectUnknownModule, rejectBadTarget, rejectBadTimeout, rejectForbiddenTarget} {
 		e.m.rejected.WithLabelValues(r)
 	}
 	maxProbes := prometheus.NewGauge(prometheus.GaugeOpts{Name: "natcheck_exporter_max_concurrent_probes",
@@ -163,6 +175,19 @@ func New(cfg *Config, o Options) (*Exporter, error) {
 
 // Modules returns the names of the configured modules, sorted.
 func (e *Exporter) Modules() []string { return slices.Clone(e.modules) }
+
+// Unrestricted returns the modules, sorted, that probe any target a scrape
+// names: stun modules with neither allowed_targets nor public_only
+// (blackbox_exporter's convention).
+func (e *Exporter) Unrestricted() []string {
+	var out []string
+	for _, name := range e.modules {
+		if !e.cfg.Modules[name].restricted() {
+			out = append(out, name)
+		}
+	}
+	return out
+}
 
 // Handler returns the exporter's HTTP handler: /probe, /metrics,
 // /-/healthy and a landing page on /.
@@ -212,14 +237,19 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 		e.badRequest(w, rejectBadTarget, "missing target parameter: /probe?module="+name+"&target=TARGET")
 		return
 	}
-	if !m.Allows(target) {
-		e.m.rejected.WithLabelValues(rejectForbiddenTarget).Inc()
-		http.Error(w, fmt.Sprintf("module %q does not probe target %q: it is not in the module's allowed_targets", name, target), http.StatusForbidden)
-		return
-	}
+	shown := redactTarget(target) // what errors and logs may quote
 	c, err := prepare(name, m, target, e.o.Version)
 	if err != nil {
+		if m.restricted() {
+			// Whatever it is, it is not an allowed target.
+			e.forbid(w, name, shown, err.Error())
+			return
+		}
 		e.badRequest(w, rejectBadTarget, err.Error())
+		return
+	}
+	if bad, ok := m.permits(c.endpoints); !ok {
+		e.forbid(w, name, shown, bad.String()+" is not in the module's allowed_targets")
 		return
 	}
 	scrape, err := scrapeBudget(r.Header, e.o.TimeoutOffset)
@@ -238,7 +268,7 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 			return // Prometheus gave up
 		}
 		e.m.rejected.WithLabelValues(rejectBusy).Inc()
-		e.log.Warn("probe refused: every probe slot is taken", "module", name, "target", target, "max_concurrent", e.o.MaxConcurrent)
+		e.log.Warn("probe refused: every probe slot is taken", "module", name, "target", shown, "max_concurrent", e.o.MaxConcurrent)
 		http.Error(w, fmt.Sprintf("too many probes at once (%d running): try again, or raise --max-concurrent", e.o.MaxConcurrent), http.StatusServiceUnavailable)
 		return
 	}
@@ -253,6 +283,12 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
+	if m.PublicOnly {
+		if c.policy, err = e.publicOnly(ctx, c.host); err != nil {
+			e.forbid(w, name, shown, err.Error())
+			return
+		}
+	}
 	out := e.run(ctx, c)
 	took := time.Since(start)
 
@@ -262,7 +298,7 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 	}
 	e.m.probes.WithLabelValues(name, result).Inc()
 	e.m.duration.WithLabelValues(name).Observe(took.Seconds())
-	e.log.Debug("probe", "module", name, "target", target, "success", out.success, "duration", took.Round(time.Millisecond), "timeout", deadline.Sub(start).Round(time.Millisecond), "why", out.why)
+	e.log.Debug("probe", "module", name, "target", shown, "success", out.success, "duration", took.Round(time.Millisecond), "timeout", deadline.Sub(start).Round(time.Millisecond), "why", out.why)
 
 	reg := prometheus.NewRegistry()
 	success := prometheus.NewGauge(prometheus.GaugeOpts{Name: "probe_success", Help: "1 when the probe succeeded, else 0."})
@@ -278,11 +314,54 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if debug {
-		e.serveDebug(w, name, target, deadline.Sub(start), out, reg)
+		e.serveDebug(w, name, shown, deadline.Sub(start), out, reg)
 		return
 	}
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 }
+
+// forbid answers 403 for a target the module does not probe; target is
+// already redacted.
+func (e *Exporter) forbid(w http.ResponseWriter, module, target, why string) {
+	e.m.rejected.WithLabelValues(rejectForbiddenTarget).Inc()
+	e.log.Debug("probe refused", "module", module, "target", target, "why", why)
+	http.Error(w, fmt.Sprintf("module %q does not probe target %q: %s", module, target, why), http.StatusForbidden)
+}
+
+// publicOnly looks host up once and returns the policy under which a
+// public_only probe runs: the addresses found, pinned, and a network that
+// sends to public addresses only. It fails when any address found is not
+// public. A lookup that fails is no refusal: the probe reports it.
+func (e *Exporter) publicOnly(ctx context.Context, host string) (dialPolicy, error) {
+	var addrs []netip.Addr
+	var lookupErr error
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		addrs, lookupErr = e.o.Resolver.LookupNetIP(lctx, "ip", host)
+		cancel()
+	}
+	for _, a := range addrs {
+		if !e.o.public(a) {
+			if a.Unmap().String() == strings.Trim(host, "[]") {
+				return dialPolicy{}, fmt.Errorf("%s is not a public address, and the module has public_only", a.Unmap())
+			}
+			return dialPolicy{}, fmt.Errorf("%s resolves to %s, which is not a public address, and the module has public_only", host, a.Unmap())
+		}
+	}
+	base, err := stdnet.NewNet()
+	if err != nil {
+		return dialPolicy{}, fmt.Errorf("open the host's network: %w", err)
+	}
+	return dialPolicy{
+		resolver: pinnedResolver{host: host, addrs: addrs, err: lookupErr, next: e.o.Resolver},
+		net:      &guardedNet{Net: base, public: e.o.public},
+	}, nil
+}
+
+// lookupTimeout bounds the look-up of a public_only target.
+const lookupTimeout = 5 * time.Second
 
 // serveDebug answers ?debug=true: what was probed, why it failed, the
 // report and the metrics, as text.

@@ -303,6 +303,9 @@ func TestBadRequests(t *testing.T) {
 		{"control character", probePath("stun", "127.0.0.1\n:3478"), "", `control characters`},
 		{"too long", probePath("stun", strings.Repeat("a", 600)), "", "longer than"},
 		{"credentials", probePath("stun", "stun:user:hunter2@127.0.0.1"), "", "credentials do not belong in the target"},
+		{"query value", probePath("stun", "stun:127.0.0.1?key=hunter2"), "", `target: server "stun:127.0.0.1?key=REDACTED": unknown parameter "key"`},
+		{"escaped query value", probePath("stun", "stun:127.0.0.1?transport=tcp&k=%22hunter2%22"), "", `target: `},
+		{"query value of a turn URL", probePath("stun", "turn:127.0.0.1?secret=hunter2"), "", `target: `},
 		{"bad scrape timeout", probePath("stun", "127.0.0.1:3478"), "soon", ScrapeTimeoutHeader},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -324,7 +327,7 @@ func TestBadRequests(t *testing.T) {
 	_, self := te.get(t, "/metrics", "")
 	sm := metrics(t, self)
 	wantMetric(t, sm, `natcheck_exporter_requests_rejected_total{reason="unknown_module"}`, 2)
-	wantMetric(t, sm, `natcheck_exporter_requests_rejected_total{reason="bad_target"}`, 9)
+	wantMetric(t, sm, `natcheck_exporter_requests_rejected_total{reason="bad_target"}`, 12)
 	wantMetric(t, sm, `natcheck_exporter_requests_rejected_total{reason="bad_timeout"}`, 1)
 	wantMetric(t, sm, `natcheck_exporter_probes_total{module="stun",result="success"}`, 0)
 	if strings.Contains(te.log.String(), "hunter2") {
@@ -435,12 +438,14 @@ modules:
   turn:
     kind: turn
     timeout: 10s
+    allowed_targets: ["127.0.0.0/8:*"]
     turn:
       user: %s
       password_env: TEST_TURN_PASSWORD
       ca_file: %s
   turn_rest:
     kind: turn
+    allowed_targets: ["127.0.0.1:*"]
     turn:
       transports: [udp, tls]
       tls_port: %d
@@ -451,6 +456,7 @@ modules:
       ca_file: %[2]s
   turn_wrong:
     kind: turn
+    allowed_targets: ["turn:127.0.0.1:*", "turns:127.0.0.1:*"]
     turn:
       user: %[1]s
       password_env: TEST_WRONG_PASSWORD

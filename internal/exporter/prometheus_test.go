@@ -126,6 +126,7 @@ func TestWithPrometheus(t *testing.T) {
 	modules := readDoc(t, "natcheck-exporter.yml") + fmt.Sprintf(`
   turn_test:
     kind: turn
+    allowed_targets: ["127.0.0.1:*"]
     turn:
       user: %s
       password_env: TEST_TURN_PASSWORD

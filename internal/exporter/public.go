@@ -1,0 +1,228 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/pion/transport/v4"
+)
+
+// nonPublic are the special-purpose ranges of the IANA IPv4 and IPv6
+// Special-Purpose Address Registries (RFC 6890 and updates), plus
+// multicast, reserved and IPv6 space outside 2000::/3: what public_only
+// refuses. IPv4-mapped addresses are unmapped first; the NAT64 well-known
+// prefix is judged by the IPv4 address it embeds.
+var nonPublic = func() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8",       // "this network", unspecified
+		"10.0.0.0/8",      // private
+		"100.64.0.0/10",   // shared address space (CGNAT)
+		"127.0.0.0/8",     // loopback
+		"169.254.0.0/16",  // link-local
+		"172.16.0.0/12",   // private
+		"192.0.0.0/24",    // IETF protocol assignments
+		"192.0.2.0/24",    // documentation
+		"192.31.196.0/24", // AS112
+		"192.52.193.0/24", // AMT
+		"192.88.99.0/24",  // 6to4 relay anycast (deprecated)
+		"192.168.0.0/16",  // private
+		"192.175.48.0/24", // AS112 direct delegation
+		"198.18.0.0/15",   // benchmarking
+		"198.51.100.0/24", // documentation
+		"203.0.113.0/24",  // documentation
+		"224.0.0.0/4",     // multicast
+		"240.0.0.0/4",     // reserved, and 255.255.255.255 broadcast
+		"64:ff9b:1::/48",  // local-use NAT64
+		"100::/64",        // discard-only
+		"2001::/23",       // IETF protocol assignments (Teredo, ORCHID, ...)
+		"2001:db8::/32",   // documentation
+		"2002::/16",       // 6to4: an IPv4 address in disguise
+		"3fff::/20",       // documentation
+		"5f00::/16",       // SRv6 SIDs
+	} {
+		ps = append(ps, netip.MustParsePrefix(s))
+	}
+	return ps
+}()
+
+var (
+	nat64WKP = netip.MustParsePrefix("64:ff9b::/96")
+	global6  = netip.MustParsePrefix("2000::/3")
+)
+
+// isPublic reports whether a is an address on the public internet: not
+// loopback, private, link-local, CGNAT, unspecified, multicast, broadcast,
+// documentation or any other special-purpose range.
+func isPublic(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.IsValid() || a.Zone() != "" {
+		return false
+	}
+	if a.Is6() && nat64WKP.Contains(a) {
+		b := a.As16()
+		return isPublic(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+	}
+	if a.Is6() && !global6.Contains(a) {
+		return false
+	}
+	for _, p := range nonPublic {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// errNotPublic is wrapped by the errors of a guarded network for a
+// destination that is not public.
+var errNotPublic = errors.New("not a public address (public_only)")
+
+// publicPolicy decides what public_only lets through; tests replace it.
+type publicPolicy func(netip.Addr) bool
+
+// pinnedResolver answers for one host name with the addresses the
+// exporter checked, so that the probe dials exactly those (a second
+// lookup could answer differently: DNS rebinding); other names go to next.
+type pinnedResolver struct {
+	host  string
+	addrs []netip.Addr
+	err   error // the lookup's error, if it failed
+	next  interface {
+		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	}
+}
+
+func (r pinnedResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if host != r.host {
+		return r.next.LookupNetIP(ctx, network, host)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	var out []netip.Addr
+	for _, a := range r.addrs {
+		a = a.Unmap()
+		if network == "ip" || (network == "ip4") == a.Is4() {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return out, nil
+}
+
+// guardedNet is a transport.Net that sends to public addresses only: every
+// Dial and every datagram's destination is checked, which also covers the
+// addresses a STUN server names in its answers (RFC 5780 OTHER-ADDRESS).
+type guardedNet struct {
+	transport.Net
+	public publicPolicy
+}
+
+func (g *guardedNet) check(network, address string) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		// The probe dials resolved addresses only; a name here would be
+		// looked up behind the policy's back.
+		return fmt.Errorf("dial %s %s: not an IP address and port (public_only)", network, address)
+	}
+	if !g.public(ap.Addr()) {
+		return fmt.Errorf("dial %s %s: %w", network, ap, errNotPublic)
+	}
+	return nil
+}
+
+func (g *guardedNet) Dial(network, address string) (net.Conn, error) {
+	if err := g.check(network, address); err != nil {
+		return nil, err
+	}
+	return g.Net.Dial(network, address)
+}
+
+func (g *guardedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
+	if raddr == nil {
+		return nil, fmt.Errorf("dial %s: no address (public_only)", network)
+	}
+	if err := g.check(network, raddr.AddrPort().String()); err != nil {
+		return nil, err
+	}
+	return g.Net.DialUDP(network, laddr, raddr)
+}
+
+func (g *guardedNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
+	if raddr == nil {
+		return nil, fmt.Errorf("dial %s: no address (public_only)", network)
+	}
+	if err := g.check(network, raddr.AddrPort().String()); err != nil {
+		return nil, err
+	}
+	return g.Net.DialTCP(network, laddr, raddr)
+}
+
+// ListenUDP is refused: its transport.UDPConn could send anywhere. The
+// probe listens with ListenPacket.
+func (g *guardedNet) ListenUDP(network string, _ *net.UDPAddr) (transport.UDPConn, error) {
+	return nil, fmt.Errorf("listen %s: not available with public_only", network)
+}
+
+func (g *guardedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	c, err := g.Net.ListenPacket(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &guardedPacketConn{PacketConn: c, public: g.public}, nil
+}
+
+func (g *guardedNet) CreateDialer(d *net.Dialer) transport.Dialer {
+	return &guardedDialer{g: g, d: g.Net.CreateDialer(d)}
+}
+
+type guardedDialer struct {
+	g *guardedNet
+	d transport.Dialer
+}
+
+func (d *guardedDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+func (d *guardedDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if err := d.g.check(network, address); err != nil {
+		return nil, err
+	}
+	if cd, ok := d.d.(interface {
+		DialContext(ctx context.Context, network, address string) (net.Conn, error)
+	}); ok {
+		return cd.DialContext(ctx, network, address)
+	}
+	return d.d.Dial(network, address)
+}
+
+// guardedPacketConn drops datagrams to addresses that are not public, with
+// an error.
+type guardedPacketConn struct {
+	net.PacketConn
+	public publicPolicy
+}
+
+func (c *guardedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	var ap netip.AddrPort
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		var err error
+		if ap, err = netip.ParseAddrPort(addr.String()); err != nil {
+			return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errNotPublic}
+		}
+	}
+	if !c.public(ap.Addr()) {
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errNotPublic}
+	}
+	return c.PacketConn.WriteTo(b, addr)
+}
