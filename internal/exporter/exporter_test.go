@@ -303,7 +303,7 @@ func TestBadRequests(t *testing.T) {
 		{"control character", probePath("stun", "127.0.0.1\n:3478"), "", `control characters`},
 		{"too long", probePath("stun", strings.Repeat("a", 600)), "", "longer than"},
 		{"credentials", probePath("stun", "stun:user:hunter2@127.0.0.1"), "", "credentials do not belong in the target"},
-		{"query value", probePath("stun", "stun:127.0.0.1?key=hunter2"), "", `target: server "stun:127.0.0.1?key=REDACTED": unknown parameter "key"`},
+		{"query value", probePath("stun", "stun:127.0.0.1?key=hunter2"), "", `target: server "stun:127.0.0.1?key=REDACTED": unknown parameter; only transport=udp|tcp is allowed`},
 		{"escaped query value", probePath("stun", "stun:127.0.0.1?transport=tcp&k=%22hunter2%22"), "", `target: `},
 		{"query value of a turn URL", probePath("stun", "turn:127.0.0.1?secret=hunter2"), "", `target: `},
 		{"bad scrape timeout", probePath("stun", "127.0.0.1:3478"), "soon", ScrapeTimeoutHeader},

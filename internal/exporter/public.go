@@ -8,73 +8,14 @@ import (
 	"net/netip"
 
 	"github.com/pion/transport/v4"
+
+	"github.com/natcheck/natcheck/internal/netspecial"
 )
 
-// nonPublic are the special-purpose ranges of the IANA IPv4 and IPv6
-// Special-Purpose Address Registries (RFC 6890 and updates), plus
-// multicast, reserved and IPv6 space outside 2000::/3: what public_only
-// refuses. IPv4-mapped addresses are unmapped first; the NAT64 well-known
-// prefix is judged by the IPv4 address it embeds.
-var nonPublic = func() []netip.Prefix {
-	var ps []netip.Prefix
-	for _, s := range []string{
-		"0.0.0.0/8",       // "this network", unspecified
-		"10.0.0.0/8",      // private
-		"100.64.0.0/10",   // shared address space (CGNAT)
-		"127.0.0.0/8",     // loopback
-		"169.254.0.0/16",  // link-local
-		"172.16.0.0/12",   // private
-		"192.0.0.0/24",    // IETF protocol assignments
-		"192.0.2.0/24",    // documentation
-		"192.31.196.0/24", // AS112
-		"192.52.193.0/24", // AMT
-		"192.88.99.0/24",  // 6to4 relay anycast (deprecated)
-		"192.168.0.0/16",  // private
-		"192.175.48.0/24", // AS112 direct delegation
-		"198.18.0.0/15",   // benchmarking
-		"198.51.100.0/24", // documentation
-		"203.0.113.0/24",  // documentation
-		"224.0.0.0/4",     // multicast
-		"240.0.0.0/4",     // reserved, and 255.255.255.255 broadcast
-		"64:ff9b:1::/48",  // local-use NAT64
-		"100::/64",        // discard-only
-		"2001::/23",       // IETF protocol assignments (Teredo, ORCHID, ...)
-		"2001:db8::/32",   // documentation
-		"2002::/16",       // 6to4: an IPv4 address in disguise
-		"3fff::/20",       // documentation
-		"5f00::/16",       // SRv6 SIDs
-	} {
-		ps = append(ps, netip.MustParsePrefix(s))
-	}
-	return ps
-}()
-
-var (
-	nat64WKP = netip.MustParsePrefix("64:ff9b::/96")
-	global6  = netip.MustParsePrefix("2000::/3")
-)
-
-// isPublic reports whether a is an address on the public internet: not
-// loopback, private, link-local, CGNAT, unspecified, multicast, broadcast,
-// documentation or any other special-purpose range.
+// isPublic reports whether a is an address on the public internet (see
+// netspecial.Public); a zoned address is not.
 func isPublic(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.Zone() != "" {
-		return false
-	}
-	if a.Is6() && nat64WKP.Contains(a) {
-		b := a.As16()
-		return isPublic(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
-	}
-	if a.Is6() && !global6.Contains(a) {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
+	return a.Zone() == "" && netspecial.Public(a)
 }
 
 // errNotPublic is wrapped by the errors of a guarded network for a
