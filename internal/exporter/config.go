@@ -345,7 +345,7 @@ func (s *STUNModule) check(at func(...string) string, publicOnly bool) error {
 		s.servers = append(s.servers, t)
 	}
 	if s.CAFile != "" {
-		pool, err := loadCAFile(s.CAFile)
+		pool, err := turncheck.LoadCAFile(s.CAFile)
 		if err != nil {
 			return fmt.Errorf("%s: ca_file: %w", at("stun", "ca_file"), err)
 		}
@@ -402,7 +402,7 @@ func (t *TURNModule) check(at func(...string) string, getenv func(string) string
 		return fmt.Errorf("%s: a password needs a user name: add user", at("turn"))
 	}
 	if t.CAFile != "" {
-		if t.rootCAs, err = loadCAFile(t.CAFile); err != nil {
+		if t.rootCAs, err = turncheck.LoadCAFile(t.CAFile); err != nil {
 			return fmt.Errorf("%s: ca_file: %w", at("turn", "ca_file"), err)
 		}
 	}
@@ -433,23 +433,6 @@ func secretFrom(at func(...string) string, getenv func(string) string, what, fil
 		return s, nil
 	}
 	return "", nil
-}
-
-// loadCAFile returns the system's roots plus the PEM certificates in file,
-// read with safefile's limit.
-func loadCAFile(file string) (*x509.CertPool, error) {
-	pem, err := safefile.Read(file, safefile.MaxPEM)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
-	}
-	return pool, nil
 }
 
 // lineOf returns the line of the node at path in a YAML document: mapping
