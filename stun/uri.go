@@ -20,7 +20,10 @@ const Redacted = "REDACTED"
 func RedactURI(s string) string {
 	var b strings.Builder
 	rest := s
-	if i := schemeEnd(s); i > 0 {
+	if i := schemeEnd(s); i > 0 && (knownScheme(s[:i]) || !strings.Contains(s, "@")) {
+		// Keep the scheme only when it cannot be a secret: a known one,
+		// or no userinfo at all. In "TOKEN:x@host" the "scheme" is the
+		// user's secret.
 		b.WriteString(s[:i+1])
 		rest = s[i+1:]
 	}
@@ -64,6 +67,16 @@ func RedactURI(s string) string {
 		b.WriteString("#" + Redacted)
 	}
 	return b.String()
+}
+
+// knownScheme reports whether scheme is one natcheck or a user could mean
+// for a server address.
+func knownScheme(scheme string) bool {
+	switch strings.ToLower(scheme) {
+	case "stun", "stuns", "turn", "turns", "http", "https":
+		return true
+	}
+	return false
 }
 
 // schemeEnd returns the index of the ':' that ends a URI scheme at the

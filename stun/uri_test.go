@@ -24,7 +24,11 @@ func TestRedactURI(t *testing.T) {
 		{"turn:u:SECRET@host#x@y", "turn:REDACTED"},
 		{"stun://user:SECRET@host:3478", "stun://REDACTED@host:3478"},
 		{"https://user:SECRET@host/path?token=SECRET#SECRET", "https://REDACTED@host/path?token=REDACTED#REDACTED"},
-		{"user:SECRET@host:3478", "user:REDACTED@host:3478"},
+		{"user:SECRET@host:3478", "REDACTED@host:3478"}, // the user part is no scheme
+		{"SECRET9:x@h", "REDACTED@h"},
+		{"TOKEN-SECRET:x-oauth-basic@host", "REDACTED@host"},
+		{"STUN:u:SECRET@h", "STUN:REDACTED@h"},
+		{"stunx:host", "stunx:host"}, // no userinfo: an unknown scheme stays
 		{"SECRET@host", "REDACTED@host"},
 		{"@host", "REDACTED@host"},
 		{"stun:a@b@SECRET@host", "stun:REDACTED@host"},

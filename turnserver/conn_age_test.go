@@ -101,3 +101,49 @@ func TestConnAge(t *testing.T) {
 		t.Error("the connection outlived its allocation past its max age")
 	}
 }
+
+// TestConnAgeUDPAllocation: a UDP allocation from the same address and
+// port as a TCP connection to the same server address does not hold that
+// connection past its age (pion reports every allocation as UDP; only the
+// client's address type tells them apart).
+func TestConnAgeUDPAllocation(t *testing.T) {
+	const age = 500 * time.Millisecond
+	// One port for the server's UDP and TCP listeners.
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := netip.MustParseAddrPort(l.Addr().String())
+	l.Close()
+	s := start(t, turnserver.Config{UDP: []netip.AddrPort{server}, TCP: []netip.AddrPort{server}, MaxConnAge: age})
+	if s.TCPAddrs()[0] != server {
+		t.Fatalf("TCP listener on %v, want %v", s.TCPAddrs()[0], server)
+	}
+	tcp := dialTCP(t, server)
+	// The UDP allocation comes from the TCP connection's own address.
+	udp, err := net.ListenPacket("udp4", tcp.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udp.Close() })
+	turnClient(t, udp, server.String())
+
+	dialed := time.Now()
+	for range 500 { // at 20 ms, far beyond the age; a guard against hanging
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
+		_ = tcp.SetDeadline(time.Now().Add(wait))
+		if _, err := tcp.Write(req.Raw); err != nil {
+			break
+		}
+		if _, err := tcp.Read(make([]byte, 1500)); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !closedByServer(tcp) {
+		t.Fatal("a busy TCP connection was held past its age by a UDP allocation from its address")
+	}
+	if open := time.Since(dialed); open < age {
+		t.Errorf("closed after %v, before the max age %v", open, age)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,8 +294,13 @@ func (o *ownAddrs) get() []netip.Addr {
 
 // hold suspends the max age of the TCP or TLS connection from src to dst,
 // which carries an allocation now; for an allocation over UDP it does
-// nothing.
+// nothing. pion reports every allocation's protocol as UDP, so the
+// client's address type tells: a UDP allocation from the same address and
+// port as a TCP connection must not hold that connection.
 func (s *Server) hold(src, dst net.Addr) {
+	if overUDP(src) {
+		return
+	}
 	for _, l := range s.listeners {
 		if l.Hold(src, dst) {
 			return
@@ -304,9 +310,17 @@ func (s *Server) hold(src, dst net.Addr) {
 
 // unhold undoes hold when the allocation is deleted.
 func (s *Server) unhold(src, dst net.Addr) {
+	if overUDP(src) {
+		return
+	}
 	for _, l := range s.listeners {
 		l.Unhold(src, dst)
 	}
+}
+
+// overUDP reports whether a client address came from a packet listener.
+func overUDP(a net.Addr) bool {
+	return a != nil && strings.HasPrefix(a.Network(), "udp")
 }
 
 // quota is the QuotaHandler: MaxAllocations and UserQuota.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/transport/v4/stdnet"
 
+	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/stunserver"
 	"github.com/natcheck/natcheck/turnserver"
 )
@@ -298,7 +299,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 
 	var tlsCfg *tls.Config
 	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		cert, err := loadKeyPair(o.tlsCert, o.tlsKey)
 		if err != nil {
 			fmt.Fprintf(stderr, "natcheck serve: --tls-cert/--tls-key: %v\n", err)
 			return exitUsage
@@ -442,4 +443,18 @@ func serveParsePortRange(s string) (lo, hi uint16, err error) {
 		return 0, 0, fmt.Errorf("%q is not MIN-MAX with 1 <= MIN <= MAX <= 65535", s)
 	}
 	return uint16(x), uint16(y), nil
+}
+
+// loadKeyPair is tls.LoadX509KeyPair with safefile's size limit on both
+// files (a --tls-cert of /dev/zero would otherwise fill memory).
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := safefile.Read(certFile, safefile.MaxPEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := safefile.Read(keyFile, safefile.MaxSecret)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
