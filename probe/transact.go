@@ -68,7 +68,7 @@ func (e *engine) transact(ctx context.Context, s *socket, test string, dest neti
 	if req.responsePort != 0 {
 		setters = append(setters, natstun.ResponsePort(req.responsePort))
 	}
-	setters = append(setters, stun.Fingerprint)
+	setters = append(setters, padding{}, stun.Fingerprint)
 	msg, err := stun.Build(setters...)
 	if err != nil {
 		p.Error = err.Error()
@@ -278,4 +278,33 @@ func unwrapOp(err error) error {
 
 func sortTests(ts []natclass.RFC5780Tests) {
 	slices.SortFunc(ts, func(a, b natclass.RFC5780Tests) int { return a.Server - b.Server })
+}
+
+// paddedRequestSize is the size of every Binding request the engine sends
+// over UDP: no smaller than the largest response natcheck serve sends over
+// IPv6 (124 bytes: XOR-MAPPED-ADDRESS, MAPPED-ADDRESS, OTHER-ADDRESS,
+// RESPONSE-ORIGIN, FINGERPRINT). A server that bounds what it sends to a
+// source by what it receives from it (natcheck serve's byte budgets, the
+// anti-amplification rule of RFC 5780 section 9) then never has to drop
+// natcheck's requests, even while it is flooded.
+const paddedRequestSize = 128
+
+// paddingText fills the SOFTWARE attribute that pads a request.
+const paddingText = "natcheck; padded so that a reply need not be larger than the request" +
+	"................................................................"
+
+// padding is a stun.Setter that adds SOFTWARE, sized so that the request
+// is paddedRequestSize bytes once FINGERPRINT (8 bytes) follows it.
+// SOFTWARE (RFC 8489 section 14.14) is comprehension-optional, so every
+// server ignores it or logs it; PADDING (RFC 5780 section 7.6) would be
+// refused by servers that do not know it.
+type padding struct{}
+
+func (padding) AddTo(m *stun.Message) error {
+	n := paddedRequestSize - len(m.Raw) - 8 - 4 // - FINGERPRINT - SOFTWARE header
+	if n <= 0 {
+		return nil
+	}
+	m.Add(stun.AttrSoftware, []byte(paddingText[:min(n, len(paddingText))]))
+	return nil
 }

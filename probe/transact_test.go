@@ -10,6 +10,7 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/stunserver"
 )
 
 // TestReplyAtWindowEnd: a reply that is in hand when the window ends
@@ -48,6 +49,46 @@ func TestReplyAtWindowEnd(t *testing.T) {
 		e.retransmitLoop(context.Background(), s, "test", req, &p, w, ch)
 		if p.Status != natclass.StatusReply {
 			t.Fatalf("transaction %d: status %s with a reply in hand", i, p.Status)
+		}
+	}
+}
+
+// TestPaddedRequestsNeverLimited: natcheck's requests are no smaller than
+// natcheck serve's responses, so a server whose byte budgets are all but
+// empty (1 byte per source and in all, loopback untrusted) still answers
+// every one of them.
+func TestPaddedRequestsNeverLimited(t *testing.T) {
+	s := startServer(t, stunserver.Config{SourceBudget: 1, GlobalBudget: 1})
+	_, r := diagnose(t, Config{Servers: []Target{target(s.Primary())}})
+	if r.Type != natclass.TypeOpenInternet || r.Filtering != natclass.BehaviorNone {
+		t.Errorf("type %s filtering %s; reasons %q", r.Type, r.Filtering, r.Reasons)
+	}
+	if st := s.Stats(); st.RateLimited != 0 || st.Responses == 0 {
+		t.Errorf("server stats %+v: want responses and no budget drops", st)
+	}
+}
+
+// TestPaddingSize: every request the engine builds is 128 bytes whatever
+// attributes it carries, and FINGERPRINT still checks.
+func TestPaddingSize(t *testing.T) {
+	for name, extra := range map[string][]stun.Setter{
+		"plain":        nil,
+		"change":       {stun.RawAttribute{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, 6}}},
+		"change, port": {stun.RawAttribute{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, 2}}, stun.RawAttribute{Type: 0x0027, Value: []byte{0x12, 0x34, 0, 0}}},
+	} {
+		setters := append([]stun.Setter{stun.TransactionID, stun.BindingRequest}, extra...)
+		m, err := stun.Build(append(setters, padding{}, stun.Fingerprint)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Raw) != 128 {
+			t.Errorf("%s: %d bytes, want 128", name, len(m.Raw))
+		}
+		if err := stun.Fingerprint.Check(m); err != nil {
+			t.Errorf("%s: fingerprint: %v", name, err)
+		}
+		if _, err := m.Get(stun.AttrSoftware); err != nil {
+			t.Errorf("%s: no SOFTWARE: %v", name, err)
 		}
 	}
 }
