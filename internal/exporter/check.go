@@ -181,11 +181,15 @@ func prepareSTUN(c *check, s STUNModule, target, version string) error {
 	if s.Family != "" {
 		families = []probe.Family{probe.Family(s.Family)}
 	}
+	var targetPorts []uint16
+	for _, e := range c.endpoints {
+		targetPorts = append(targetPorts, e.port)
+	}
 	c.run = func(ctx context.Context, p dialPolicy) outcome {
 		cfg := cfg
 		cfg.Resolver, cfg.Net = p.resolver, p.net
 		r := diagnose.Run(ctx, cfg, version, families...)
-		ok, why := stunSuccess(r, names, transports)
+		ok, why := stunSuccess(r, names, transports, targetPorts)
 		return outcome{success: ok, why: why, report: r, register: func(reg prometheus.Registerer) error {
 			return report.RegisterMetrics(reg, r)
 		}}
@@ -194,10 +198,11 @@ func prepareSTUN(c *check, s STUNModule, target, version string) error {
 }
 
 // stunSuccess decides a stun probe: every (transport, port) tried on the
-// target over the module's transports got a Binding response, in at least
-// one address family, and every transport was tried. Otherwise it says
-// why not.
-func stunSuccess(r report.Report, target map[string]bool, transports []string) (bool, string) {
+// target's ports over the module's transports got a Binding response, in
+// at least one address family, and every transport was tried. Otherwise
+// it says why not. The TCP path probe to the server's alternate address
+// (OTHER-ADDRESS, another port) does not decide it.
+func stunSuccess(r report.Report, target map[string]bool, transports []string, ports []uint16) (bool, string) {
 	type key struct {
 		transport string
 		port      int
@@ -206,7 +211,7 @@ func stunSuccess(r report.Report, target map[string]bool, transports []string) (
 	errs := map[key]string{}
 	var keys []key
 	for _, p := range r.Paths {
-		if !target[p.Server] || !slices.Contains(transports, p.Transport) {
+		if !target[p.Server] || !slices.Contains(transports, p.Transport) || !slices.Contains(ports, uint16(p.Port)) {
 			continue
 		}
 		k := key{p.Transport, p.Port}

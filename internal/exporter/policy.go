@@ -8,10 +8,14 @@ import (
 	"sync"
 )
 
-// fqdnResolver looks names up as fully qualified: with a trailing dot, so
-// that the host's search domains (resolv.conf search, Kubernetes ndots:5)
-// never turn an allowed example.com into example.com.NS.svc.cluster.local.
-// Reports and labels keep the name as given; only the lookup changes.
+// fqdnResolver looks names of two or more labels up as fully qualified:
+// with a trailing dot, so that the host's search domains (resolv.conf
+// search, Kubernetes ndots:5) never turn an allowed example.com into
+// example.com.NS.svc.cluster.local. A single label (localhost, a Compose
+// service name) is looked up as given: only /etc/hosts or a search domain
+// can resolve it, and Go's resolver finds no /etc/hosts entry for
+// "localhost.". Reports and labels keep the name as given; only the
+// lookup changes.
 type fqdnResolver struct {
 	next interface {
 		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
@@ -22,10 +26,10 @@ func (r fqdnResolver) LookupNetIP(ctx context.Context, network, host string) ([]
 	return r.next.LookupNetIP(ctx, network, fqdn(host))
 }
 
-// fqdn returns host with a trailing dot, unless it has one or is an IP
-// address.
+// fqdn returns host with a trailing dot, unless it has one, is a single
+// label or is an IP address.
 func fqdn(host string) string {
-	if host == "" || strings.HasSuffix(host, ".") {
+	if !strings.Contains(host, ".") || strings.HasSuffix(host, ".") {
 		return host
 	}
 	if _, err := netip.ParseAddr(host); err == nil {

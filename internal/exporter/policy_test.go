@@ -273,3 +273,14 @@ modules:
 		}
 	}
 }
+
+func TestFQDN(t *testing.T) {
+	for in, want := range map[string]string{
+		"example.com": "example.com.", "Stun.Example.COM": "Stun.Example.COM.", "example.com.": "example.com.",
+		"localhost": "localhost", "coturn": "coturn", "127.0.0.1": "127.0.0.1", "2001:db8::1": "2001:db8::1",
+	} {
+		if got := fqdn(in); got != want {
+			t.Errorf("fqdn(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
