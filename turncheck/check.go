@@ -115,7 +115,7 @@ func (c *checker) run(ctx context.Context) {
 	// Resolve. ICE gathers relays over IPv4 only (pion/ice v4.4.1): prefer
 	// an IPv4 address.
 	rctx, cancel := context.WithTimeout(ctx, c.o.stepTimeout())
-	addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", u.Host)
+	addrs, err := c.o.resolver().LookupNetIP(rctx, "ip", u.Host)
 	cancel()
 	if err != nil || len(addrs) == 0 {
 		if err == nil {
@@ -223,6 +223,12 @@ func (c *checker) run(ctx context.Context) {
 // ICMP port unreachable is seen), or a TCP connection with TLS on top.
 func (c *checker) connect(ctx context.Context, server netip.AddrPort) bool {
 	u := c.s.URL
+	if c.o.Allow != nil {
+		if err := c.o.Allow(server); err != nil {
+			c.fail(natclass.TURNStepConnect, err)
+			return false
+		}
+	}
 	if u.Transport == natclass.TURNTransportUDP {
 		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
 		if err != nil {

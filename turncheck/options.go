@@ -1,8 +1,11 @@
 package turncheck
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
+	"net/netip"
 	"time"
 )
 
@@ -29,6 +32,26 @@ type Options struct {
 	// Trace, if set, is called for every STUN/TURN message of every check,
 	// from several goroutines at once.
 	Trace func(Event)
+	// Resolver looks up the server's name; nil means net.DefaultResolver.
+	Resolver interface {
+		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	}
+	// Allow, when set, is asked before the check sends to or connects to
+	// an address directly, not through the relay: the server's, and the
+	// relayed address the server names, to which the local peer socket
+	// sends its first packet. An error skips the send (for the server:
+	// fails the connect step) and says why. The end-to-end ICE check
+	// does not ask it.
+	Allow func(netip.AddrPort) error
+}
+
+func (o Options) resolver() interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+} {
+	if o.Resolver != nil {
+		return o.Resolver
+	}
+	return net.DefaultResolver
 }
 
 func (o Options) stepTimeout() time.Duration {

@@ -114,10 +114,20 @@ func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
 	hello := packet(helloSeq)
 	deadline := time.NewTimer(wait)
 	tick := time.NewTicker(100 * time.Millisecond)
-	peer.WriteTo(hello, relayed)
-	sentHello := 1
+	skipHello := false
+	if c.o.Allow != nil {
+		if err := c.o.Allow(c.res.Relayed); err != nil {
+			c.warn("the local peer socket sent nothing to the relayed address directly: %v", err)
+			skipHello = true
+		}
+	}
+	sentHello := 0
+	if !skipHello {
+		peer.WriteTo(hello, relayed)
+		sentHello = 1
+	}
 helloLoop:
-	for {
+	for !skipHello {
 		select {
 		case a := <-arrivals:
 			if a.seq == helloSeq {
@@ -203,7 +213,7 @@ collect:
 	case data.Received == 0:
 		c.res.FailedStep = natclass.TURNStepData
 		c.res.Error = fmt.Sprintf("allocation and permission succeeded, but none of %d packets came back through the relay", sent)
-		if !gotHello {
+		if !gotHello && !skipHello {
 			c.res.Error += " (nor did the peer's first packet to the relayed address)"
 		}
 		c.res.Hint = fmt.Sprintf("the server does not pass data between its relayed address %s and peers: open the relay port range (coturn min-port..max-port, UDP) in the server's firewall, and check external-ip and relay-ip", c.res.Relayed)
@@ -211,7 +221,7 @@ collect:
 	case data.Received < data.Sent:
 		c.warn("%d of %d packets through the relay were lost", data.Sent-data.Received, data.Sent)
 	}
-	if !gotHello {
+	if !gotHello && !skipHello {
 		c.warn("the peer's first packet to the relayed address did not come through; data flowed anyway")
 	}
 	return true

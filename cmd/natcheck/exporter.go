@@ -39,7 +39,9 @@ gets 403 before any packet is sent. --listen stays on 127.0.0.1 by default.
 A probe's time is the module's timeout, capped by Prometheus's scrape
 timeout (X-Prometheus-Scrape-Timeout-Seconds) less --timeout-offset. At most
 --max-concurrent probes run at once; a probe that finds no slot within
---queue-timeout gets 503, which Prometheus records as up 0.
+--queue-timeout gets 503, which Prometheus records as up 0. A keep-alive
+connection idle for --idle-timeout is closed; a request's headers must
+arrive within 10 s and fit in 16 KiB.
 
 Flags:
 `
@@ -54,6 +56,18 @@ Example:
   curl '127.0.0.1:9469/probe?module=stun&target=stun.example.com:3478'
 `
 
+// Limits of the exporter's HTTP server. A scrape is a GET with a few
+// headers: reading it takes no time, and nothing a client sends needs more
+// than a few kilobytes. The answer can take the longest module timeout
+// (plus the wait for a slot); writeSlack leaves room to send it.
+const (
+	defaultIdleTimeout = 2 * time.Minute
+	readHeaderTimeout  = 10 * time.Second
+	readTimeout        = 15 * time.Second
+	maxHeaderBytes     = 16 << 10
+	writeSlack         = 30 * time.Second
+)
+
 // exporterOptions are natcheck exporter's flags.
 type exporterOptions struct {
 	listen        string
@@ -61,6 +75,7 @@ type exporterOptions struct {
 	maxConcurrent int
 	queueTimeout  time.Duration
 	timeoutOffset time.Duration
+	idleTimeout   time.Duration
 	logLevel      slog.Level
 	logJSON       bool
 }
@@ -73,6 +88,7 @@ func parseExporterArgs(args []string, stdout io.Writer) (exporterOptions, error)
 	fs.IntVar(&o.maxConcurrent, "max-concurrent", exporter.DefaultMaxConcurrent, "most probes at once")
 	fs.DurationVar(&o.queueTimeout, "queue-timeout", exporter.DefaultQueueTimeout, "how long a probe waits for a free slot before 503 (0: no wait)")
 	fs.DurationVar(&o.timeoutOffset, "timeout-offset", exporter.DefaultTimeoutOffset, "taken off Prometheus's scrape timeout to leave time for the answer")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", defaultIdleTimeout, "close a keep-alive connection idle this long (more than the scrape interval)")
 	level := fs.String("log-level", "info", "log `LEVEL`: debug (one line per probe), info, warn or error")
 	format := fs.String("log-format", "text", "log `FORMAT`: text or json")
 	if err := parseFlags(fs, args, stdout, "natcheck exporter", exporterUsageText, exporterExitText); err != nil {
@@ -89,6 +105,9 @@ func parseExporterArgs(args []string, stdout io.Writer) (exporterOptions, error)
 	}
 	if o.queueTimeout < 0 || o.timeoutOffset < 0 {
 		return o, errors.New("--queue-timeout and --timeout-offset cannot be negative")
+	}
+	if o.idleTimeout <= 0 {
+		return o, fmt.Errorf("--idle-timeout %v: give a positive duration such as 2m", o.idleTimeout)
 	}
 	if o.queueTimeout == 0 {
 		o.queueTimeout = -1 // exporter.Options: negative means no wait
@@ -128,7 +147,19 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer, e
 		fmt.Fprintf(stderr, "natcheck exporter: --listen: %v\n", err)
 		return exitUsage
 	}
-	srv := &http.Server{Handler: exp.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	var longest time.Duration
+	for _, m := range cfg.Modules {
+		longest = max(longest, m.Timeout)
+	}
+	srv := &http.Server{
+		Handler:           exp.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      readTimeout + max(o.queueTimeout, 0) + longest + writeSlack,
+		IdleTimeout:       o.idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	log.Info("natcheck exporter listening", "address", ln.Addr().String(), "config", o.config, "modules", exp.Modules(), "version", version)
 	if open := exp.Unrestricted(); len(open) > 0 {
 		log.Info("these modules probe any host and port a scrape names: whoever reaches the exporter can make it send packets anywhere it can reach; restrict them with allowed_targets or public_only", "modules", open)
@@ -143,10 +174,6 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer, e
 	case <-ctx.Done():
 	}
 	// Probes in progress end by their own deadlines; wait for the longest.
-	var longest time.Duration
-	for _, m := range cfg.Modules {
-		longest = max(longest, m.Timeout)
-	}
 	log.Info("natcheck exporter shutting down", "waiting_at_most", longest+time.Second)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), longest+time.Second)
 	defer cancel()

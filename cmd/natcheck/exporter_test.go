@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -46,6 +49,7 @@ func TestExporterStartupErrors(t *testing.T) {
 		"no such file":        {"--config", filepath.Join(t.TempDir(), "none.yml")},
 		"--listen":            {"--config", good, "--listen", "127.0.0.1:99999"},
 		"--max-concurrent 0":  {"--config", good, "--max-concurrent", "0"},
+		"--idle-timeout 0s":   {"--config", good, "--idle-timeout", "0"},
 		"--log-level":         {"--config", good, "--log-level", "loud"},
 		"unexpected argument": {"--config", good, "extra"},
 	} {
@@ -172,4 +176,37 @@ func TestExporterShutdownWaits(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 	done <- exitOK
+}
+
+// TestExporterClosesIdleConnections: a keep-alive connection that asks
+// nothing more is closed after --idle-timeout.
+func TestExporterClosesIdleConnections(t *testing.T) {
+	base, _, _, _ := startExporter(t, "modules:\n  stun:\n    kind: stun\n", noEnv, "--idle-timeout", "200ms")
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /-/healthy HTTP/1.1\r\nHost: exporter\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("status %d, close %v: want a kept-alive 200", resp.StatusCode, resp.Close)
+	}
+	// Only a guard against hanging: far longer than the idle timeout, and
+	// shorter than the default (2m), so that an ignored flag still fails.
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	n, err := br.Read(make([]byte, 1))
+	if n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("the idle connection was not closed by the exporter: read %d bytes, %v", n, err)
+	}
 }

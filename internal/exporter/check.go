@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,17 +31,39 @@ type check struct {
 	// what the check contacts there, for allowed_targets.
 	host      string
 	endpoints []endpoint
+	// contacts are the hosts the check looks up or dials (the target's,
+	// and a stun module's own servers), lower-case without a trailing
+	// dot, with the ports it contacts at each: what an allowlist lets it
+	// send to once they are resolved.
+	contacts map[string][]uint16
 	// policy is what public_only puts between the probe and the network;
 	// zero means the host's resolver and sockets.
 	policy dialPolicy
 	run    func(ctx context.Context, p dialPolicy) outcome
 }
 
-// dialPolicy is the resolver and network a stun check uses; nil fields
-// mean the host's.
+// dialPolicy is the resolver and network a check uses; nil fields mean
+// the host's.
 type dialPolicy struct {
 	resolver probe.Resolver
 	net      transport.Net
+	// allow, when set, is asked before a turn check sends to or dials an
+	// address directly (the stun probe goes through net instead).
+	allow func(netip.AddrPort) error
+}
+
+// contact records that c contacts host on port.
+func (c *check) contact(host string, port uint16) {
+	key := strings.TrimSuffix(strings.ToLower(host), ".")
+	if a, err := netip.ParseAddr(key); err == nil {
+		key = a.Unmap().String()
+	}
+	if c.contacts == nil {
+		c.contacts = map[string][]uint16{}
+	}
+	if !slices.Contains(c.contacts[key], port) {
+		c.contacts[key] = append(c.contacts[key], port)
+	}
 }
 
 // outcome is the result of a check.
@@ -122,6 +145,7 @@ func prepareSTUN(c *check, s STUNModule, target, version string) error {
 		if !slices.Contains(c.endpoints, e) {
 			c.endpoints = append(c.endpoints, e)
 		}
+		c.contact(t.Host, port)
 		return nil
 	}
 	for _, x := range cfg.Servers {
@@ -143,15 +167,29 @@ func prepareSTUN(c *check, s STUNModule, target, version string) error {
 		names[x.String()] = true
 	}
 	cfg.Servers = append(cfg.Servers, s.servers...)
+	for _, x := range s.servers {
+		// The module's own servers, chosen by the operator: their port,
+		// and the TLS ports of their path probes.
+		c.contact(x.Host, x.Port)
+		if x.UDP() && !cfg.NoPaths {
+			for _, p := range cfg.TLSPorts {
+				c.contact(x.Host, p)
+			}
+		}
+	}
 	var families []probe.Family
 	if s.Family != "" {
 		families = []probe.Family{probe.Family(s.Family)}
+	}
+	var targetPorts []uint16
+	for _, e := range c.endpoints {
+		targetPorts = append(targetPorts, e.port)
 	}
 	c.run = func(ctx context.Context, p dialPolicy) outcome {
 		cfg := cfg
 		cfg.Resolver, cfg.Net = p.resolver, p.net
 		r := diagnose.Run(ctx, cfg, version, families...)
-		ok, why := stunSuccess(r, names, transports)
+		ok, why := stunSuccess(r, names, transports, targetPorts)
 		return outcome{success: ok, why: why, report: r, register: func(reg prometheus.Registerer) error {
 			return report.RegisterMetrics(reg, r)
 		}}
@@ -160,10 +198,11 @@ func prepareSTUN(c *check, s STUNModule, target, version string) error {
 }
 
 // stunSuccess decides a stun probe: every (transport, port) tried on the
-// target over the module's transports got a Binding response, in at least
-// one address family, and every transport was tried. Otherwise it says
-// why not.
-func stunSuccess(r report.Report, target map[string]bool, transports []string) (bool, string) {
+// target's ports over the module's transports got a Binding response, in
+// at least one address family, and every transport was tried. Otherwise
+// it says why not. The TCP path probe to the server's alternate address
+// (OTHER-ADDRESS, another port) does not decide it.
+func stunSuccess(r report.Report, target map[string]bool, transports []string, ports []uint16) (bool, string) {
 	type key struct {
 		transport string
 		port      int
@@ -172,7 +211,7 @@ func stunSuccess(r report.Report, target map[string]bool, transports []string) (
 	errs := map[key]string{}
 	var keys []key
 	for _, p := range r.Paths {
-		if !target[p.Server] || !slices.Contains(transports, p.Transport) {
+		if !target[p.Server] || !slices.Contains(transports, p.Transport) || !slices.Contains(ports, uint16(p.Port)) {
 			continue
 		}
 		k := key{p.Transport, p.Port}
@@ -261,6 +300,7 @@ func prepareTURN(c *check, t TURNModule, timeout time.Duration, target, version 
 		}
 		c.host = u.Host
 		c.endpoints = append(c.endpoints, e)
+		c.contact(u.Host, uint16(u.Port))
 	}
 	servers := make([]turncheck.Server, len(urls))
 	for i, u := range urls {
@@ -268,8 +308,10 @@ func prepareTURN(c *check, t TURNModule, timeout time.Duration, target, version 
 	}
 	opts := turncheck.Options{RootCAs: t.rootCAs, Insecure: t.Insecure, Packets: t.Packets, EndToEnd: t.EndToEnd,
 		StepTimeout: min(5*time.Second, timeout)}
-	c.run = func(ctx context.Context, _ dialPolicy) outcome {
+	c.run = func(ctx context.Context, p dialPolicy) outcome {
 		start := time.Now()
+		opts := opts
+		opts.Resolver, opts.Allow = p.resolver, p.allow
 		checks := turncheck.CheckAll(ctx, servers, opts)
 		r := diagnose.TURNReport(version, start, time.Since(start), checks)
 		var why []string

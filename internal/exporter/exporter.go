@@ -68,9 +68,9 @@ type Options struct {
 	// Version is the natcheck version put into reports and
 	// natcheck_exporter_build_info.
 	Version string
-	// Resolver looks up the target names of public_only modules; nil
-	// means net.DefaultResolver. The probe then uses the addresses this
-	// lookup returned, and no other.
+	// Resolver looks up target names, always fully qualified (with a
+	// trailing dot); nil means net.DefaultResolver. A public_only probe
+	// then uses the addresses this lookup returned, and no other.
 	Resolver probe.Resolver
 
 	// public is what public_only lets through; nil means isPublic. Tests
@@ -283,11 +283,9 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
-	if m.PublicOnly {
-		if c.policy, err = e.publicOnly(ctx, c.host); err != nil {
-			e.forbid(w, name, shown, err.Error())
-			return
-		}
+	if c.policy, err = e.policyFor(ctx, m, c); err != nil {
+		e.forbid(w, name, shown, err.Error())
+		return
 	}
 	out := e.run(ctx, c)
 	took := time.Since(start)
@@ -328,36 +326,56 @@ func (e *Exporter) forbid(w http.ResponseWriter, module, target, why string) {
 	http.Error(w, fmt.Sprintf("module %q does not probe target %q: %s", module, target, why), http.StatusForbidden)
 }
 
-// publicOnly looks host up once and returns the policy under which a
-// public_only probe runs: the addresses found, pinned, and a network that
-// sends to public addresses only. It fails when any address found is not
-// public. A lookup that fails is no refusal: the probe reports it.
-func (e *Exporter) publicOnly(ctx context.Context, host string) (dialPolicy, error) {
-	var addrs []netip.Addr
-	var lookupErr error
-	if a, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{a}
-	} else {
-		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		addrs, lookupErr = e.o.Resolver.LookupNetIP(lctx, "ip", host)
-		cancel()
-	}
-	for _, a := range addrs {
-		if !e.o.public(a) {
-			if a.Unmap().String() == strings.Trim(host, "[]") {
-				return dialPolicy{}, fmt.Errorf("%s is not a public address, and the module has public_only", a.Unmap())
-			}
-			return dialPolicy{}, fmt.Errorf("%s resolves to %s, which is not a public address, and the module has public_only", host, a.Unmap())
+// policyFor returns the resolver and network check c runs with. Names are
+// always looked up fully qualified. A module with allowed_targets sends
+// only to what its allowlist admits (see allowlist), whatever the servers
+// it contacts name in their answers. A public_only module looks the
+// target up once, refuses it when any address found is not public, pins
+// the addresses found, and sends to public addresses only; its error is
+// the refusal. A lookup that fails is no refusal: the probe reports it.
+func (e *Exporter) policyFor(ctx context.Context, m *Module, c check) (dialPolicy, error) {
+	var resolver probe.Resolver = fqdnResolver{next: e.o.Resolver}
+	var rules []func(netip.AddrPort) error
+	if m.PublicOnly {
+		var addrs []netip.Addr
+		var lookupErr error
+		host := c.host
+		if a, err := netip.ParseAddr(host); err == nil {
+			addrs = []netip.Addr{a}
+		} else {
+			lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			addrs, lookupErr = resolver.LookupNetIP(lctx, "ip", host)
+			cancel()
 		}
+		for _, a := range addrs {
+			if !e.o.public(a) {
+				if a.Unmap().String() == strings.Trim(host, "[]") {
+					return dialPolicy{}, fmt.Errorf("%s is not a public address, and the module has public_only", a.Unmap())
+				}
+				return dialPolicy{}, fmt.Errorf("%s resolves to %s, which is not a public address, and the module has public_only", host, a.Unmap())
+			}
+		}
+		resolver = pinnedResolver{host: host, addrs: addrs, err: lookupErr, next: resolver}
+		rules = append(rules, allowPublic(e.o.public))
 	}
-	base, err := stdnet.NewNet()
-	if err != nil {
-		return dialPolicy{}, fmt.Errorf("open the host's network: %w", err)
+	if len(m.patterns) > 0 {
+		al := newAllowlist(m, c)
+		resolver = al.recorder(resolver)
+		rules = append(rules, al.allow)
 	}
-	return dialPolicy{
-		resolver: pinnedResolver{host: host, addrs: addrs, err: lookupErr, next: e.o.Resolver},
-		net:      &guardedNet{Net: base, public: e.o.public},
-	}, nil
+	p := dialPolicy{resolver: resolver}
+	if len(rules) == 0 {
+		return p, nil
+	}
+	p.allow = allowBoth(rules...)
+	if m.Kind == KindSTUN {
+		base, err := stdnet.NewNet()
+		if err != nil {
+			return dialPolicy{}, fmt.Errorf("open the host's network: %w", err)
+		}
+		p.net = &guardedNet{Net: base, allow: p.allow}
+	}
+	return p, nil
 }
 
 // lookupTimeout bounds the look-up of a public_only target.

@@ -57,12 +57,41 @@ func (r pinnedResolver) LookupNetIP(ctx context.Context, network, host string) (
 	return out, nil
 }
 
-// guardedNet is a transport.Net that sends to public addresses only: every
-// Dial and every datagram's destination is checked, which also covers the
-// addresses a STUN server names in its answers (RFC 5780 OTHER-ADDRESS).
+// guardedNet is a transport.Net that sends only where allow lets it:
+// every Dial and every datagram's destination is checked, which also
+// covers the addresses a STUN server names in its answers (RFC 5780
+// OTHER-ADDRESS, XOR-MAPPED-ADDRESS for hairpinning).
 type guardedNet struct {
 	transport.Net
-	public publicPolicy
+	// allow returns nil for a destination the probe may send to, and
+	// otherwise why not.
+	allow func(netip.AddrPort) error
+}
+
+// errRestricted explains the refusal of a destination that is not an IP
+// address and port, or of a socket the guard cannot watch.
+const errRestricted = "the module restricts where it sends (allowed_targets or public_only)"
+
+// allowPublic is the destination rule of public_only.
+func allowPublic(public publicPolicy) func(netip.AddrPort) error {
+	return func(ap netip.AddrPort) error {
+		if !public(ap.Addr().Unmap()) {
+			return errNotPublic
+		}
+		return nil
+	}
+}
+
+// allowBoth lets through what every rule lets through.
+func allowBoth(rules ...func(netip.AddrPort) error) func(netip.AddrPort) error {
+	return func(ap netip.AddrPort) error {
+		for _, r := range rules {
+			if err := r(ap); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 func (g *guardedNet) check(network, address string) error {
@@ -70,10 +99,10 @@ func (g *guardedNet) check(network, address string) error {
 	if err != nil {
 		// The probe dials resolved addresses only; a name here would be
 		// looked up behind the policy's back.
-		return fmt.Errorf("dial %s %s: not an IP address and port (public_only)", network, address)
+		return fmt.Errorf("dial %s %s: not an IP address and port (%s)", network, address, errRestricted)
 	}
-	if !g.public(ap.Addr()) {
-		return fmt.Errorf("dial %s %s: %w", network, ap, errNotPublic)
+	if err := g.allow(ap); err != nil {
+		return fmt.Errorf("dial %s %s: %w", network, ap, err)
 	}
 	return nil
 }
@@ -87,7 +116,7 @@ func (g *guardedNet) Dial(network, address string) (net.Conn, error) {
 
 func (g *guardedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
 	if raddr == nil {
-		return nil, fmt.Errorf("dial %s: no address (public_only)", network)
+		return nil, fmt.Errorf("dial %s: no address (%s)", network, errRestricted)
 	}
 	if err := g.check(network, raddr.AddrPort().String()); err != nil {
 		return nil, err
@@ -97,7 +126,7 @@ func (g *guardedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transpo
 
 func (g *guardedNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
 	if raddr == nil {
-		return nil, fmt.Errorf("dial %s: no address (public_only)", network)
+		return nil, fmt.Errorf("dial %s: no address (%s)", network, errRestricted)
 	}
 	if err := g.check(network, raddr.AddrPort().String()); err != nil {
 		return nil, err
@@ -108,7 +137,7 @@ func (g *guardedNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transpo
 // ListenUDP is refused: its transport.UDPConn could send anywhere. The
 // probe listens with ListenPacket.
 func (g *guardedNet) ListenUDP(network string, _ *net.UDPAddr) (transport.UDPConn, error) {
-	return nil, fmt.Errorf("listen %s: not available with public_only", network)
+	return nil, fmt.Errorf("listen %s: not available: %s", network, errRestricted)
 }
 
 func (g *guardedNet) ListenPacket(network, address string) (net.PacketConn, error) {
@@ -116,7 +145,7 @@ func (g *guardedNet) ListenPacket(network, address string) (net.PacketConn, erro
 	if err != nil {
 		return nil, err
 	}
-	return &guardedPacketConn{PacketConn: c, public: g.public}, nil
+	return &guardedPacketConn{PacketConn: c, allow: g.allow}, nil
 }
 
 func (g *guardedNet) CreateDialer(d *net.Dialer) transport.Dialer {
@@ -144,11 +173,11 @@ func (d *guardedDialer) DialContext(ctx context.Context, network, address string
 	return d.d.Dial(network, address)
 }
 
-// guardedPacketConn drops datagrams to addresses that are not public, with
-// an error.
+// guardedPacketConn drops datagrams to destinations allow refuses, with an
+// error.
 type guardedPacketConn struct {
 	net.PacketConn
-	public publicPolicy
+	allow func(netip.AddrPort) error
 }
 
 func (c *guardedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
@@ -159,11 +188,11 @@ func (c *guardedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	default:
 		var err error
 		if ap, err = netip.ParseAddrPort(addr.String()); err != nil {
-			return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errNotPublic}
+			return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errors.New("not an IP address and port (" + errRestricted + ")")}
 		}
 	}
-	if !c.public(ap.Addr()) {
-		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errNotPublic}
+	if err := c.allow(ap); err != nil {
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
 	}
 	return c.PacketConn.WriteTo(b, addr)
 }
