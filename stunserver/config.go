@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/transport/v4"
 
+	"github.com/natcheck/natcheck/internal/udpbudget"
 	natstun "github.com/natcheck/natcheck/stun"
 )
 
@@ -85,6 +86,13 @@ type Config struct {
 	// seconds, charged the whole response; the rest for those that were,
 	// charged the difference. 0 means 262144 (256 KiB/s).
 	GlobalBudget int
+
+	// Budget, if not nil, is a byte budget shared with other servers (natcheck
+	// serve gives its STUN servers of both address families and its TURN
+	// server one, so that the limits hold for the host); Trust,
+	// SourceBudget and GlobalBudget are then ignored. Stats reports the
+	// shared budget's drops.
+	Budget *udpbudget.Budget
 
 	// Unlimited turns the response budgets off, as if every source were
 	// trusted. It is meant for tests that send many requests from one

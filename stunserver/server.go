@@ -21,6 +21,7 @@ import (
 	"github.com/pion/transport/v4/stdnet"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
+	"github.com/natcheck/natcheck/internal/udpbudget"
 	natstun "github.com/natcheck/natcheck/stun"
 )
 
@@ -77,7 +78,7 @@ type Server struct {
 	h      handler
 	conns  []transport.UDPConn // indexed like handler.addrs
 	log    *slog.Logger
-	budget *budget // nil when unlimited
+	budget *udpbudget.Budget // nil when unlimited
 
 	tcp []streamListener // indexed like conns, when Config.TCP is set
 	tls []streamListener // one per Config.TLSAddrs
@@ -91,6 +92,7 @@ type Server struct {
 
 	requests, responses, errorResponses atomic.Uint64
 	malformed, sendErrors               atomic.Uint64
+	sourceDrops, globalDrops            atomic.Uint64 // this server's, of a budget maybe shared
 	tcpConns, tcpRejected               atomic.Uint64
 }
 
@@ -128,9 +130,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Software != "" {
 		s.h.software = []byte(cfg.Software)
 	}
-	if !cfg.Unlimited && cfg.ReflectionRate >= 0 {
-		s.budget = newBudget(cfg.Trust, cmp.Or(cfg.SourceBudget, defaultSourceBudget),
-			cmp.Or(cfg.GlobalBudget, defaultGlobalBudget), nil, logger)
+	switch {
+	case cfg.Unlimited || cfg.ReflectionRate < 0:
+	case cfg.Budget != nil:
+		s.budget = cfg.Budget
+	default:
+		s.budget = udpbudget.New(cfg.Trust, cmp.Or(cfg.SourceBudget, udpbudget.DefaultSource),
+			cmp.Or(cfg.GlobalBudget, udpbudget.DefaultGlobal), nil, logger)
 	}
 
 	s.st = &streams{
@@ -391,10 +397,7 @@ func (s *Server) TLSAddrs() []netip.AddrPort {
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
-	var src, global uint64
-	if s.budget != nil {
-		src, global = s.budget.dropsSource.Load(), s.budget.dropsGlobal.Load()
-	}
+	src, global := s.sourceDrops.Load(), s.globalDrops.Load()
 	return Stats{
 		SourceBudgetDrops: src,
 		GlobalBudgetDrops: global,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/natcheck/natcheck/internal/udpbudget"
 	natstun "github.com/natcheck/natcheck/stun"
 )
 
@@ -70,8 +71,15 @@ func (s *Server) answer(pkt []byte, src netip.AddrPort, local int, req, resp *st
 		return
 	}
 	s.requests.Add(1)
-	if s.budget != nil && !s.budget.allow(r.to.Addr(), len(pkt), len(resp.Raw)) {
-		return // counted and logged by the budget
+	if s.budget != nil {
+		switch s.budget.Charge(r.to.Addr(), len(pkt), len(resp.Raw)) {
+		case udpbudget.SourceDrop:
+			s.sourceDrops.Add(1)
+			return // logged by the budget
+		case udpbudget.GlobalDrop:
+			s.globalDrops.Add(1)
+			return
+		}
 	}
 	var err error
 	if fast, ok := s.conns[r.from].(addrPortConn); ok {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/natcheck/natcheck/internal/udpbudget"
 	"github.com/pion/transport/v4"
 	"github.com/pion/transport/v4/stdnet"
 )
@@ -91,6 +92,17 @@ type Config struct {
 	// denied unless allowed) also needs the IPv4 address it embeds to be
 	// allowed. CreatePermission for a denied peer gets 403 Forbidden.
 	AllowPeers, DenyPeers []netip.Prefix
+
+	// Budget pays for what the UDP listeners send to clients without an
+	// allocation (Binding responses, 401s with REALM and NONCE, other
+	// errors): see package udpbudget. Clients with an allocation are not
+	// charged. nil means a budget of the server's own with udpbudget's
+	// defaults and no trusted sources, unless Unlimited.
+	Budget *udpbudget.Budget
+
+	// Unlimited turns the UDP byte budget off; for tests that send many
+	// unauthenticated requests from one address.
+	Unlimited bool
 
 	// MaxConns bounds the connections open at once on each TCP or TLS
 	// listener, and MaxConnsPerSource those from one source (an IPv4

@@ -29,6 +29,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
+	"github.com/natcheck/natcheck/internal/udpbudget"
 	natstun "github.com/natcheck/natcheck/stun"
 )
 
@@ -60,6 +61,9 @@ type Stats struct {
 	AuthFailed uint64
 	// PeersDenied counts permissions refused by the peer policy.
 	PeersDenied uint64
+	// BudgetDrops counts UDP datagrams to clients without an allocation
+	// that the byte budget (Config.Budget) did not pay for.
+	BudgetDrops uint64
 }
 
 // Server is a running TURN server. Its methods are safe for concurrent use.
@@ -76,8 +80,9 @@ type Server struct {
 	total   int
 	perUser map[string]int
 
-	created, quotaRefused, authFailed, peersDenied atomic.Uint64
-	lastQuotaLog                                   atomic.Int64 // unix nanoseconds
+	created, quotaRefused, authFailed, peersDenied, budgetDrops atomic.Uint64
+	allocated                                                   clientSet    // UDP clients with an allocation
+	lastQuotaLog                                                atomic.Int64 // unix nanoseconds
 
 	closeOnce sync.Once
 	stopCtx   func() bool
@@ -135,11 +140,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		log.Debug("peer denied", "client", client.String(), "peer", ip)
 		return false
 	}
+	budget := cfg.Budget
+	if budget == nil && !cfg.Unlimited {
+		budget = udpbudget.New(nil, udpbudget.DefaultSource, udpbudget.DefaultGlobal, nil, log)
+	}
 	for _, ap := range cfg.UDP {
 		pc, err := nw.ListenPacket(network("udp", ap.Addr()), ap.String())
 		if err != nil {
 			cleanup()
 			return nil, fmt.Errorf("turnserver: listen on udp %v: %w", ap, err)
+		}
+		if budget != nil {
+			pc = &budgetConn{PacketConn: pc, budget: budget, allocated: &s.allocated, drops: &s.budgetDrops}
 		}
 		tc.PacketConnConfigs = append(tc.PacketConnConfigs, turn.PacketConnConfig{
 			PacketConn: pc, RelayAddressGenerator: gen(ap.Addr()), PermissionHandler: perm,
@@ -198,10 +210,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			s.perUser[user]++
 			s.mu.Unlock()
 			s.created.Add(1)
+			if overUDP(src) {
+				s.allocated.add(src, 1)
+			}
 			s.hold(src, dst)
 			log.Info("allocation created", "client", src.String(), "protocol", proto, "user", user, "relay", relay.String())
 		},
 		OnAllocationDeleted: func(src, dst net.Addr, proto, user, _ string) {
+			if overUDP(src) {
+				s.allocated.add(src, -1)
+			}
 			s.unhold(src, dst)
 			s.mu.Lock()
 			s.total--
@@ -351,6 +369,7 @@ func (s *Server) Stats() Stats {
 		QuotaRefused: s.quotaRefused.Load(),
 		AuthFailed:   s.authFailed.Load(),
 		PeersDenied:  s.peersDenied.Load(),
+		BudgetDrops:  s.budgetDrops.Load(),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/transport/v4/stdnet"
 
 	"github.com/natcheck/natcheck/internal/safefile"
+	"github.com/natcheck/natcheck/internal/udpbudget"
 	"github.com/natcheck/natcheck/stunserver"
 	"github.com/natcheck/natcheck/turnserver"
 )
@@ -332,6 +333,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 			}
 		}
 	}()
+	// One byte budget for every UDP listener: STUN of both families and
+	// TURN, so that its limits hold for the host.
+	budget := udpbudget.New(o.trust, o.sourceBudget, o.globalBudget, nil, log)
+	if turnCfg != nil {
+		turnCfg.Budget = budget
+	}
 	for i, p := range o.pairs {
 		cfg := stunserver.Config{
 			Net:               nw,
@@ -340,9 +347,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 			TCP:               o.tcp,
 			Software:          o.software,
 			Logger:            log.With("family", serveFamily(p.primary.Addr())),
-			Trust:             o.trust,
-			SourceBudget:      o.sourceBudget,
-			GlobalBudget:      o.globalBudget,
+			Budget:            budget,
 			MaxConns:          o.maxConns,
 			MaxConnsPerSource: o.maxConnsPerSource,
 			IdleTimeout:       o.idleTimeout,

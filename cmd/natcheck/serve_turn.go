@@ -235,7 +235,7 @@ func serveLogTURNStats(log *slog.Logger, t *turnserver.Server, last turnserver.S
 	st := t.Stats()
 	if force || st != last {
 		log.Info("turn stats", "allocations", st.Allocations, "created", st.Created, "quota_refused", st.QuotaRefused,
-			"auth_failed", st.AuthFailed, "peers_denied", st.PeersDenied)
+			"auth_failed", st.AuthFailed, "peers_denied", st.PeersDenied, "budget_drops", st.BudgetDrops)
 	}
 	return st
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,5 +91,62 @@ func TestServeMaxConnAge(t *testing.T) {
 	}
 	if open := time.Since(dialed); open < age {
 		t.Errorf("closed after %v, before the max age %v", open, age)
+	}
+}
+
+// TestServeSharedBudget: STUN and TURN share one byte budget, so a source
+// that spent its budget on STUN responses gets no more from the TURN port
+// (each 401 to an unauthenticated Allocate is 3.2 times the request).
+func TestServeSharedBudget(t *testing.T) {
+	const budget = 1000
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("alice:pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, "--primary", "127.0.0.1:0", "--source-budget", "1000",
+		"--turn-users", users, "--turn-udp", "127.0.0.1:0")
+	stunAddr := mustAddrPorts(t, s.stun(t).UDP)[0]
+	tl, ok := s.stderr.find(t, "turn listening")
+	if !ok || len(tl.UDP) != 1 {
+		t.Fatalf("turn listening %+v: %s", tl, s.stderr)
+	}
+	turnAddr := netip.MustParseAddrPort(tl.UDP[0])
+	attacker := listenUDP(t, "127.0.0.1")
+	sent, got := 0, 0
+	start := time.Now()
+	send := func(to netip.AddrPort, m *stun.Message) {
+		if _, err := attacker.WriteToUDPAddrPort(m.Raw, to); err != nil {
+			t.Fatal(err)
+		}
+		sent += len(m.Raw)
+	}
+	drain := func() (n int) {
+		buf := make([]byte, 1500)
+		for {
+			_ = attacker.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			k, _, err := attacker.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return n
+			}
+			got += k
+			n++
+		}
+	}
+	// 40 Binding requests of 20 bytes: 56 bytes of deficit each, the
+	// budget pays for 17 of them.
+	for range 40 {
+		send(stunAddr, stun.MustBuild(stun.TransactionID, stun.BindingRequest))
+	}
+	if n := drain(); n == 0 || n == 40 {
+		t.Fatalf("%d of 40 STUN responses: want the budget to pay for some, not all", n)
+	}
+	// The TURN port then answers from what is left: almost nothing.
+	for range 40 {
+		send(turnAddr, stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest)))
+	}
+	drain()
+	elapsed := time.Since(start)
+	if limit := sent + budget + int(elapsed.Seconds()*budget/8) + 1; got > limit {
+		t.Errorf("sent %d bytes to STUN and TURN in %v, got %d back, want at most %d", sent, elapsed, got, limit)
 	}
 }

@@ -1,4 +1,8 @@
-package stunserver
+// Package udpbudget bounds what a UDP server sends to each source and in
+// all by what it receives, so that requests with a forged source cannot
+// turn it into an amplifier (RFC 5780 section 9, RFC 8489 section 16.1.3).
+// natcheck serve's STUN and TURN listeners share one Budget.
+package udpbudget
 
 import (
 	"hash/maphash"
@@ -11,11 +15,13 @@ import (
 	"github.com/natcheck/natcheck/internal/connlimit"
 )
 
-// Defaults of the response budgets (see Config.SourceBudget and
-// Config.GlobalBudget).
+// Defaults of the response budgets.
 const (
-	defaultSourceBudget = 4096       // bytes of burst per source
-	defaultGlobalBudget = 256 * 1024 // bytes per second in all
+	DefaultSource = 4096       // bytes of burst per source
+	DefaultGlobal = 256 * 1024 // bytes per second in all
+)
+
+const (
 	// sourceRefill is how long an idle source's budget takes to refill:
 	// its rate is SourceBudget per sourceRefill.
 	sourceRefill = 8 * time.Second
@@ -37,7 +43,7 @@ const (
 	logInterval = time.Second
 )
 
-// budget bounds the bytes the server sends to each source and in all, so
+// Budget bounds the bytes the server sends to each source and in all, so
 // that a request with a spoofed source cannot turn the server into an
 // amplifier (RFC 5780 section 9, RFC 8489 section 16.1.3).
 //
@@ -64,7 +70,7 @@ const (
 //     answer goes on being answered from the known pool.
 //
 // Trusted prefixes skip all of this with one prefix test per prefix.
-type budget struct {
+type Budget struct {
 	trust    []netip.Prefix
 	srcBurst float64 // bytes
 	srcRate  float64 // bytes per nanosecond
@@ -114,17 +120,17 @@ func (p *pool) take(now int64, n float64) bool {
 	return true
 }
 
-// newBudget returns a budget with srcBurst bytes per source (refilled in
+// New returns a budget with srcBurst bytes per source (refilled in
 // sourceRefill) and global bytes per second in all (with a burst of one
 // second of it). now is the clock; nil means time.Now.
-func newBudget(trust []netip.Prefix, srcBurst, global int, now func() time.Time, log *slog.Logger) *budget {
+func New(trust []netip.Prefix, srcBurst, global int, now func() time.Time, log *slog.Logger) *Budget {
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &budget{
+	b := &Budget{
 		srcBurst: float64(srcBurst),
 		srcRate:  float64(srcBurst) / float64(sourceRefill),
 		start:    now(),
@@ -145,7 +151,7 @@ func newBudget(trust []netip.Prefix, srcBurst, global int, now func() time.Time,
 }
 
 // trusted reports whether ip is in a trusted prefix.
-func (b *budget) trusted(ip netip.Addr) bool {
+func (b *Budget) trusted(ip netip.Addr) bool {
 	for _, p := range b.trust {
 		if p.Contains(ip) {
 			return true
@@ -154,21 +160,21 @@ func (b *budget) trusted(ip netip.Addr) bool {
 	return false
 }
 
-func (b *budget) clock() int64 { return int64(b.now().Sub(b.start)) + epoch }
+func (b *Budget) clock() int64 { return int64(b.now().Sub(b.start)) + epoch }
 
 // index returns the bucket of ip's SourceKey.
-func (b *budget) index(ip netip.Addr) uint64 {
+func (b *Budget) index(ip netip.Addr) uint64 {
 	key := connlimit.SourceKey(ip).As16()
 	return maphash.Bytes(b.seed, key[:]) % budgetBuckets
 }
 
-// allow reports whether a response of respLen bytes to ip may be sent for
+// Charge decides whether a response of respLen bytes to ip may be sent for
 // a request of reqLen bytes from ip, and charges it if so. It does not
 // allocate.
-func (b *budget) allow(ip netip.Addr, reqLen, respLen int) bool {
+func (b *Budget) Charge(ip netip.Addr, reqLen, respLen int) Verdict {
 	ip = ip.Unmap()
 	if b.trusted(ip) {
-		return true
+		return Send
 	}
 	deficit := float64(respLen - reqLen)
 	i := b.index(ip)
@@ -184,12 +190,12 @@ func (b *budget) allow(ip netip.Addr, reqLen, respLen int) bool {
 		// Not an amplification: the source gets no more than it sent.
 		bk.tokens = min(b.srcBurst, bk.tokens-deficit)
 		mu.Unlock()
-		return true
+		return Send
 	}
 	if bk.tokens < deficit {
 		mu.Unlock()
 		b.dropped(&b.dropsSource, ip, now)
-		return false
+		return SourceDrop
 	}
 	known := bk.answered != 0 && now-bk.answered <= int64(knownFor)
 	b.gmu.Lock()
@@ -203,17 +209,37 @@ func (b *budget) allow(ip netip.Addr, reqLen, respLen int) bool {
 	if !ok {
 		mu.Unlock()
 		b.dropped(&b.dropsGlobal, ip, now)
-		return false
+		return GlobalDrop
 	}
 	bk.tokens -= deficit
 	bk.answered = now
 	mu.Unlock()
-	return true
+	return Send
+}
+
+// Allow is Charge(ip, reqLen, respLen) == Send.
+func (b *Budget) Allow(ip netip.Addr, reqLen, respLen int) bool {
+	return b.Charge(ip, reqLen, respLen) == Send
+}
+
+// Verdict is what Charge decided.
+type Verdict uint8
+
+const (
+	Send       Verdict = iota // paid for (or free): send the response
+	SourceDrop                // the source's budget cannot pay: drop it
+	GlobalDrop                // the global budget cannot pay: drop it
+)
+
+// Drops returns the responses dropped so far because the source's budget,
+// or the global one, could not pay them.
+func (b *Budget) Drops() (source, global uint64) {
+	return b.dropsSource.Load(), b.dropsGlobal.Load()
 }
 
 // dropped counts a drop in c and logs at most one line per logInterval,
 // with the number of drops it stands for.
-func (b *budget) dropped(c *atomic.Uint64, ip netip.Addr, now int64) {
+func (b *Budget) dropped(c *atomic.Uint64, ip netip.Addr, now int64) {
 	c.Add(1)
 	n := b.unlogged.Add(1)
 	last := b.lastLog.Load()

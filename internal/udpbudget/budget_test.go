@@ -1,4 +1,4 @@
-package stunserver
+package udpbudget
 
 import (
 	"net/netip"
@@ -14,10 +14,10 @@ func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 
 // count returns how many of n responses of respLen bytes to requests of
 // reqLen bytes from ip the budget allows.
-func count(b *budget, ip netip.Addr, n, reqLen, respLen int) int {
+func count(b *Budget, ip netip.Addr, n, reqLen, respLen int) int {
 	ok := 0
 	for range n {
-		if b.allow(ip, reqLen, respLen) {
+		if b.Allow(ip, reqLen, respLen) {
 			ok++
 		}
 	}
@@ -29,7 +29,7 @@ func count(b *budget, ip netip.Addr, n, reqLen, respLen int) int {
 // a 76-byte response costs 56.
 func TestBudgetSource(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBudget(nil, 1000, 1<<30, clock.now, nil)
+	b := New(nil, 1000, 1<<30, clock.now, nil)
 	a := netip.MustParseAddr("192.0.2.1")
 
 	// 17 x 56 = 952 <= 1000 < 18 x 56: 48 bytes left.
@@ -63,7 +63,7 @@ func TestBudgetSource(t *testing.T) {
 	}
 	// Reflected responses are charged to the source like any other: the
 	// budget sees only sizes. The IPv4-mapped form is the same source.
-	if b.allow(netip.MustParseAddr("::ffff:192.0.2.1"), 20, 76) {
+	if b.Allow(netip.MustParseAddr("::ffff:192.0.2.1"), 20, 76) {
 		t.Error("the IPv4-mapped form of a drained source was answered")
 	}
 }
@@ -71,15 +71,15 @@ func TestBudgetSource(t *testing.T) {
 // TestBudgetGroupsIPv6By64: the addresses of one /64 share a budget.
 func TestBudgetGroupsIPv6By64(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBudget(nil, 100, 1<<30, clock.now, nil)
+	b := New(nil, 100, 1<<30, clock.now, nil)
 	// A 124-byte IPv6 response to a 28-byte request costs 96 of 100.
-	if !b.allow(netip.MustParseAddr("2001:db8:1:2::1"), 28, 124) {
+	if !b.Allow(netip.MustParseAddr("2001:db8:1:2::1"), 28, 124) {
 		t.Fatal("first response refused")
 	}
-	if b.allow(netip.MustParseAddr("2001:db8:1:2::2"), 28, 124) {
+	if b.Allow(netip.MustParseAddr("2001:db8:1:2::2"), 28, 124) {
 		t.Error("another address of the same /64 got a full budget")
 	}
-	if !b.allow(netip.MustParseAddr("2001:db8:1:3::1"), 28, 124) {
+	if !b.Allow(netip.MustParseAddr("2001:db8:1:3::1"), 28, 124) {
 		t.Error("another /64 refused")
 	}
 }
@@ -89,15 +89,15 @@ func TestBudgetGroupsIPv6By64(t *testing.T) {
 // known ones (charged the deficit), each with one second of burst.
 func TestBudgetGlobal(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBudget(nil, 1<<20, 400, clock.now, nil)
+	b := New(nil, 1<<20, 400, clock.now, nil)
 	a, c := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
 
 	// A is fresh: 76 of the fresh pool's 100, 24 left.
-	if !b.allow(a, 20, 76) {
+	if !b.Allow(a, 20, 76) {
 		t.Fatal("first response refused")
 	}
 	// C is fresh too, and 24 < 76.
-	if b.allow(c, 20, 76) {
+	if b.Allow(c, 20, 76) {
 		t.Error("fresh pool overdrawn")
 	}
 	// A is known now: 56 each from 300, 5 x 56 = 280.
@@ -108,13 +108,13 @@ func TestBudgetGlobal(t *testing.T) {
 		t.Errorf("%d global drops, want 6", got)
 	}
 	// A response no larger than its request needs no pool.
-	if !b.allow(c, 80, 76) {
+	if !b.Allow(c, 80, 76) {
 		t.Error("a response smaller than its request was refused")
 	}
 	// After 1 s: the fresh pool is full again (100) and so is the known
 	// pool (300, not 20+300).
 	clock.add(time.Second)
-	if !b.allow(c, 20, 76) {
+	if !b.Allow(c, 20, 76) {
 		t.Error("fresh pool not refilled")
 	}
 	if n := count(b, a, 10, 20, 76); n != 5 {
@@ -123,11 +123,11 @@ func TestBudgetGlobal(t *testing.T) {
 	// 5 s after its last answer A is no longer known: it needs the fresh
 	// pool again, which holds 24 + 5 s x 100, capped at 100.
 	clock.add(5*time.Second + time.Millisecond)
-	if !b.allow(a, 20, 76) || !b.allow(a, 20, 76) {
+	if !b.Allow(a, 20, 76) || !b.Allow(a, 20, 76) {
 		t.Error("a source idle for 5 s refused")
 	}
 	// Its first response came from the fresh pool: 100 - 76 = 24 < 76.
-	if b.allow(netip.MustParseAddr("198.51.100.3"), 20, 76) {
+	if b.Allow(netip.MustParseAddr("198.51.100.3"), 20, 76) {
 		t.Error("an idle source did not draw on the fresh pool")
 	}
 }
@@ -138,9 +138,9 @@ func TestBudgetGlobal(t *testing.T) {
 // fresh pool of 1000 bytes (+1000/s) and a known pool of 3000 (+3000/s).
 func TestBudgetFloodOfNewSources(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBudget(nil, 4096, 4000, clock.now, nil)
+	b := New(nil, 4096, 4000, clock.now, nil)
 	client := netip.MustParseAddr("203.0.113.7")
-	if !b.allow(client, 28, 76) {
+	if !b.Allow(client, 28, 76) {
 		t.Fatal("client refused before the flood")
 	}
 	clock.add(time.Second) // the fresh pool is full again: 1000
@@ -160,10 +160,10 @@ func TestBudgetFloodOfNewSources(t *testing.T) {
 				break
 			}
 		}
-		if b.allow(spoofed, 20, 76) {
+		if b.Allow(spoofed, 20, 76) {
 			flooded++
 		}
-		if i%1000 == 500 && b.allow(client, 28, 76) {
+		if i%1000 == 500 && b.Allow(client, 28, 76) {
 			answered++
 		}
 		clock.add(100 * time.Microsecond)
@@ -178,14 +178,14 @@ func TestBudgetFloodOfNewSources(t *testing.T) {
 	}
 	// A new client right after the flood is answered from the refill.
 	clock.add(100 * time.Millisecond)
-	if !b.allow(netip.MustParseAddr("203.0.113.8"), 28, 76) {
+	if !b.Allow(netip.MustParseAddr("203.0.113.8"), 28, 76) {
 		t.Error("a new client is refused after the flood (fail closed)")
 	}
 }
 
 func TestBudgetTrust(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBudget([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}, 100, 1<<20, clock.now, nil)
+	b := New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}, 100, 1<<20, clock.now, nil)
 	for _, ip := range []string{"127.0.0.1", "127.1.2.3", "::ffff:127.0.0.1", "2001:db8:ff::1"} {
 		if n := count(b, netip.MustParseAddr(ip), 1000, 20, 76); n != 1000 {
 			t.Errorf("trusted %s: %d of 1000 answered", ip, n)
@@ -209,10 +209,10 @@ func BenchmarkBudget(b *testing.B) {
 		{"ipv6", nil, netip.MustParseAddr("2001:db8::1")},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			bg := newBudget(bc.trust, 1<<30, 1<<30, nil, nil)
+			bg := New(bc.trust, 1<<30, 1<<30, nil, nil)
 			b.ReportAllocs()
 			for b.Loop() {
-				bg.allow(bc.ip, 28, 76)
+				bg.Allow(bc.ip, 28, 76)
 			}
 		})
 	}
