@@ -84,22 +84,42 @@ func New(c *net.UDPConn, batch int) (*Conn, error) {
 	return b, nil
 }
 
+// The calls are made with RawSyscall6, without telling the runtime that
+// the goroutine enters the kernel: with MSG_DONTWAIT (and Go's sockets
+// being non-blocking anyway) they never sleep, and one call of a batch
+// takes some tens of microseconds. Measured under bench/serve-vs-coturn.sh
+// on 2 CPUs, this cost serve 10-20% less CPU per request than Syscall6 and
+// answered more requests per second (bench/README.md); the likely reason
+// is that with Syscall6 the runtime hands the P of a goroutine in a long
+// call to another thread and wakes it. The price is that a stop-the-world
+// pause may wait for one call to return.
+
 func (s *side) recv(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.count), 0, 0, 0)
-	if e == unix.EAGAIN || e == unix.EINTR {
-		return false
+	for {
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.count), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket is readable
+		}
+		s.done, s.errno = int(n), e
+		return true
 	}
-	s.done, s.errno = int(n), e
-	return true
 }
 
 func (s *side) send(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.count), 0, 0, 0)
-	if e == unix.EAGAIN || e == unix.EINTR {
-		return false
+	for {
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.count), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket is writable
+		}
+		s.done, s.errno = int(n), e
+		return true
 	}
-	s.done, s.errno = int(n), e
-	return true
 }
 
 // ReadBatch waits for at least one datagram and reads up to len(ms) (at
