@@ -80,7 +80,7 @@ wait_udp() {
 
 trust_flags=""
 if [ "$trust" = 1 ]; then
-	if "$tmp/natcheck" serve --help 2>&1 | grep -q -- '-trust'; then
+	if "$tmp/natcheck" serve --help 2>&1 | grep -Eq -- '^ +-trust( |$)'; then
 		trust_flags="--trust 127.0.0.0/8"
 	else
 		echo "serve-vs-coturn.sh: this natcheck serve has no --trust flag; running without it (the limiter only limits reflected responses there)" >&2
