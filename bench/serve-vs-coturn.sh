@@ -22,7 +22,9 @@
 # so that its requests are answered and the figure includes the cost of the
 # limiter's check; with a natcheck that has no --trust flag the script says
 # so and runs without it. TRUST=0 runs without --trust. The same stunload
-# binary, with the same flags, loads both servers.
+# binary, with the same flags, loads both servers; it runs on at most half
+# the CPUs (-procs, PROCS; 0 for all), as a load generator on the same
+# machine should not compete with the server for its CPUs.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -34,6 +36,11 @@ rounds=${ROUNDS:-2}
 port_natcheck=${PORT_NATCHECK:-23478}
 port_coturn=${PORT_COTURN:-23578}
 batch=${BATCH:-32}
+# The generator runs on at most half the CPUs (GOMAXPROCS), so that it does
+# not take the server's CPUs; PROCS=0 lets it use all of them.
+procs=${PROCS:-$(($(nproc) / 2))}
+[ "$procs" -ge 1 ] || procs=1
+[ "${PROCS:-}" = 0 ] && procs=0
 trust=${TRUST:-1}
 
 if ! command -v turnserver >/dev/null 2>&1; then
@@ -122,7 +129,7 @@ cpu_ticks() { # PID: user+system CPU time of PID in clock ticks
 load() { # NAME PID PORT
 	t0=$(cpu_ticks "$2")
 	out=$("$tmp/stunload" -server "127.0.0.1:$3" -sockets "$sockets" -window "$window" \
-		-requests "$requests" -duration "$duration" -batch "$batch")
+		-requests "$requests" -duration "$duration" -batch "$batch" -procs "$procs")
 	t1=$(cpu_ticks "$2")
 	rps=$(echo "$out" | sed -n 's/.* rps=\([0-9]*\).*/\1/p')
 	p50=$(echo "$out" | sed -n 's/.* p50_us=\([0-9.]*\).*/\1/p')
@@ -143,7 +150,7 @@ summary() {
 }
 
 echo "$(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg) before the runs"
-echo "$sockets sockets x $window in flight; at most $requests requests or $duration per run; stunload -batch $batch"
+echo "$sockets sockets x $window in flight; at most $requests requests or $duration per run; stunload -batch $batch -procs $procs"
 echo "natcheck serve flags: --primary 127.0.0.1:$port_natcheck --alternate 127.0.0.2:$((port_natcheck + 1)) ${trust_flags:-(no --trust)}"
 echo "| server         |     req/s |        p50 |        p99 |    CPU/req |        RSS |   peak RSS |  answered |   lost |"
 echo "|----------------|-----------|------------|------------|------------|------------|------------|-----------|--------|"

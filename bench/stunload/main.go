@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,15 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "stop sending after this long, at most")
 	timeout := flag.Duration("timeout", 200*time.Millisecond, "a request unanswered this long is lost")
 	batch := flag.Int("batch", 32, "datagrams per system call at most (recvmmsg/sendmmsg, Linux); 1 for one per call")
+	procs := flag.Int("procs", 0, "CPUs the generator's goroutines run on at once (GOMAXPROCS); 0: all")
 	flag.Parse()
+	if *procs < 0 || *procs > runtime.NumCPU() {
+		fmt.Fprintf(os.Stderr, "stunload: -procs must be 0 to %d (the CPUs of this machine)\n", runtime.NumCPU())
+		os.Exit(2)
+	}
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
+	}
 	if err := run(*server, *local, *sockets, *window, *batch, *requests, *duration, *timeout); err != nil {
 		fmt.Fprintf(os.Stderr, "stunload: %v\n", err)
 		os.Exit(1)
