@@ -22,9 +22,7 @@
 # so that its requests are answered and the figure includes the cost of the
 # limiter's check; with a natcheck that has no --trust flag the script says
 # so and runs without it. TRUST=0 runs without --trust. The same stunload
-# binary, with the same flags, loads both servers; it runs on at most half
-# the CPUs (-procs, PROCS; 0 for all), as a load generator on the same
-# machine should not compete with the server for its CPUs.
+# binary, with the same flags, loads both servers.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -36,11 +34,9 @@ rounds=${ROUNDS:-2}
 port_natcheck=${PORT_NATCHECK:-23478}
 port_coturn=${PORT_COTURN:-23578}
 batch=${BATCH:-32}
-# The generator runs on at most half the CPUs (GOMAXPROCS), so that it does
-# not take the server's CPUs; PROCS=0 lets it use all of them.
-procs=${PROCS:-$(($(nproc) / 2))}
-[ "$procs" -ge 1 ] || procs=1
-[ "${PROCS:-}" = 0 ] && procs=0
+# PROCS=N runs the generator on at most N CPUs at once (GOMAXPROCS); 0, the
+# default, on all of them.
+procs=${PROCS:-0}
 trust=${TRUST:-1}
 
 if ! command -v turnserver >/dev/null 2>&1; then

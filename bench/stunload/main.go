@@ -259,6 +259,11 @@ func load(ctx context.Context, c *net.UDPConn, id uint32, window, batch int, bud
 	for inFlight() > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(tick))
 		n, err := s.read()
+		if ne, ok := err.(net.Error); err != nil && (!ok || !ne.Timeout()) {
+			// e.g. ECONNREFUSED from an ICMP error on the connected
+			// socket: do not spin on it; the requests time out as lost.
+			time.Sleep(time.Millisecond)
+		}
 		now := time.Now()
 		for _, m := range s.in[:n] {
 			buf := m.Buf[:m.N]
