@@ -38,6 +38,9 @@ const (
 	maxReadErrors = 100
 	// maxReadBackoff caps the pause after a read error.
 	maxReadBackoff = 100 * time.Millisecond
+	// socketBufferSize is the receive and send buffer asked for each UDP
+	// socket (SO_RCVBUF, SO_SNDBUF).
+	socketBufferSize = 4 << 20
 	// maxSoftwareLen is the limit of SOFTWARE, RFC 8489 section 14.14.
 	maxSoftwareLen = 763
 )
@@ -159,9 +162,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.tls = append(s.tls, streamListener{ln: ln, addr: addr, local: -1, tls: cfg.TLSConfig})
 	}
 
-	for i := range s.conns {
+	for i, c := range s.conns {
 		s.wg.Add(1)
-		go s.serve(i)
+		go s.serve(i, c)
 	}
 	for _, l := range append(slices.Clip(s.tcp), s.tls...) {
 		s.wg.Add(1)
@@ -268,6 +271,14 @@ func listen(nw transport.Net, ap netip.AddrPort) (transport.UDPConn, netip.AddrP
 	if !ok || ua.Port <= 0 || ua.Port > math.MaxUint16 {
 		_ = c.Close()
 		return nil, netip.AddrPort{}, fmt.Errorf("unexpected local address %v", c.LocalAddr())
+	}
+	if uc, ok := c.(*net.UDPConn); ok {
+		// Room for bursts: with the default (about 200 KiB, some 250
+		// small datagrams) a loaded server drops requests that a moment
+		// later it would have had time for. The kernel caps both at
+		// net.core.rmem_max and wmem_max; coturn asks for the same.
+		_ = uc.SetReadBuffer(socketBufferSize)
+		_ = uc.SetWriteBuffer(socketBufferSize)
 	}
 	return c, netip.AddrPortFrom(ip, uint16(ua.Port)), nil
 }
