@@ -10,53 +10,23 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pion/stun/v3"
 
+	"github.com/natcheck/natcheck/internal/lab"
 	natstun "github.com/natcheck/natcheck/stun"
 )
 
-// inNetns runs fn on an OS thread that has joined the network namespace
-// name, so that the sockets fn opens live there; the thread goes back to
-// its own namespace afterwards (or is discarded if it cannot).
+// inNetns runs fn with the calling thread in the network namespace name
+// (lab.InNetns), so that the sockets fn opens live there.
 func inNetns(t *testing.T, name string, fn func()) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer self.Close()
-		target, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if e := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); e != nil {
-			errc <- fmt.Errorf("setns %s: %w", name, e)
-			return
-		}
-		fn()
-		if e := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); e != nil {
-			errc <- fmt.Errorf("setns back: %w", e) // the thread stays locked and dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	if err := lab.InNetns(name, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
