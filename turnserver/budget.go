@@ -28,6 +28,8 @@ type budgetConn struct {
 	allocated *clientSet
 	drops     *atomic.Uint64
 
+	local netip.AddrPort // the listener's address, as pion reports it
+
 	mu      sync.Mutex
 	lastSrc netip.AddrPort
 	lastLen int
@@ -45,7 +47,7 @@ func (c *budgetConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 func (c *budgetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	to := natstun.AddrPortOf(addr)
-	if !c.allocated.has(to) {
+	if !relayedData(b) || !c.allocated.has(to, c.local) {
 		req := 0
 		c.mu.Lock()
 		if to == c.lastSrc {
@@ -60,26 +62,40 @@ func (c *budgetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return c.PacketConn.WriteTo(b, addr)
 }
 
-// clientSet holds the UDP client addresses that have an allocation.
-type clientSet struct {
-	mu sync.Mutex
-	m  map[netip.AddrPort]int
+// relayedData reports whether b is relayed data to a client: a
+// ChannelData message (first two bits 01, RFC 8656 section 12.4) or a
+// Data indication (RFC 8656 section 11.4: method 0x007, class indication).
+func relayedData(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	if b[0]&0xC0 == 0x40 {
+		return true
+	}
+	return len(b) >= 20 && b[0] == 0x00 && b[1] == 0x17 // Data indication, 0x0017
 }
 
-func (s *clientSet) add(a net.Addr, d int) {
-	ap := natstun.AddrPortOf(a)
+// clientSet holds the UDP clients that have an allocation, each with the
+// listener address it came to.
+type clientSet struct {
+	mu sync.Mutex
+	m  map[[2]netip.AddrPort]int
+}
+
+func (s *clientSet) add(client, listener net.Addr, d int) {
+	k := [2]netip.AddrPort{natstun.AddrPortOf(client), natstun.AddrPortOf(listener)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[netip.AddrPort]int{}
+		s.m = map[[2]netip.AddrPort]int{}
 	}
-	if s.m[ap] += d; s.m[ap] <= 0 {
-		delete(s.m, ap)
+	if s.m[k] += d; s.m[k] <= 0 {
+		delete(s.m, k)
 	}
 }
 
-func (s *clientSet) has(ap netip.AddrPort) bool {
+func (s *clientSet) has(client, listener netip.AddrPort) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m[ap] > 0
+	return s.m[[2]netip.AddrPort{client, listener}] > 0
 }

@@ -97,4 +97,26 @@ func TestUDPBudget(t *testing.T) {
 	if received != packets {
 		t.Errorf("the client with an allocation got %d of %d relayed packets", received, packets)
 	}
+
+	// Responses to the allocated client's address are charged all the
+	// same: anyone can forge it. 200 Allocates of 20 bytes would get 200
+	// 401s of 64 bytes; the budget pays for at most (4000+1000)/64 = 78
+	// of them (plus what refills meanwhile).
+	before := s.Stats().BudgetDrops
+	for range n {
+		req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest))
+		if _, err := conn.WriteTo(req.Raw, server); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var drops uint64
+	for range 100 { // until the server has handled them all, at most 5 s
+		if drops = s.Stats().BudgetDrops - before; drops >= 100 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if drops < 100 {
+		t.Errorf("%d of %d 401s to an allocated client's address dropped, want at least 100", drops, n)
+	}
 }

@@ -151,7 +151,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("turnserver: listen on udp %v: %w", ap, err)
 		}
 		if budget != nil {
-			pc = &budgetConn{PacketConn: pc, budget: budget, allocated: &s.allocated, drops: &s.budgetDrops}
+			pc = &budgetConn{PacketConn: pc, budget: budget, allocated: &s.allocated, drops: &s.budgetDrops,
+				local: natstun.AddrPortOf(pc.LocalAddr())}
 		}
 		tc.PacketConnConfigs = append(tc.PacketConnConfigs, turn.PacketConnConfig{
 			PacketConn: pc, RelayAddressGenerator: gen(ap.Addr()), PermissionHandler: perm,
@@ -211,14 +212,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			s.mu.Unlock()
 			s.created.Add(1)
 			if overUDP(src) {
-				s.allocated.add(src, 1)
+				s.allocated.add(src, dst, 1)
 			}
 			s.hold(src, dst)
 			log.Info("allocation created", "client", src.String(), "protocol", proto, "user", user, "relay", relay.String())
 		},
 		OnAllocationDeleted: func(src, dst net.Addr, proto, user, _ string) {
 			if overUDP(src) {
-				s.allocated.add(src, -1)
+				s.allocated.add(src, dst, -1)
 			}
 			s.unhold(src, dst)
 			s.mu.Lock()

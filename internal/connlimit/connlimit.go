@@ -221,9 +221,13 @@ func (l *Listener) Hold(remote, local net.Addr) bool {
 	return true
 }
 
+// unholdGrace is the least time a connection stays open after its last
+// hold ends.
+const unholdGrace = 2 * time.Second
+
 // Unhold undoes a Hold of the connection with the addresses given. When
 // no Hold is left, MaxAge applies again: a connection older than it is
-// closed at once.
+// closed after unholdGrace.
 func (l *Listener) Unhold(remote, local net.Addr) {
 	l.mu.Lock()
 	c := l.conns[connKey(remote, local)]
@@ -237,7 +241,10 @@ func (l *Listener) Unhold(remote, local net.Addr) {
 		return
 	}
 	if c.holds--; c.holds == 0 && c.age != nil {
-		c.age.Reset(max(l.cfg.MaxAge-time.Since(c.accepted), 0))
+		// A grace period past the age: the server may still be writing the
+		// reply to the request that ended the hold (a Refresh with lifetime
+		// 0 deletes the allocation before its success response goes out).
+		c.age.Reset(max(l.cfg.MaxAge-time.Since(c.accepted), unholdGrace))
 	}
 }
 

@@ -172,7 +172,7 @@ func (b *Budget) index(ip netip.Addr) uint64 {
 // a request of reqLen bytes from ip, and charges it if so. It does not
 // allocate.
 func (b *Budget) Charge(ip netip.Addr, reqLen, respLen int) Verdict {
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("") // a zoned address is in no prefix
 	if b.trusted(ip) {
 		return Send
 	}

@@ -185,8 +185,8 @@ func TestBudgetFloodOfNewSources(t *testing.T) {
 
 func TestBudgetTrust(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}, 100, 1<<20, clock.now, nil)
-	for _, ip := range []string{"127.0.0.1", "127.1.2.3", "::ffff:127.0.0.1", "2001:db8:ff::1"} {
+	b := New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("fe80::/10")}, 100, 1<<20, clock.now, nil)
+	for _, ip := range []string{"127.0.0.1", "127.1.2.3", "::ffff:127.0.0.1", "2001:db8:ff::1", "fe80::1%eth0"} {
 		if n := count(b, netip.MustParseAddr(ip), 1000, 20, 76); n != 1000 {
 			t.Errorf("trusted %s: %d of 1000 answered", ip, n)
 		}
