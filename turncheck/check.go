@@ -112,26 +112,11 @@ func (c *checker) run(ctx context.Context) {
 	c.user, c.password, expires = c.s.Credentials.Resolve(c.o.now())
 	c.res.CredentialExpires = expires
 
-	// Resolve. ICE gathers relays over IPv4 only (pion/ice v4.4.1): prefer
-	// an IPv4 address.
-	rctx, cancel := context.WithTimeout(ctx, c.o.stepTimeout())
-	addrs, err := c.o.resolver().LookupNetIP(rctx, "ip", u.Host)
-	cancel()
-	if err != nil || len(addrs) == 0 {
-		if err == nil {
-			err = errors.New("no address")
-		}
+	server, err := resolveServer(ctx, u, c.o)
+	if err != nil {
 		c.fail(natclass.TURNStepResolve, err)
 		return
 	}
-	ip := addrs[0]
-	for _, a := range addrs {
-		if a.Unmap().Is4() {
-			ip = a
-			break
-		}
-	}
-	server := netip.AddrPortFrom(ip.Unmap(), uint16(u.Port))
 	c.res.Server = server
 
 	token := make([]byte, 8)
@@ -217,6 +202,28 @@ func (c *checker) run(ctx context.Context) {
 	}
 	release()
 	c.res.OK = true
+}
+
+// resolveServer looks up u's host with o's resolver. ICE gathers relays
+// over IPv4 only (pion/ice v4.4.1): it prefers an IPv4 address.
+func resolveServer(ctx context.Context, u URL, o Options) (netip.AddrPort, error) {
+	rctx, cancel := context.WithTimeout(ctx, o.stepTimeout())
+	defer cancel()
+	addrs, err := o.resolver().LookupNetIP(rctx, "ip", u.Host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if len(addrs) == 0 {
+		return netip.AddrPort{}, errors.New("no address")
+	}
+	ip := addrs[0]
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			ip = a
+			break
+		}
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(u.Port)), nil
 }
 
 // connect opens the control connection: a connected UDP socket (so that an

@@ -3,6 +3,10 @@ package turncheck
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +101,65 @@ func TestCheckPion(t *testing.T) {
 				}
 				noSecrets(t, res, trace...)
 			})
+		}
+	}
+}
+
+// nameResolver answers for one name with one address.
+type nameResolver struct {
+	name string
+	addr netip.Addr
+}
+
+func (r nameResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if host != r.name {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return []netip.Addr{r.addr}, nil
+}
+
+// TestEndToEndGuarded: with Options.Allow (the exporter's allowlist), the
+// end-to-end ICE check asks it about the address it resolved before the
+// agents start and about every TCP connection they open, and a refusal
+// stops the check before anything is sent.
+func TestEndToEndGuarded(t *testing.T) {
+	t.Parallel()
+	srv := turntest.NewServer(t, turntest.Options{})
+	for _, tr := range []struct {
+		raw    string
+		server netip.AddrPort
+	}{
+		{"turn:localhost:" + strconv.Itoa(int(srv.UDP.Port())), srv.UDP},
+		{"turn:localhost:" + strconv.Itoa(int(srv.TCP.Port())) + "?transport=tcp", srv.TCP},
+	} {
+		s := Server{URL: mustURL(t, tr.raw), Credentials: longTerm()}
+		var mu sync.Mutex
+		asked := map[netip.AddrPort]int{}
+		o := Options{Resolver: nameResolver{"localhost", netip.MustParseAddr("127.0.0.1")}}
+		o.Allow = func(ap netip.AddrPort) error {
+			mu.Lock()
+			defer mu.Unlock()
+			asked[ap]++
+			return nil
+		}
+		if res := EndToEndCheck(context.Background(), s, o); !res.Connected || res.Received == 0 {
+			t.Errorf("%s allowed: %+v", tr.raw, res)
+		}
+		mu.Lock()
+		n, others := asked[tr.server], len(asked)
+		mu.Unlock()
+		want := 1
+		if s.URL.Transport != natclass.TURNTransportUDP {
+			want = 3 // the resolved address, then each agent's connection
+		}
+		if n < want || others != 1 {
+			t.Errorf("%s: Allow asked %v, want %v at least %d times and nothing else", tr.raw, asked, tr.server, want)
+		}
+
+		o.Allow = func(ap netip.AddrPort) error { return fmt.Errorf("%v is not in allowed_targets", ap) }
+		res := EndToEndCheck(context.Background(), s, o)
+		if res.Connected || !strings.Contains(res.Error, "is not in allowed_targets") {
+			t.Errorf("%s refused: %+v", tr.raw, res)
 		}
 	}
 }

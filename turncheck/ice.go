@@ -31,6 +31,20 @@ type proxyDialer struct {
 }
 
 func (d *proxyDialer) Dial(network, addr string) (net.Conn, error) {
+	if d.o.Allow != nil {
+		ap, err := netip.ParseAddrPort(addr)
+		if err == nil {
+			err = d.o.Allow(ap)
+		} else {
+			err = fmt.Errorf("%s is not an address the check resolved and allowed", addr)
+		}
+		if err != nil {
+			d.mu.Lock()
+			d.lastErr = err
+			d.mu.Unlock()
+			return nil, err
+		}
+	}
 	nd := net.Dialer{Timeout: d.o.stepTimeout()}
 	conn, err := nd.DialContext(d.ctx, network, addr)
 	if err == nil && d.url.Secure {
@@ -90,7 +104,22 @@ func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
 
 	user, pw, _ := s.Credentials.Resolve(o.now())
 	logs := newLogFactory(pw.Reveal(), s.Credentials.SharedSecret.Reveal())
-	uri := s.URL.stunURI(user, pw.Reveal())
+	iceURL := s.URL
+	if o.Allow != nil {
+		// The agents get the address resolved and allowed here, not the
+		// name: pion/ice would look it up again, and a second answer may
+		// differ (DNS rebinding). TLS still verifies the name (d.url).
+		server, err := resolveServer(ctx, s.URL, o)
+		if err == nil {
+			err = o.Allow(server)
+		}
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		iceURL.Host = server.Addr().String()
+	}
+	uri := iceURL.stunURI(user, pw.Reveal())
 	newAgent := func() (*ice.Agent, *proxyDialer, error) {
 		opts := agentOptions(ice.CandidateTypeRelay, []*stun.URI{uri}, logs, o)
 		d := &proxyDialer{ctx: ctx, url: s.URL, o: o}
