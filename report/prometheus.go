@@ -238,7 +238,7 @@ func RegisterMetrics(reg prometheus.Registerer, r Report) error {
 		}
 	}
 	m.turn.set(r.TURN)
-	return register(reg, m.collectors())
+	return register(reg, append(m.collectors(), lifetimeCollectors(r.Lifetime)...))
 }
 
 // RegisterTURNMetrics registers the metrics of the report of natcheck turn

@@ -279,6 +279,8 @@ func TestPrometheusDocs(t *testing.T) {
 	r := reportWithTURN()
 	r.Paths = append(r.Paths, Attempt{Transport: "tls", Server: "s", Family: "ipv4", Address: "192.0.2.1:443", Port: 443,
 		OK: true, TimeMS: r.Paths[0].TimeMS, CertNotAfter: &started})
+	yes := true
+	r.AddLifetime(natclass.Lifetime{Lower: 6 * time.Second, Upper: 7 * time.Second, RefreshedByInbound: &yes, RefreshedByOutbound: &yes})
 	var b bytes.Buffer
 	if err := WritePrometheus(&b, r); err != nil {
 		t.Fatal(err)

@@ -80,6 +80,11 @@ type Report struct {
 	// Candidates are the ICE candidates gathered when TURN servers were
 	// given; absent otherwise.
 	Candidates *Candidates `json:"candidates,omitempty"`
+	// Lifetime is the NAT's UDP binding lifetime (natcheck --lifetime);
+	// absent without --lifetime.
+	//
+	// AddLifetime sets it.
+	Lifetime *Lifetime `json:"lifetime,omitempty"`
 }
 
 // NAT is the NAT behaviour of one address family.

@@ -113,6 +113,10 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		fmt.Fprintf(&b, "Way out: %s (%s)\n", p.warn.Sprint("not settled"), w.Cost)
 	}
 
+	if r.Lifetime != nil {
+		fmt.Fprintln(&b, lifetimeText(p, r.Lifetime))
+	}
+
 	// 4. Why.
 	writeReasons(&b, "Why:", r.Reasons)
 	for _, f := range r.Families {

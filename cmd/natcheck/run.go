@@ -18,6 +18,7 @@ import (
 	"github.com/pion/transport/v4"
 
 	"github.com/natcheck/natcheck/internal/diagnose"
+	"github.com/natcheck/natcheck/internal/progress"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/probe"
 	"github.com/natcheck/natcheck/report"
@@ -100,6 +101,10 @@ type options struct {
 	// every and count are --every and --count (repeat.go): 0 runs once.
 	every time.Duration
 	count int
+	// lifetime is --lifetime, with --lifetime-max and --lifetime-precision.
+	lifetime          bool
+	lifetimeMax       time.Duration
+	lifetimePrecision time.Duration
 }
 
 // errHelp means -h was given: usage was printed, exit 0.
@@ -130,6 +135,9 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	fs.BoolVar(&o.udpOnly, "udp-only", false, "skip the TCP and TLS path probes")
 	fs.DurationVar(&o.every, "every", 0, "repeat the diagnosis every `DURATION` (at least 1s) until interrupted; Ctrl-C ends after the run in progress; one report per run")
 	fs.IntVar(&o.count, "count", 0, "with --every, stop after `N` runs (0: until interrupted)")
+	fs.BoolVar(&o.lifetime, "lifetime", false, "also measure how long the NAT keeps an idle UDP mapping (needs a server that honours RESPONSE-PORT, RFC 5780); takes up to --lifetime-max, progress on stderr")
+	fs.DurationVar(&o.lifetimeMax, "lifetime-max", probe.DefaultLifetimeMax, "with --lifetime, the longest idle time tested; the measurement ends within it plus a few seconds")
+	fs.DurationVar(&o.lifetimePrecision, "lifetime-precision", probe.DefaultLifetimePrecision, "with --lifetime, the width of the lower-upper bracket aimed at")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	tf := addTURNFlags(fs)
 	var err error
@@ -181,6 +189,9 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 		return o, fmt.Errorf("--format %q: use text, json or json-line, or prometheus for metrics", o.format)
 	}
 	if err := checkRepeat(o); err != nil {
+		return o, err
+	}
+	if err := checkLifetime(o, given); err != nil {
 		return o, err
 	}
 	for _, r := range require {
@@ -329,14 +340,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	if o.every > 0 {
 		return repeat(ctx, o, stdout, stderr, e)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	dctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	return once(ctx, o, stdout, stderr, e)
+	if o.lifetime {
+		// --timeout bounds the diagnosis; the lifetime measurement has
+		// --lifetime-max and ends early, with its partial result, on ctx.
+		return diagnoseOnce(dctx, ctx, o, stdout, stderr, e)
+	}
+	return once(dctx, o, stdout, stderr, e)
+}
+
+// checkLifetime validates the --lifetime flags.
+func checkLifetime(o options, given map[string]bool) error {
+	switch {
+	case !o.lifetime && (given["lifetime-max"] || given["lifetime-precision"]):
+		return errors.New("--lifetime-max and --lifetime-precision need --lifetime")
+	case !o.lifetime:
+		return nil
+	case o.every > 0:
+		return errors.New("--lifetime with --every: a lifetime measurement takes minutes; run it once")
+	case o.lifetimeMax < probe.MinLifetimeMax || o.lifetimeMax > time.Hour:
+		return fmt.Errorf("--lifetime-max %v: give a duration from %v to 1h, such as 5m", o.lifetimeMax, probe.MinLifetimeMax)
+	case o.lifetimePrecision < 100*time.Millisecond || o.lifetimePrecision > o.lifetimeMax:
+		return fmt.Errorf("--lifetime-precision %v: give a duration from 100ms to --lifetime-max, such as 1s", o.lifetimePrecision)
+	}
+	return nil
 }
 
 // once runs one diagnosis within ctx, writes its report and returns its
 // exit code.
 func once(ctx context.Context, o options, stdout, stderr io.Writer, e env) int {
+	return diagnoseOnce(ctx, nil, o, stdout, stderr, e)
+}
+
+// diagnoseOnce is once with, when lifeCtx is not nil, the binding lifetime
+// measured within lifeCtx after the diagnosis.
+func diagnoseOnce(ctx, lifeCtx context.Context, o options, stdout, stderr io.Writer, e env) int {
 	var err error
 	cfg := probe.Config{Servers: o.servers, Hairpin: o.hairpin, Net: e.net, TLSPorts: o.tlsPorts, NoPaths: o.udpOnly}
 	if o.turn.opts.RootCAs != nil {
@@ -355,7 +394,10 @@ func once(ctx context.Context, o options, stdout, stderr io.Writer, e env) int {
 	finishTURN := startTURN(ctx, o, stderr)
 	r := diagnose.Run(ctx, cfg, version, o.families...)
 	finishTURN(&r)
-	r.DurationMS = time.Since(runStart).Milliseconds() // TURN checks included
+	if lifeCtx != nil {
+		r.AddLifetime(measureLifetime(lifeCtx, o, cfg, stderr))
+	}
+	r.DurationMS = time.Since(runStart).Milliseconds() // TURN checks and lifetime included
 
 	switch o.format {
 	case "json":
@@ -419,4 +461,39 @@ func formatEvent(start time.Time, e probe.Event) string {
 		fmt.Fprintf(&b, " %s", e.Detail)
 	}
 	return b.String()
+}
+
+// measureLifetime runs natcheck --lifetime's measurement with its progress
+// on stderr.
+func measureLifetime(ctx context.Context, o options, cfg probe.Config, stderr io.Writer) natclass.Lifetime {
+	fam := probe.IPv4
+	if len(o.families) == 1 {
+		fam = o.families[0]
+	}
+	pr := progress.New(stderr, progress.Live(stderr), "binding lifetime", o.lifetimeMax)
+	lt := probe.MeasureLifetime(ctx, probe.LifetimeConfig{
+		Servers: o.servers, Family: fam, Net: cfg.Net, Max: o.lifetimeMax, Precision: o.lifetimePrecision, Trace: cfg.Trace,
+		Progress: func(l natclass.Lifetime) { pr.Update("waiting for idle mappings to expire; " + lifetimeProgress(l)) },
+	})
+	done := lifetimeProgress(lt)
+	switch {
+	case lt.Error != "":
+		done = "not measured: " + lt.Error
+	case lt.Partial != "":
+		done += " (" + lt.Partial + ")"
+	}
+	pr.Done(done)
+	return lt
+}
+
+// lifetimeProgress says what a lifetime measurement found so far.
+func lifetimeProgress(l natclass.Lifetime) string {
+	s := fmt.Sprintf("%d sockets probed", l.Probes)
+	switch {
+	case l.Upper > 0:
+		s += fmt.Sprintf(", lifetime between %v and %v", l.Lower.Round(100*time.Millisecond), l.Upper.Round(100*time.Millisecond))
+	case l.Lower > 0:
+		s += fmt.Sprintf(", lifetime more than %v", l.Lower.Round(100*time.Millisecond))
+	}
+	return s
 }
