@@ -135,6 +135,8 @@ func (c *checker) run(ctx context.Context) {
 		Password:       c.password.Reveal(),
 		Software:       "natcheck",
 		LoggerFactory:  newLogFactory(c.password.Reveal()),
+
+		PermissionRefreshInterval: c.o.Soak.permissionRefresh(),
 	})
 	if err != nil {
 		c.fail(natclass.TURNStepAllocate, err)
@@ -199,6 +201,9 @@ func (c *checker) run(ctx context.Context) {
 
 	if !c.relayData(ctx, relay) {
 		return
+	}
+	if c.o.Soak != nil && c.o.Soak.Duration > 0 {
+		c.soak(ctx, relay)
 	}
 	release()
 	c.res.OK = true
