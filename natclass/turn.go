@@ -24,6 +24,7 @@ const (
 	TURNStepPermission = "permission" // CreatePermission (RFC 8656 section 9)
 	TURNStepData       = "data"       // data through the relay to a peer and back
 	TURNStepEndToEnd   = "end-to-end" // two relay-only ICE agents connect
+	TURNStepSoak       = "soak"       // the long run: a refresh failed, or loss above the limit
 )
 
 // TLSInfo is a TURN server's TLS session and certificate.
@@ -302,10 +303,12 @@ type TURNSoak struct {
 	Elapsed time.Duration `json:"-"`
 	// Interrupted is true when the soak ended early (Ctrl-C, or the
 	// allocation failed).
-	Interrupted bool          `json:"interrupted,omitempty"`
-	Refreshes   []TURNRefresh `json:"refreshes"`
-	Minutes     []SoakMinute  `json:"minutes"`
-	Total       SoakStats     `json:"total"`
+	Interrupted bool `json:"interrupted,omitempty"`
+	// MaxLoss is the loss above which the soak fails, 0 to 1.
+	MaxLoss   float64       `json:"max_loss"`
+	Refreshes []TURNRefresh `json:"refreshes"`
+	Minutes   []SoakMinute  `json:"minutes"`
+	Total     SoakStats     `json:"total"`
 }
 
 // RefreshFailures is the number of refreshes that failed.
