@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ type SoakOptions struct {
 	// Rate is the packets per second of each of the two streams
 	// (ChannelData, and Send indications); zero means 10, at most 100.
 	Rate int
+	// MaxLoss fails the soak when more than this fraction (0 to 1) of its
+	// packets did not come back.
+	MaxLoss float64
 	// PermissionRefresh is how often the client refreshes its permissions
 	// (CreatePermission); zero means pion/turn's 2 minutes, well within
 	// the 5-minute permission lifetime of RFC 8656.
@@ -87,10 +91,10 @@ type soakArrival struct {
 // ChannelData over a bound channel, the other as Send indications to a
 // peer without a channel. Loss, round trips and jitter are counted per
 // minute of sending.
-func (c *checker) soak(ctx context.Context, relay net.PacketConn) {
+func (c *checker) soak(ctx context.Context, relay net.PacketConn) bool {
 	o := c.o.Soak
 	start := time.Now()
-	res := &natclass.TURNSoak{Planned: o.Duration, Refreshes: []natclass.TURNRefresh{}, Minutes: []natclass.SoakMinute{}}
+	res := &natclass.TURNSoak{Planned: o.Duration, MaxLoss: o.MaxLoss, Refreshes: []natclass.TURNRefresh{}, Minutes: []natclass.SoakMinute{}}
 	c.res.Soak = res
 	defer func() { res.Elapsed = time.Since(start) }()
 
@@ -124,7 +128,7 @@ func (c *checker) soak(ctx context.Context, relay net.PacketConn) {
 		if err != nil {
 			c.warn("soak: opening a local peer socket: %v", err)
 			res.Interrupted = true
-			return
+			return true
 		}
 		defer p.Close()
 		peers[i] = p
@@ -333,6 +337,31 @@ loop:
 		}
 		res.Minutes = append(res.Minutes, natclass.SoakMinute{Minute: m, SoakStats: st})
 	}
+	return c.judgeSoak()
+}
+
+// judgeSoak fails the check on a failed refresh or a loss above MaxLoss.
+func (c *checker) judgeSoak() bool {
+	res := c.res.Soak
+	var why []string
+	if n := res.RefreshFailures(); n > 0 {
+		for _, r := range res.Refreshes {
+			if !r.OK {
+				why = append(why, fmt.Sprintf("%d of %d refreshes failed, the first at %s: %s", n, len(res.Refreshes), r.At.Round(time.Second), r.Error))
+				break
+			}
+		}
+	}
+	if l := res.Total.Loss(); l > res.MaxLoss {
+		why = append(why, fmt.Sprintf("%.1f%% of %d packets through the relay were lost (limit %.1f%%)", 100*l, res.Total.Sent, 100*res.MaxLoss))
+	}
+	if len(why) == 0 {
+		return true
+	}
+	c.res.FailedStep = natclass.TURNStepSoak
+	c.res.Error = strings.Join(why, "; ")
+	c.res.Hint = "the relay worked at first but not for the whole run: check the server's allocation, permission and channel lifetimes and quotas, and middleboxes that expire UDP flows; the per-minute rows show when it began"
+	return false
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
