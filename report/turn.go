@@ -597,7 +597,7 @@ func writeSoak(b *bytes.Buffer, p palette, url string, s TURNSoak) error {
 			msStr(t.RTTP50MS), msStr(t.RTTP95MS), msStr(t.RTTP99MS), msStr(t.JitterMS)}
 	}
 	for _, m := range s.Minutes {
-		rows = append(rows, row(strconv.Itoa(m.Minute+1), TURNSoakStats{Sent: m.Sent, Received: m.Received, Loss: m.Loss,
+		rows = append(rows, row(fmt.Sprintf("%d-%d", m.Minute, m.Minute+1), TURNSoakStats{Sent: m.Sent, Received: m.Received, Loss: m.Loss,
 			RTTP50MS: m.RTTP50MS, RTTP95MS: m.RTTP95MS, RTTP99MS: m.RTTP99MS, JitterMS: m.JitterMS}))
 	}
 	rows = append(rows, row("all", s.Total))

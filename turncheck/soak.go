@@ -276,8 +276,16 @@ func (c *checker) soak(ctx context.Context, relay net.PacketConn) bool {
 		}
 	}
 
+	get := func(p pkt) (time.Time, time.Duration) { return p.sent, p.rtt }
+	// stats counts the packets sent so far, leaving out the last second's,
+	// which may still be on their way.
 	stats := func() natclass.SoakStats {
-		return soakStats(sent[0], sent[1], func(p pkt) (time.Time, time.Duration) { return p.sent, p.rtt }, start, -1, span)
+		cut := time.Now().Add(-time.Second)
+		n := func(ps []pkt) []pkt {
+			i, _ := slices.BinarySearchFunc(ps, cut, func(p pkt, t time.Time) int { return p.sent.Compare(t) })
+			return ps[:i]
+		}
+		return soakStats(n(sent[0]), n(sent[1]), get, start, -1, span)
 	}
 	report := func() {
 		if o.Progress == nil {
@@ -329,9 +337,9 @@ loop:
 		arrive(<-arrivals)
 	}
 	pollRefreshes(time.Now())
-	res.Total = stats()
+	res.Total = soakStats(sent[0], sent[1], get, start, -1, span)
 	for m := range nMin {
-		st := soakStats(sent[0], sent[1], func(p pkt) (time.Time, time.Duration) { return p.sent, p.rtt }, start, m, span)
+		st := soakStats(sent[0], sent[1], get, start, m, span)
 		if st.Sent == 0 {
 			continue
 		}

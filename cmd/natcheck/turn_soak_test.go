@@ -100,6 +100,7 @@ func TestTurnSoakCommand(t *testing.T) {
 		defer timer.Stop()
 		defer refuse.Store(false)
 		code, out, errs := runArgs(t, pw, "turn", "--turn-user", turntest.User, "--no-end-to-end", "--duration", "5s", url)
+		t.Log(out, errs)
 		if code != exitRequire || !strings.Contains(out, "refused the allocation refresh") || !strings.Contains(out, "TURN soak") {
 			t.Errorf("exit %d, want 1\n%s\n%s", code, out, errs)
 		}
