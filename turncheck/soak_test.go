@@ -187,3 +187,30 @@ func TestSoakPathDrops(t *testing.T) {
 		t.Errorf("loss first span %.2f, last %.2f: want 0 then 1", first.Loss(), last.Loss())
 	}
 }
+
+// TestSoakCoturn: coturn with allocations of 4 s and permissions of 4 s
+// sees several refreshes of each in 8 s, all accepted, and no loss.
+func TestSoakCoturn(t *testing.T) {
+	c := turntest.StartCoturn(t, turntest.CoturnOptions{Extra: []string{"max-allocate-lifetime=4", "permission-lifetime=4"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o := Options{Soak: &SoakOptions{Duration: 8 * time.Second, MaxLoss: 0.05, PermissionRefresh: 1500 * time.Millisecond}}
+	res := Check(ctx, Server{URL: mustURL(t, c.URLs()[0]), Credentials: longTerm()}, o)
+	if res.Soak == nil {
+		t.Fatalf("no soak: %+v", res)
+	}
+	sk := res.Soak
+	t.Logf("lifetime %v, refreshes %+v, total %+v", res.Lifetime, sk.Refreshes, sk.Total)
+	if res.Lifetime != 4*time.Second {
+		t.Errorf("lifetime %v, want coturn's max-allocate-lifetime of 4s", res.Lifetime)
+	}
+	if n := count(sk.Refreshes, natclass.RefreshAllocation, true); n < 3 {
+		t.Errorf("%d allocation refreshes ok, want >= 3", n)
+	}
+	if n := count(sk.Refreshes, natclass.RefreshPermission, true); n < 3 {
+		t.Errorf("%d permission refreshes ok, want >= 3", n)
+	}
+	if !res.OK || sk.RefreshFailures() != 0 || sk.Total.Received != sk.Total.Sent || sk.Total.ChannelReceived == 0 || sk.Total.IndicationReceived == 0 {
+		t.Errorf("ok %v (%s), %d refreshes failed, total %+v", res.OK, res.Error, sk.RefreshFailures(), sk.Total)
+	}
+}
