@@ -92,7 +92,7 @@ func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
 func newTURNMetrics() *turnMetrics {
 	return &turnMetrics{
 		ok:           gauge("turn_ok", "1 when data went through the TURN relay and back (and the end-to-end check, when run, connected), else 0.", "url", "transport"),
-		failedStep:   gauge("turn_failed_step_info", "The step at which a failed TURN check stopped: resolve, connect, tls, allocate, permission, data or end-to-end. Always 1.", "url", "step"),
+		failedStep:   gauge("turn_failed_step_info", "The step at which a failed TURN check stopped: resolve, connect, tls, allocate, permission, data, end-to-end or soak. Always 1.", "url", "step"),
 		errorCode:    gauge("turn_error_code", "STUN error code of the response that failed the TURN check (e.g. 401, 403, 486); absent without one.", "url"),
 		connect:      gauge("turn_connect_seconds", "TCP connect time to the TURN server (tcp and tls URLs).", "url"),
 		tlsHandshake: gauge("turn_tls_handshake_seconds", "TLS handshake time with the TURN server (turns: URLs).", "url"),
