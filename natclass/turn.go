@@ -24,6 +24,7 @@ const (
 	TURNStepPermission = "permission" // CreatePermission (RFC 8656 section 9)
 	TURNStepData       = "data"       // data through the relay to a peer and back
 	TURNStepEndToEnd   = "end-to-end" // two relay-only ICE agents connect
+	TURNStepSoak       = "soak"       // the long run: a refresh failed, or loss above the limit
 )
 
 // TLSInfo is a TURN server's TLS session and certificate.
@@ -112,6 +113,9 @@ type TURNCheck struct {
 	Released Tri `json:"released"`
 
 	EndToEnd *EndToEnd `json:"end_to_end,omitempty"`
+
+	// Soak is the long run (natcheck turn --duration), when run.
+	Soak *TURNSoak `json:"soak,omitempty"`
 
 	// OK is true when data went through the relay and back (and the
 	// end-to-end check, when run, connected).
@@ -235,4 +239,85 @@ type Gathering struct {
 	Candidates []Candidate       `json:"candidates"`
 	Servers    []CandidateServer `json:"servers"`
 	Duration   time.Duration     `json:"-"`
+}
+
+// Kinds of TURN refreshes a soak observes (RFC 8656 sections 7.2, 9 and
+// 12).
+const (
+	RefreshAllocation = "allocation" // Refresh request
+	RefreshPermission = "permission" // CreatePermission request
+	RefreshChannel    = "channel"    // ChannelBind request
+)
+
+// TURNRefresh is the outcome of one refresh during a soak: a Refresh,
+// CreatePermission or ChannelBind transaction, or one that was due and
+// never answered.
+type TURNRefresh struct {
+	Kind string        `json:"kind"` // RefreshAllocation, RefreshPermission or RefreshChannel
+	At   time.Duration `json:"-"`    // since the soak started
+	OK   bool          `json:"ok"`
+	// Code is the STUN error code of an error response.
+	Code  int           `json:"code,omitempty"`
+	Error string        `json:"error,omitempty"`
+	RTT   time.Duration `json:"-"`
+}
+
+// SoakStats are packets through a relay over a span of a soak: how many
+// were sent and came back, round-trip quantiles and jitter.
+type SoakStats struct {
+	Sent     int `json:"sent"`
+	Received int `json:"received"`
+	// ChannelSent/Received went as ChannelData (a bound channel),
+	// IndicationSent/Received as Send and Data indications.
+	ChannelSent        int           `json:"channel_sent"`
+	ChannelReceived    int           `json:"channel_received"`
+	IndicationSent     int           `json:"indication_sent"`
+	IndicationReceived int           `json:"indication_received"`
+	RTTP50             time.Duration `json:"-"`
+	RTTP95             time.Duration `json:"-"`
+	RTTP99             time.Duration `json:"-"`
+	// Jitter is the mean absolute difference between the round trips of
+	// consecutive packets of a stream (RFC 3550's D, not smoothed).
+	Jitter time.Duration `json:"-"`
+}
+
+// Loss is the fraction of packets that did not come back, 0 to 1.
+func (s SoakStats) Loss() float64 {
+	if s.Sent == 0 {
+		return 0
+	}
+	return float64(s.Sent-s.Received) / float64(s.Sent)
+}
+
+// SoakMinute is one minute of a soak (the last one may be shorter).
+type SoakMinute struct {
+	Minute int `json:"minute"` // from 0
+	SoakStats
+}
+
+// TURNSoak is a TURN allocation kept alive for a while with a steady
+// packet stream through the relay: every refresh the client made and the
+// loss, round trips and jitter per minute.
+type TURNSoak struct {
+	Planned time.Duration `json:"-"` // the --duration asked for
+	Elapsed time.Duration `json:"-"`
+	// Interrupted is true when the soak ended early (Ctrl-C, or the
+	// allocation failed).
+	Interrupted bool `json:"interrupted,omitempty"`
+	// MaxLoss is the loss above which the soak fails, 0 to 1.
+	MaxLoss   float64       `json:"max_loss"`
+	Refreshes []TURNRefresh `json:"refreshes"`
+	Minutes   []SoakMinute  `json:"minutes"`
+	Total     SoakStats     `json:"total"`
+}
+
+// RefreshFailures is the number of refreshes that failed.
+func (s TURNSoak) RefreshFailures() int {
+	n := 0
+	for _, r := range s.Refreshes {
+		if !r.OK {
+			n++
+		}
+	}
+	return n
 }

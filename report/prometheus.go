@@ -74,6 +74,15 @@ type turnMetrics struct {
 	e2eOK        *prometheus.GaugeVec
 	e2eTime      *prometheus.GaugeVec
 	duration     *prometheus.GaugeVec
+
+	soakLoss      *prometheus.GaugeVec
+	soakSent      *prometheus.GaugeVec
+	soakReceived  *prometheus.GaugeVec
+	soakRTT       *prometheus.GaugeVec
+	soakJitter    *prometheus.GaugeVec
+	soakRefreshes *prometheus.GaugeVec
+	soakFailures  *prometheus.GaugeVec
+	soakElapsed   *prometheus.GaugeVec
 }
 
 func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
@@ -83,7 +92,7 @@ func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
 func newTURNMetrics() *turnMetrics {
 	return &turnMetrics{
 		ok:           gauge("turn_ok", "1 when data went through the TURN relay and back (and the end-to-end check, when run, connected), else 0.", "url", "transport"),
-		failedStep:   gauge("turn_failed_step_info", "The step at which a failed TURN check stopped: resolve, connect, tls, allocate, permission, data or end-to-end. Always 1.", "url", "step"),
+		failedStep:   gauge("turn_failed_step_info", "The step at which a failed TURN check stopped: resolve, connect, tls, allocate, permission, data, end-to-end or soak. Always 1.", "url", "step"),
 		errorCode:    gauge("turn_error_code", "STUN error code of the response that failed the TURN check (e.g. 401, 403, 486); absent without one.", "url"),
 		connect:      gauge("turn_connect_seconds", "TCP connect time to the TURN server (tcp and tls URLs).", "url"),
 		tlsHandshake: gauge("turn_tls_handshake_seconds", "TLS handshake time with the TURN server (turns: URLs).", "url"),
@@ -101,13 +110,23 @@ func newTURNMetrics() *turnMetrics {
 		e2eOK:        gauge("turn_end_to_end_ok", "1 when two relay-only ICE agents connected through the server, else 0; absent when not run.", "url"),
 		e2eTime:      gauge("turn_end_to_end_seconds", "Time for two relay-only ICE agents to connect through the server.", "url"),
 		duration:     gauge("turn_duration_seconds", "Duration of the whole TURN check.", "url"),
+
+		soakLoss:      gauge("turn_soak_loss_ratio", "Fraction of the soak's packets through the relay that did not come back, 0 to 1 (natcheck turn --duration).", "url"),
+		soakSent:      gauge("turn_soak_packets_sent", "Packets sent through the relay during the soak, by stream: channel (ChannelData) or indication (Send indications).", "url", "stream"),
+		soakReceived:  gauge("turn_soak_packets_received", "Packets of the soak that came back through the relay, by stream.", "url", "stream"),
+		soakRTT:       gauge("turn_soak_rtt_seconds", "Round-trip time through the relay during the soak: quantile 0.5, 0.95 and 0.99.", "url", "quantile"),
+		soakJitter:    gauge("turn_soak_jitter_seconds", "Mean absolute difference between the round trips of consecutive soak packets of a stream.", "url"),
+		soakRefreshes: gauge("turn_soak_refreshes_total", "Refreshes during the soak, by kind (allocation, permission, channel) and result (ok, failed).", "url", "kind", "result"),
+		soakFailures:  gauge("turn_soak_refresh_failures_total", "Refreshes that failed during the soak (refused, or due and never answered).", "url"),
+		soakElapsed:   gauge("turn_soak_seconds", "How long the soak ran.", "url"),
 	}
 }
 
 func (m *turnMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.ok, m.failedStep, m.errorCode, m.connect, m.tlsHandshake, m.certExpiry, m.certVerified,
 		m.credExpiry, m.allocate, m.allocateRTT, m.permission, m.relaySent, m.relayRecv, m.relayLoss, m.relayRTT,
-		m.released, m.e2eOK, m.e2eTime, m.duration}
+		m.released, m.e2eOK, m.e2eTime, m.duration,
+		m.soakLoss, m.soakSent, m.soakReceived, m.soakRTT, m.soakJitter, m.soakRefreshes, m.soakFailures, m.soakElapsed}
 }
 
 func newMetricSet() *metricSet {
@@ -290,7 +309,38 @@ func (m *turnMetrics) set(checks []TURNResult) {
 			setMS(m.e2eTime, e.TimeMS, u)
 		}
 		setMS(m.duration, t.DurationMS, u)
+		if sk := t.Soak; sk != nil {
+			m.setSoak(u, *sk)
+		}
 	}
+}
+
+func (m *turnMetrics) setSoak(u string, sk TURNSoak) {
+	tot := sk.Total
+	if tot.Sent > 0 {
+		m.soakLoss.WithLabelValues(u).Set(tot.Loss)
+	}
+	m.soakSent.WithLabelValues(u, "channel").Set(float64(tot.ChannelSent))
+	m.soakSent.WithLabelValues(u, "indication").Set(float64(tot.IndicationSent))
+	m.soakReceived.WithLabelValues(u, "channel").Set(float64(tot.ChannelReceived))
+	m.soakReceived.WithLabelValues(u, "indication").Set(float64(tot.IndicationReceived))
+	setMS(m.soakRTT, tot.RTTP50MS, u, "0.5")
+	setMS(m.soakRTT, tot.RTTP95MS, u, "0.95")
+	setMS(m.soakRTT, tot.RTTP99MS, u, "0.99")
+	setMS(m.soakJitter, tot.JitterMS, u)
+	for _, k := range []string{natclass.RefreshAllocation, natclass.RefreshPermission, natclass.RefreshChannel} {
+		m.soakRefreshes.WithLabelValues(u, k, "ok").Set(0)
+		m.soakRefreshes.WithLabelValues(u, k, "failed").Set(0)
+	}
+	for _, r := range sk.Refreshes {
+		res := "ok"
+		if !r.OK {
+			res = "failed"
+		}
+		m.soakRefreshes.WithLabelValues(u, r.Kind, res).Add(1)
+	}
+	m.soakFailures.WithLabelValues(u).Set(float64(sk.RefreshFailures))
+	m.soakElapsed.WithLabelValues(u).Set(sk.ElapsedS)
 }
 
 type natFlag struct {

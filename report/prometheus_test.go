@@ -201,7 +201,7 @@ func TestPrometheusTURN(t *testing.T) {
 # TYPE natcheck_turn_ok gauge
 natcheck_turn_ok{transport="tls",url="turns:turn.example.com:443"} 1
 natcheck_turn_ok{transport="udp",url="turn:turn.example.com:3478"} 0
-# HELP natcheck_turn_failed_step_info The step at which a failed TURN check stopped: resolve, connect, tls, allocate, permission, data or end-to-end. Always 1.
+# HELP natcheck_turn_failed_step_info The step at which a failed TURN check stopped: resolve, connect, tls, allocate, permission, data, end-to-end or soak. Always 1.
 # TYPE natcheck_turn_failed_step_info gauge
 natcheck_turn_failed_step_info{step="allocate",url="turn:turn.example.com:3478"} 1
 # HELP natcheck_turn_error_code STUN error code of the response that failed the TURN check (e.g. 401, 403, 486); absent without one.

@@ -81,6 +81,9 @@ type TURNResult struct {
 	// EndToEnd is two relay-only ICE agents connecting through the server,
 	// when run.
 	EndToEnd *TURNEndToEnd `json:"end_to_end,omitempty"`
+	// Soak is the long run of natcheck turn --duration, when run: the
+	// allocation kept alive with a steady packet stream through the relay.
+	Soak *TURNSoak `json:"soak,omitempty"`
 	// DurationMS is the duration of the check.
 	DurationMS *float64 `json:"duration_ms"`
 }
@@ -102,6 +105,108 @@ type TURNData struct {
 	RTTAvgMS *float64 `json:"rtt_avg_ms"`
 	// RTTMaxMS is the maximum round trip; null when nothing came back.
 	RTTMaxMS *float64 `json:"rtt_max_ms"`
+}
+
+// TURNSoak is an allocation kept alive for natcheck turn --duration, with
+// two packet streams through the relay to local peer sockets that echo
+// them: ChannelData over a bound channel, and Send indications.
+type TURNSoak struct {
+	// DurationS is the duration asked for, in seconds.
+	DurationS float64 `json:"duration_s"`
+	// ElapsedS is how long the soak ran, in seconds.
+	ElapsedS float64 `json:"elapsed_s"`
+	// Interrupted is true when the soak ended early (Ctrl-C, --timeout).
+	Interrupted bool `json:"interrupted"`
+	// MaxLoss is the loss above which the soak fails, 0 to 1 (--max-loss).
+	MaxLoss float64 `json:"max_loss"`
+	// RefreshFailures is the number of refreshes that failed.
+	RefreshFailures int `json:"refresh_failures"`
+	// Refreshes are the client's refresh transactions during the soak, in
+	// order, and refreshes that were due and never succeeded.
+	Refreshes []TURNRefresh `json:"refreshes"`
+	// Minutes are the packets by minute of sending; the last minute may be
+	// shorter.
+	Minutes []TURNSoakMinute `json:"minutes"`
+	// Total is the packets of the whole soak.
+	Total TURNSoakStats `json:"total"`
+}
+
+// TURNRefresh is one refresh during a soak.
+type TURNRefresh struct {
+	// Kind is what was refreshed.
+	//
+	// It is allocation (Refresh), permission (CreatePermission) or channel
+	// (ChannelBind).
+	Kind string `json:"kind"`
+	// AtS is when the answer came, in seconds from the start of the soak.
+	AtS float64 `json:"at_s"`
+	// OK is true when the server accepted the refresh.
+	OK bool `json:"ok"`
+	// Code is the STUN error code of a refusal.
+	Code int `json:"code,omitempty"`
+	// Error is what went wrong: a refusal, or no successful refresh
+	// before the allocation or permission expired.
+	Error string `json:"error,omitempty"`
+	// RTTMS is the round trip of the request; null without an answer.
+	RTTMS *float64 `json:"rtt_ms"`
+}
+
+// TURNSoakStats are the packets of a soak over a span of time.
+type TURNSoakStats struct {
+	// Sent is the number of packets sent, both streams.
+	Sent int `json:"sent"`
+	// Received is the number of packets that came back.
+	Received int `json:"received"`
+	// Loss is the fraction lost, 0 to 1.
+	Loss float64 `json:"loss"`
+	// ChannelSent is the packets sent as ChannelData.
+	ChannelSent int `json:"channel_sent"`
+	// ChannelReceived is the ChannelData packets that came back.
+	ChannelReceived int `json:"channel_received"`
+	// IndicationSent is the packets sent as Send indications.
+	IndicationSent int `json:"indication_sent"`
+	// IndicationReceived is the Send indication packets that came back.
+	IndicationReceived int `json:"indication_received"`
+	// RTTP50MS is the median round trip; null when nothing came back.
+	RTTP50MS *float64 `json:"rtt_p50_ms"`
+	// RTTP95MS is the 95th percentile round trip (nearest rank).
+	RTTP95MS *float64 `json:"rtt_p95_ms"`
+	// RTTP99MS is the 99th percentile round trip (nearest rank).
+	RTTP99MS *float64 `json:"rtt_p99_ms"`
+	// JitterMS is the mean absolute difference between the round trips of
+	// consecutive packets of a stream (RFC 3550's D, not smoothed); null
+	// without two consecutive packets back.
+	JitterMS *float64 `json:"jitter_ms"`
+}
+
+// TURNSoakMinute is one minute of a soak.
+type TURNSoakMinute struct {
+	// Minute counts from 0.
+	Minute int `json:"minute"`
+	// Sent is the number of packets sent in the minute, both streams.
+	Sent int `json:"sent"`
+	// Received is the number of packets that came back.
+	Received int `json:"received"`
+	// Loss is the fraction lost, 0 to 1.
+	Loss float64 `json:"loss"`
+	// ChannelSent is the packets sent as ChannelData.
+	ChannelSent int `json:"channel_sent"`
+	// ChannelReceived is the ChannelData packets that came back.
+	ChannelReceived int `json:"channel_received"`
+	// IndicationSent is the packets sent as Send indications.
+	IndicationSent int `json:"indication_sent"`
+	// IndicationReceived is the Send indication packets that came back.
+	IndicationReceived int `json:"indication_received"`
+	// RTTP50MS is the median round trip; null when nothing came back.
+	RTTP50MS *float64 `json:"rtt_p50_ms"`
+	// RTTP95MS is the 95th percentile round trip (nearest rank).
+	RTTP95MS *float64 `json:"rtt_p95_ms"`
+	// RTTP99MS is the 99th percentile round trip (nearest rank).
+	RTTP99MS *float64 `json:"rtt_p99_ms"`
+	// JitterMS is the mean absolute difference between the round trips of
+	// consecutive packets of a stream (RFC 3550's D, not smoothed); null
+	// without two consecutive packets back.
+	JitterMS *float64 `json:"jitter_ms"`
 }
 
 // TURNEndToEnd is two relay-only ICE agents connecting through the server.
@@ -248,6 +353,9 @@ func TURNResults(checks []natclass.TURNCheck) []TURNResult {
 				t.Data.RTTMinMS, t.Data.RTTAvgMS, t.Data.RTTMaxMS = ms(d.RTTMin), ms(d.RTTAvg), ms(d.RTTMax)
 			}
 		}
+		if sk := c.Soak; sk != nil {
+			t.Soak = soakOf(*sk)
+		}
 		if e := c.EndToEnd; e != nil {
 			t.EndToEnd = &TURNEndToEnd{Connected: e.Connected, Local: e.Local, Remote: e.Remote, Sent: e.Sent, Received: e.Received, Error: e.Error}
 			if e.Connected {
@@ -257,6 +365,40 @@ func TURNResults(checks []natclass.TURNCheck) []TURNResult {
 		out = append(out, t)
 	}
 	return out
+}
+
+func soakOf(sk natclass.TURNSoak) *TURNSoak {
+	s := &TURNSoak{
+		DurationS: sk.Planned.Seconds(), ElapsedS: sk.Elapsed.Seconds(), Interrupted: sk.Interrupted,
+		MaxLoss: sk.MaxLoss, RefreshFailures: sk.RefreshFailures(),
+		Refreshes: []TURNRefresh{}, Minutes: []TURNSoakMinute{}, Total: soakStatsOf(sk.Total),
+	}
+	for _, r := range sk.Refreshes {
+		s.Refreshes = append(s.Refreshes, TURNRefresh{Kind: r.Kind, AtS: r.At.Seconds(), OK: r.OK, Code: r.Code, Error: r.Error, RTTMS: msIf(r.RTT)})
+	}
+	for _, m := range sk.Minutes {
+		t := soakStatsOf(m.SoakStats)
+		s.Minutes = append(s.Minutes, TURNSoakMinute{
+			Minute: m.Minute, Sent: t.Sent, Received: t.Received, Loss: t.Loss,
+			ChannelSent: t.ChannelSent, ChannelReceived: t.ChannelReceived,
+			IndicationSent: t.IndicationSent, IndicationReceived: t.IndicationReceived,
+			RTTP50MS: t.RTTP50MS, RTTP95MS: t.RTTP95MS, RTTP99MS: t.RTTP99MS, JitterMS: t.JitterMS,
+		})
+	}
+	return s
+}
+
+func soakStatsOf(st natclass.SoakStats) TURNSoakStats {
+	t := TURNSoakStats{
+		Sent: st.Sent, Received: st.Received, Loss: st.Loss(),
+		ChannelSent: st.ChannelSent, ChannelReceived: st.ChannelReceived,
+		IndicationSent: st.IndicationSent, IndicationReceived: st.IndicationReceived,
+	}
+	if st.Received > 0 {
+		t.RTTP50MS, t.RTTP95MS, t.RTTP99MS = ms(st.RTTP50), ms(st.RTTP95), ms(st.RTTP99)
+		t.JitterMS = msIf(st.Jitter)
+	}
+	return t
 }
 
 // CandidatesOf converts a gathering to its JSON shape.
@@ -363,6 +505,13 @@ func writeTURN(b *bytes.Buffer, p palette, checks []TURNResult, c *Candidates) e
 				fmt.Fprintf(b, "  %s: end to end: %s <-> %s\n", t.URL, e.Local, e.Remote)
 			}
 		}
+		for _, t := range checks {
+			if t.Soak != nil {
+				if err := writeSoak(b, p, t.URL, *t.Soak); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	if c != nil {
 		fmt.Fprintln(b)
@@ -399,6 +548,67 @@ func writeTURN(b *bytes.Buffer, p palette, checks []TURNResult, c *Candidates) e
 		}
 	}
 	return nil
+}
+
+// writeSoak renders one server's soak: a summary line, the refreshes by
+// kind (each failure on its own line) and a row per minute.
+func writeSoak(b *bytes.Buffer, p palette, url string, s TURNSoak) error {
+	fmt.Fprintln(b)
+	state := ""
+	if s.Interrupted {
+		state = p.warn.Sprint(" (interrupted)")
+	}
+	fmt.Fprintf(b, "TURN soak %s: %s of %s%s\n", url, time.Duration(s.ElapsedS*float64(time.Second)).Round(time.Second),
+		time.Duration(s.DurationS*float64(time.Second)).Round(time.Second), state)
+	byKind := map[string][2]int{}
+	for _, r := range s.Refreshes {
+		n := byKind[r.Kind]
+		if r.OK {
+			n[0]++
+		} else {
+			n[1]++
+		}
+		byKind[r.Kind] = n
+	}
+	var parts []string
+	for _, k := range []string{natclass.RefreshAllocation, natclass.RefreshPermission, natclass.RefreshChannel} {
+		n := byKind[k]
+		part := fmt.Sprintf("%s %d ok", k, n[0])
+		if n[1] > 0 {
+			part += p.bad.Sprintf(", %d failed", n[1])
+		}
+		parts = append(parts, part)
+	}
+	fmt.Fprintf(b, "  refreshes: %s\n", strings.Join(parts, "; "))
+	for _, r := range s.Refreshes {
+		if !r.OK {
+			fmt.Fprintf(b, "  %s at %.1f s: %s\n", r.Kind, r.AtS, p.bad.Sprint(r.Error))
+		}
+	}
+	loss := fmt.Sprintf("%.2f%%", 100*s.Total.Loss)
+	if s.Total.Loss > s.MaxLoss {
+		loss = p.bad.Sprint(loss)
+	}
+	fmt.Fprintf(b, "  packets: %d sent (%d ChannelData, %d Send indications), %d back, loss %s (limit %.2f%%)\n",
+		s.Total.Sent, s.Total.ChannelSent, s.Total.IndicationSent, s.Total.Received, loss, 100*s.MaxLoss)
+	rows := make([][]string, 0, len(s.Minutes)+1)
+	row := func(name string, t TURNSoakStats) []string {
+		return []string{name, strconv.Itoa(t.Sent), strconv.Itoa(t.Received), fmt.Sprintf("%.2f%%", 100*t.Loss),
+			msStr(t.RTTP50MS), msStr(t.RTTP95MS), msStr(t.RTTP99MS), msStr(t.JitterMS)}
+	}
+	for _, m := range s.Minutes {
+		rows = append(rows, row(fmt.Sprintf("%d-%d", m.Minute, m.Minute+1), TURNSoakStats{Sent: m.Sent, Received: m.Received, Loss: m.Loss,
+			RTTP50MS: m.RTTP50MS, RTTP95MS: m.RTTP95MS, RTTP99MS: m.RTTP99MS, JitterMS: m.JitterMS}))
+	}
+	rows = append(rows, row("all", s.Total))
+	return renderTable(b, []string{"minute", "sent", "back", "loss", "RTT p50 ms", "p95 ms", "p99 ms", "jitter ms"}, rows)
+}
+
+func msStr(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*v, 'f', 2, 64)
 }
 
 func joinHostPort(a string, port int) string {

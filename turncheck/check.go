@@ -56,7 +56,7 @@ func Check(ctx context.Context, s Server, o Options) natclass.TURNCheck {
 	// though the relay works between two allocations, which is all two
 	// browsers behind such a network need. The end-to-end check tells.
 	peerCutOff := c.res.FailedStep == natclass.TURNStepData && !c.gotHello
-	if (c.res.OK || peerCutOff) && o.EndToEnd {
+	if (c.res.OK || peerCutOff) && o.EndToEnd && ctx.Err() == nil {
 		e2e := EndToEndCheck(ctx, s, o)
 		c.res.EndToEnd = &e2e
 		switch {
@@ -135,6 +135,8 @@ func (c *checker) run(ctx context.Context) {
 		Password:       c.password.Reveal(),
 		Software:       "natcheck",
 		LoggerFactory:  newLogFactory(c.password.Reveal()),
+
+		PermissionRefreshInterval: c.o.Soak.permissionRefresh(),
 	})
 	if err != nil {
 		c.fail(natclass.TURNStepAllocate, err)
@@ -198,6 +200,9 @@ func (c *checker) run(ctx context.Context) {
 	defer release()
 
 	if !c.relayData(ctx, relay) {
+		return
+	}
+	if c.o.Soak != nil && c.o.Soak.Duration > 0 && !c.soak(ctx, relay) {
 		return
 	}
 	release()

@@ -43,6 +43,10 @@ type Options struct {
 	// fails the connect step) and says why. The end-to-end ICE check
 	// does not ask it.
 	Allow func(netip.AddrPort) error
+	// Soak, when set with a positive Duration, keeps each allocation
+	// alive after the quick check and streams packets through it
+	// (natcheck turn --duration).
+	Soak *SoakOptions
 }
 
 func (o Options) resolver() interface {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/natcheck/natcheck/internal/diagnose"
+	"github.com/natcheck/natcheck/internal/progress"
 	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/report"
@@ -232,6 +233,14 @@ socket and back (round-trip time and loss), releases the allocation, and
 connects two relay-only ICE agents to each other through the server. Only
 data through the relay counts as working.
 
+With --duration D (a TURN soak, e.g. --duration 6m), each allocation is
+kept alive for D after the check: the client refreshes the allocation,
+the permission and the channel binding as they come due, and 20 packets a
+second go through the relay to local peer sockets and back, half as
+ChannelData and half as Send indications. The report has each refresh's
+result and loss, RTT percentiles and jitter per minute; progress goes to
+stderr. Ctrl-C ends the soak early with the partial result.
+
 Credentials: --turn-user with the password in NATCHECK_TURN_PASSWORD or
 --turn-password-file; or a REST-API shared secret (coturn use-auth-secret) in
 NATCHECK_TURN_SECRET or --turn-secret-file; or per server from --ice-servers.
@@ -243,7 +252,8 @@ Flags:
 const turnExitText = `
 Exit codes:
   0  every check passed (and every --require transport works)
-  1  a check failed, or a --require transport does not work
+  1  a check failed, or a --require transport does not work; with
+     --duration, also a failed refresh or a loss above --max-loss
   2  usage or configuration error
   3  no TURN server answered at all (takes precedence over 1)
 
@@ -251,6 +261,7 @@ Examples:
   NATCHECK_TURN_PASSWORD=... natcheck turn --turn-user alice turn:turn.example.com turns:turn.example.com:443
   NATCHECK_TURN_SECRET=... natcheck turn --turn-user ci --require udp,tls turn:turn.example.com?transport=tcp
   natcheck turn --ice-servers ice.json --json
+  natcheck turn --turn-user alice --duration 6m --max-loss 1% turn:turn.example.com
 `
 
 // turnOptions are natcheck turn's own flags.
@@ -263,6 +274,30 @@ type turnOptions struct {
 	verbose bool
 	noE2E   bool
 	packets int
+	// duration of the soak; 0: none.
+	duration time.Duration
+	maxLoss  float64
+}
+
+// defaultMaxLoss is --max-loss: 2% is where real-time audio and video
+// begin to suffer audibly and visibly.
+const defaultMaxLoss = 0.02
+
+// maxSoak bounds --duration.
+const maxSoak = 24 * time.Hour
+
+// parseLoss reads a loss limit: a fraction (0.02) or a percentage (2%).
+func parseLoss(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	pct := strings.HasSuffix(t, "%")
+	v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(t, "%")), 64)
+	if err == nil && pct {
+		v /= 100
+	}
+	if err != nil || v < 0 || v > 1 || v != v {
+		return 0, fmt.Errorf("--max-loss %q: give a fraction from 0 to 1 (0.02) or a percentage (2%%)", s)
+	}
+	return v, nil
 }
 
 func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) (turnOptions, error) {
@@ -278,6 +313,8 @@ func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) 
 	fs.BoolVar(&o.verbose, "v", false, "trace every TURN message on stderr")
 	fs.BoolVar(&o.noE2E, "no-end-to-end", false, "skip the end-to-end check with two ICE agents")
 	fs.IntVar(&o.packets, "packets", 5, "`N` packets through each relay (1 to 100)")
+	fs.DurationVar(&o.duration, "duration", 0, "keep each allocation alive this long with packets through the relay (a soak, e.g. 6m; 0: quick check only)")
+	maxLoss := fs.String("max-loss", "2%", "with --duration, fail above this `LOSS`: a fraction (0.02) or a percentage (2%)")
 	// Flags may come after URLs: parse, take one URL, parse the rest.
 	var urls []string
 	rest := args
@@ -307,8 +344,27 @@ func parseTurnArgs(args []string, stdout io.Writer, getenv func(string) string) 
 	if o.packets < 1 || o.packets > 100 {
 		return o, fmt.Errorf("--packets %d: give 1 to 100", o.packets)
 	}
-	formatGiven := false
-	fs.Visit(func(f *flag.Flag) { formatGiven = formatGiven || f.Name == "format" })
+	if o.maxLoss, err = parseLoss(*maxLoss); err != nil {
+		return o, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	formatGiven := given["format"]
+	if o.duration < 0 || o.duration > maxSoak {
+		return o, fmt.Errorf("--duration %v: give 0 (no soak) up to %v, such as 6m", o.duration, maxSoak)
+	}
+	if given["max-loss"] && o.duration == 0 {
+		return o, errors.New("--max-loss applies to a soak: give --duration too, such as --duration 6m")
+	}
+	if o.duration > 0 {
+		// The quick check, the soak, the release and the end-to-end check.
+		switch {
+		case !given["timeout"]:
+			o.timeout = o.duration + time.Minute
+		case o.timeout < o.duration+10*time.Second:
+			return o, fmt.Errorf("--timeout %v leaves no time for --duration %v: give at least --duration plus 10s, or leave --timeout out", o.timeout, o.duration)
+		}
+	}
 	if err := jsonFlag(*asJSON, formatGiven, &o.format); err != nil {
 		return o, err
 	}
@@ -353,8 +409,16 @@ func runTurn(ctx context.Context, args []string, stdout, stderr io.Writer, e env
 	if o.verbose {
 		opts.Trace = turnTrace(stderr)
 	}
+	var prog *progress.Reporter
+	if o.duration > 0 {
+		prog = progress.New(stderr, progress.Live(stderr), fmt.Sprintf("natcheck turn: soak of %v", o.duration), o.duration)
+		opts.Soak = &turncheck.SoakOptions{Duration: o.duration, MaxLoss: o.maxLoss, Progress: soakProgress(prog, o.turn.servers)}
+	}
 	start := time.Now()
 	checks := turncheck.CheckAll(ctx, o.turn.servers, opts)
+	if prog != nil {
+		prog.Done(soakResult(checks, ctx.Err() != nil))
+	}
 	r := diagnose.TURNReport(version, start, time.Since(start), checks)
 	switch o.format {
 	case "json":
@@ -388,6 +452,47 @@ func runTurn(ctx context.Context, args []string, stdout, stderr io.Writer, e env
 		}
 	}
 	return code
+}
+
+// soakProgress returns a SoakOptions.Progress that shows the latest partial
+// result of every server on one line.
+func soakProgress(prog *progress.Reporter, servers []turncheck.Server) func(url, partial string) {
+	var mu sync.Mutex
+	latest := map[string]string{}
+	return func(url, partial string) {
+		mu.Lock()
+		defer mu.Unlock()
+		latest[url] = partial
+		var parts []string
+		for _, s := range servers {
+			u := s.URL.String()
+			if p, ok := latest[u]; ok {
+				if len(servers) > 1 {
+					p = u + ": " + p
+				}
+				parts = append(parts, p)
+			}
+		}
+		prog.Update(strings.Join(parts, " | "))
+	}
+}
+
+// soakResult is the last progress line: each soak's refreshes and loss.
+func soakResult(checks []natclass.TURNCheck, interrupted bool) string {
+	var parts []string
+	for _, c := range checks {
+		s := c.Soak
+		if s == nil {
+			parts = append(parts, c.URL+": no soak (the check failed at "+c.FailedStep+")")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d refreshes, %d failed, loss %.2f%%", c.URL, len(s.Refreshes), s.RefreshFailures(), 100*s.Total.Loss()))
+	}
+	r := strings.Join(parts, "; ")
+	if interrupted {
+		r = "stopped early: " + r
+	}
+	return r
 }
 
 // turnUnmet checks that TURN over transport works: at least one check over

@@ -23,6 +23,8 @@ type CoturnOptions struct {
 	// 127.0.0.0/8 (CreatePermission gets 403); otherwise
 	// allow-loopback-peers is set.
 	DenyLoopbackPeers bool
+	// Extra are more configuration lines, such as "max-allocate-lifetime=4".
+	Extra []string
 }
 
 // Coturn is a turnserver process on 127.0.0.1.
@@ -84,6 +86,7 @@ func StartCoturn(tb testing.TB, o CoturnOptions) *Coturn {
 	if !o.DenyLoopbackPeers {
 		conf = append(conf, "allow-loopback-peers")
 	}
+	conf = append(conf, o.Extra...)
 	file := filepath.Join(dir, "turnserver.conf")
 	if err := os.WriteFile(file, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		tb.Fatal(err)
