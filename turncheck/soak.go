@@ -1,6 +1,7 @@
 package turncheck
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -234,7 +235,7 @@ func (c *checker) soak(ctx context.Context, relay net.PacketConn) bool {
 	seen := len(c.rec.responses)
 	c.rec.mu.Unlock()
 	lastOK := map[string]time.Time{natclass.RefreshAllocation: start, natclass.RefreshPermission: start}
-	due := map[string]time.Duration{natclass.RefreshPermission: 2 * cmpOr(o.PermissionRefresh, 2*time.Minute)}
+	due := map[string]time.Duration{natclass.RefreshPermission: 2 * cmp.Or(max(o.PermissionRefresh, 0), 2*time.Minute)}
 	if c.res.Lifetime > 0 {
 		due[natclass.RefreshAllocation] = c.res.Lifetime
 	}
@@ -370,13 +371,6 @@ func (c *checker) judgeSoak() bool {
 	c.res.Error = strings.Join(why, "; ")
 	c.res.Hint = "the relay worked at first but not for the whole run: check the server's allocation, permission and channel lifetimes and quotas, and middleboxes that expire UDP flows; the per-minute rows show when it began"
 	return false
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // xorPeer is an XOR-PEER-ADDRESS attribute (RFC 8656 section 18.3).
