@@ -144,7 +144,6 @@ func MeasureLifetime(ctx context.Context, cfg LifetimeConfig) natclass.Lifetime 
 			if alive, _, _, err = m.check(ctx, t, "lifetime-control"); err == nil && !alive {
 				err = errors.New("an answer sent with RESPONSE-PORT to a socket that had just sent never arrived: the server does not honour RESPONSE-PORT (RFC 5780), or this NAT gives another socket another public IP")
 			}
-			t.s.close()
 		}
 		if ctx.Err() != nil {
 			m.lt.Partial = "interrupted"
@@ -162,6 +161,24 @@ func MeasureLifetime(ctx context.Context, cfg LifetimeConfig) natclass.Lifetime 
 		lt := m.result()
 		lt.Error = "no server could be used: " + why[len(why)-1]
 		return lt
+	}
+	if m.cfg.Progress != nil {
+		// Between answers (minutes apart on the long rungs) the elapsed and
+		// remaining time still move: a tick a second.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					m.cfg.Progress(m.result())
+				}
+			}
+		}()
 	}
 	m.measure(ctx)
 	return m.result()
@@ -212,8 +229,11 @@ func (m *lifer) open(ctx context.Context, name string) (*tested, error) {
 		deadline: minTime(start.Add(lifetimeBindWait), m.e.deadline), interval: firstInterval, minWait: lifetimeBindWait,
 	})
 	m.addSent(tx.Sent)
+	// Sockets stay open until the measurement ends (closeAll): a later
+	// socket given a closed one's port would inherit its conntrack entry,
+	// which Linux may have moved to the longer "stream" timeout, and
+	// survive idle times the NAT's fresh mappings do not.
 	if tx.Status != natclass.StatusReply || !tx.Mapped.IsValid() {
-		s.close()
 		if tx.Error != "" {
 			return nil, errors.New(tx.Error)
 		}
@@ -227,11 +247,10 @@ func (m *lifer) open(ctx context.Context, name string) (*tested, error) {
 // first and at the last send. Up to lifetimeTries sends: silence after all
 // of them is read as an expired mapping.
 func (m *lifer) check(ctx context.Context, t *tested, test string) (alive bool, first, last time.Duration, err error) {
-	h, err := m.e.newSocket("lifetime-helper")
+	h, err := m.e.newSocket("lifetime-helper") // closed at the end (see open)
 	if err != nil {
 		return false, 0, 0, err
 	}
-	defer h.close()
 	msg, err := stun.Build(stun.TransactionID, stun.BindingRequest, natstun.ResponsePort(t.mapped.Port()), padding{}, stun.Fingerprint)
 	if err != nil {
 		return false, 0, 0, err
@@ -334,7 +353,7 @@ func (m *lifer) measure(ctx context.Context) {
 	if lt.Lower >= lifetimeMinIdle {
 		total := lt.Upper * 11 / 10
 		half := total - lt.Lower*4/5
-		if time.Until(m.e.deadline) > total+time.Second && half > 0 && half < lt.Lower {
+		if time.Until(m.e.deadline) > total+m.checkTime() && half > 0 && half < lt.Lower {
 			wg.Add(2)
 			go func() { defer wg.Done(); m.refresh(ctx, true, half, total) }()
 			go func() { defer wg.Done(); m.refresh(ctx, false, half, total) }()
@@ -349,7 +368,7 @@ func (m *lifer) measure(ctx context.Context) {
 		step := max(m.cfg.Precision-spread, m.cfg.Precision/4)
 		n := min(int(math.Ceil(float64(gap)/float64(step)))-1, lifetimeRefine)
 		n = max(n, 1)
-		room := time.Until(m.e.deadline) - time.Second
+		room := time.Until(m.e.deadline) - m.checkTime()
 		var idles []time.Duration
 		for k := 1; k <= n; k++ {
 			d := lt.Lower + gap*time.Duration(k)/time.Duration(n+1)
@@ -364,6 +383,12 @@ func (m *lifer) measure(ctx context.Context) {
 	}
 	wg.Wait()
 	m.stopped(ctx)
+}
+
+// checkTime is the longest a socket's open and check take besides its
+// idle time: the first answer, the check's sends and its last window.
+func (m *lifer) checkTime() time.Duration {
+	return lifetimeBindWait + time.Duration(lifetimeTries-1)*max(retransmitEvery(m.rtt), lifetimeMinRetry) + window(m.rtt)
 }
 
 func (m *lifer) note(s string) {
@@ -451,7 +476,6 @@ func (m *lifer) test(ctx context.Context, idle time.Duration) (alive, ok bool) {
 	if err != nil {
 		return false, false
 	}
-	defer t.s.close()
 	if !sleepUntil(ctx, t.lastOut.Add(idle)) {
 		return false, false
 	}

@@ -56,8 +56,10 @@ func TestVnetLifetime(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if updates != lt.Probes || lt.Probes == 0 {
-		t.Errorf("%d progress updates for %d probes", updates, lt.Probes)
+	// One update per answer, and one a second besides (the run takes
+	// more than 4 s: the longest rung is 4 s idle).
+	if updates < lt.Probes+2 || lt.Probes == 0 {
+		t.Errorf("%d progress updates for %d probes, want one per probe and one a second", updates, lt.Probes)
 	}
 }
 

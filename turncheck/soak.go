@@ -262,6 +262,11 @@ func (c *checker) soak(ctx context.Context, relay net.PacketConn) bool {
 			rf := natclass.TURNRefresh{Kind: kind, At: r.at.Sub(start), RTT: r.rtt, OK: r.class == stun.ClassSuccessResponse}
 			if rf.OK {
 				lastOK[kind] = r.at
+				if kind == natclass.RefreshChannel {
+					// A channel binding lasts 10 minutes (RFC 8656 section
+					// 12); one not renewed by then has expired.
+					due[kind] = channelLifetime
+				}
 			} else {
 				rf.Code = r.code
 				rf.Error = fmt.Sprintf("the server refused the %s refresh (error %d)", kind, r.code)
@@ -338,6 +343,14 @@ loop:
 		arrive(<-arrivals)
 	}
 	pollRefreshes(time.Now())
+	if res.Interrupted {
+		// Cut short: the last second's packets may still be on their way.
+		cut := time.Now().Add(-time.Second)
+		for i := range sent {
+			k, _ := slices.BinarySearchFunc(sent[i], cut, func(p pkt, t time.Time) int { return p.sent.Compare(t) })
+			sent[i] = sent[i][:k]
+		}
+	}
 	res.Total = soakStats(sent[0], sent[1], get, start, -1, span)
 	for m := range nMin {
 		st := soakStats(sent[0], sent[1], get, start, m, span)
@@ -348,6 +361,9 @@ loop:
 	}
 	return c.judgeSoak()
 }
+
+// channelLifetime is how long a channel binding lasts (RFC 8656 section 12).
+const channelLifetime = 10 * time.Minute
 
 // judgeSoak fails the check on a failed refresh or a loss above MaxLoss.
 func (c *checker) judgeSoak() bool {

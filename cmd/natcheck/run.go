@@ -361,8 +361,10 @@ func checkLifetime(o options, given map[string]bool) error {
 		return errors.New("--lifetime with --every: a lifetime measurement takes minutes; run it once")
 	case o.lifetimeMax < probe.MinLifetimeMax || o.lifetimeMax > time.Hour:
 		return fmt.Errorf("--lifetime-max %v: give a duration from %v to 1h, such as 5m", o.lifetimeMax, probe.MinLifetimeMax)
-	case o.lifetimePrecision < 100*time.Millisecond || o.lifetimePrecision > o.lifetimeMax:
-		return fmt.Errorf("--lifetime-precision %v: give a duration from 100ms to --lifetime-max, such as 1s", o.lifetimePrecision)
+	case o.lifetimePrecision < 500*time.Millisecond || o.lifetimePrecision > o.lifetimeMax:
+		// An expiry is known only to within its check's sends (3, at least
+		// 100 ms apart) and a round trip: a narrower bracket is out of reach.
+		return fmt.Errorf("--lifetime-precision %v: give a duration from 500ms to --lifetime-max, such as 1s", o.lifetimePrecision)
 	}
 	return nil
 }

@@ -283,8 +283,9 @@ type turnOptions struct {
 // begin to suffer audibly and visibly.
 const defaultMaxLoss = 0.02
 
-// maxSoak bounds --duration.
-const maxSoak = 24 * time.Hour
+// maxSoak bounds --duration: the soak keeps a record of every packet
+// (20 a second, 72,000 in an hour) and summarises them once a second.
+const maxSoak = time.Hour
 
 // parseLoss reads a loss limit: a fraction (0.02) or a percentage (2%).
 func parseLoss(s string) (float64, error) {
