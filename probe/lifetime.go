@@ -65,8 +65,9 @@ const (
 	lifetimeMinIdle  = time.Second // the ladder's first rung
 	lifetimeLadder   = 16          // tested sockets of the first round
 	lifetimeRefine   = 24          // at most this many in the refine round
-	lifetimeTries    = 3           // sends of one check: one lost answer is not an expiry
-	lifetimeMinRetry = 100 * time.Millisecond
+	lifetimeTries    = 3           // least sends of one check: one lost answer is not an expiry
+	lifetimeMaxTries = 8           // most sends of one check, however lossy the path
+	lifetimeMinRetry = 50 * time.Millisecond
 	lifetimeBindWait = 3 * time.Second // for a tested socket's first answer
 )
 
@@ -80,7 +81,10 @@ const (
 //
 // It assumes that a mapping expires by idle time alone (the shortest idle
 // time that saw an expiry bounds the lifetime) and that not all of a
-// check's lifetimeTries sends or their answers are lost.
+// check's sends or their answers are lost: a check sends at least
+// lifetimeTries times, and more while the loss measured on the answered
+// checks makes that much silence too likely by chance (natclass.Loss, as
+// the diagnosis reads silence), up to lifetimeMaxTries.
 func MeasureLifetime(ctx context.Context, cfg LifetimeConfig) natclass.Lifetime {
 	if cfg.Max <= 0 {
 		cfg.Max = DefaultLifetimeMax
@@ -191,10 +195,37 @@ type lifer struct {
 	server netip.AddrPort
 	rtt    time.Duration // the control's round trip
 
-	mu   sync.Mutex // guards the rest
-	lt   natclass.Lifetime
-	obs  []lifeObs
-	sent int
+	mu     sync.Mutex // guards the rest
+	lt     natclass.Lifetime
+	obs    []lifeObs
+	sent   int
+	loss   natclass.Loss // of the answered checks
+	capped bool          // a check needed more than lifetimeMaxTries
+}
+
+// tries is the number of sends after which a check's silence is read as an
+// expired mapping: as many as the loss measured on the answered checks
+// needs (natclass.Loss.SendsNeeded), from lifetimeTries to
+// lifetimeMaxTries; the most before any check was answered. Only silent
+// checks pay for them (an answer ends a check). The opens' retransmissions
+// do not count: they go before a round trip is known.
+func (m *lifer) tries() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.loss.SendsNeeded() // math.MaxInt before any check was answered
+
+	if n > lifetimeMaxTries && m.loss.Lost > 0 && !m.capped {
+		m.capped = true
+		m.lt.Notes = append(m.lt.Notes, fmt.Sprintf("loss on the path (%s) makes silence after %d sends possible by chance: an expiry may be early", m.loss, lifetimeMaxTries))
+	}
+	return min(max(n, lifetimeTries), lifetimeMaxTries)
+}
+
+// addLoss counts a check answered after sends requests.
+func (m *lifer) addLoss(sends int) {
+	m.mu.Lock()
+	m.loss.Add(sends, true)
+	m.mu.Unlock()
 }
 
 // lifeObs is one tested socket's answer: alive at idle time first, or
@@ -244,7 +275,7 @@ func (m *lifer) open(ctx context.Context, name string) (*tested, error) {
 
 // check asks the server, from a fresh helper socket, to answer to t's
 // public port; it reports whether t heard it, and t's idle time at the
-// first and at the last send. Up to lifetimeTries sends: silence after all
+// first and at the last send. Up to m.tries() sends: silence after all
 // of them is read as an expired mapping.
 func (m *lifer) check(ctx context.Context, t *tested, test string) (alive bool, first, last time.Duration, err error) {
 	h, err := m.e.newSocket("lifetime-helper") // closed at the end (see open)
@@ -260,7 +291,8 @@ func (m *lifer) check(ctx context.Context, t *tested, test string) (alive bool, 
 	id := hex.EncodeToString(msg.TransactionID[:])
 	dst := net.UDPAddrFromAddrPort(m.server)
 	every := max(retransmitEvery(t.rtt), lifetimeMinRetry)
-	for i := range lifetimeTries {
+	tries := m.tries()
+	for i := range tries {
 		now := time.Now()
 		if i == 0 {
 			first = now.Sub(t.lastOut)
@@ -273,13 +305,14 @@ func (m *lifer) check(ctx context.Context, t *tested, test string) (alive bool, 
 		h.emit(Event{Kind: EventSend, Test: test, Socket: h.local, Peer: m.server, ID: id, ResponsePort: t.mapped.Port(),
 			Detail: fmt.Sprintf("RESPONSE-PORT %d, for %s idle %v", t.mapped.Port(), t.mapped, last.Round(time.Millisecond))})
 		wait := every
-		if i == lifetimeTries-1 {
+		if i == tries-1 {
 			wait = window(t.rtt)
 		}
 		timer := time.NewTimer(wait)
 		select {
 		case r := <-ch:
 			timer.Stop()
+			m.addLoss(i + 1)
 			t.s.emit(Event{Kind: EventReply, Test: test, Socket: t.s.local, Peer: r.from, ID: id, Detail: "the mapping is alive"})
 			return true, first, last, nil
 		case <-ctx.Done():
@@ -289,7 +322,7 @@ func (m *lifer) check(ctx context.Context, t *tested, test string) (alive bool, 
 		}
 	}
 	t.s.emit(Event{Kind: EventTimeout, Test: test, Socket: t.s.local, Peer: m.server, ID: id,
-		Detail: fmt.Sprintf("no answer after %d sends: the mapping expired", lifetimeTries)})
+		Detail: fmt.Sprintf("no answer after %d sends: the mapping expired", tries)})
 	return false, first, last + t.rtt, nil
 }
 
@@ -364,7 +397,7 @@ func (m *lifer) measure(ctx context.Context) {
 	if gap := lt.Upper - lt.Lower; gap > m.cfg.Precision {
 		// An expiry's bound is its last send plus a round trip: the
 		// rungs are closer than Precision by that spread.
-		spread := time.Duration(lifetimeTries-1)*max(retransmitEvery(m.rtt), lifetimeMinRetry) + m.rtt
+		spread := time.Duration(m.tries()-1)*max(retransmitEvery(m.rtt), lifetimeMinRetry) + m.rtt
 		step := max(m.cfg.Precision-spread, m.cfg.Precision/4)
 		n := min(int(math.Ceil(float64(gap)/float64(step)))-1, lifetimeRefine)
 		n = max(n, 1)
@@ -385,10 +418,11 @@ func (m *lifer) measure(ctx context.Context) {
 	m.stopped(ctx)
 }
 
-// checkTime is the longest a socket's open and check take besides its
-// idle time: the first answer, the check's sends and its last window.
+// checkTime is how long a socket's open and check take besides its idle
+// time, when its first request is answered at once: a window for the
+// open, the check's sends and its last window.
 func (m *lifer) checkTime() time.Duration {
-	return lifetimeBindWait + time.Duration(lifetimeTries-1)*max(retransmitEvery(m.rtt), lifetimeMinRetry) + window(m.rtt)
+	return window(m.rtt) + time.Duration(m.tries()-1)*max(retransmitEvery(m.rtt), lifetimeMinRetry) + window(m.rtt)
 }
 
 func (m *lifer) note(s string) {
@@ -496,11 +530,10 @@ func (m *lifer) refresh(ctx context.Context, inbound bool, half, total time.Dura
 	if inbound {
 		name = "lifetime-inbound"
 	}
-	t, err := m.open(ctx, name)
+	t, err := m.open(ctx, name) // closed at the end (see open)
 	if err != nil {
 		return
 	}
-	defer t.s.close()
 	if !sleepUntil(ctx, t.lastOut.Add(half)) {
 		return
 	}
@@ -518,11 +551,18 @@ func (m *lifer) refresh(ctx context.Context, inbound bool, half, total time.Dura
 		if err != nil {
 			return
 		}
-		if _, err := t.s.conn.WriteTo(ind.Raw, net.UDPAddrFromAddrPort(m.server)); err != nil {
-			return
+		// As many copies as a check sends, so that loss before the NAT
+		// cannot pass for a NAT that outbound traffic does not refresh.
+		for i := range m.tries() {
+			if i > 0 && !sleepUntil(ctx, time.Now().Add(lifetimeMinRetry)) {
+				return
+			}
+			if _, err := t.s.conn.WriteTo(ind.Raw, net.UDPAddrFromAddrPort(m.server)); err != nil {
+				return
+			}
+			m.addSent(1)
+			t.s.emit(Event{Kind: EventSend, Test: name, Socket: t.s.local, Peer: m.server, Detail: "Binding indication: outbound only"})
 		}
-		m.addSent(1)
-		t.s.emit(Event{Kind: EventSend, Test: name, Socket: t.s.local, Peer: m.server, Detail: "Binding indication: outbound only"})
 	}
 	if !sleepUntil(ctx, t.lastOut.Add(total)) {
 		return
