@@ -179,34 +179,11 @@ type TURNSoakStats struct {
 	JitterMS *float64 `json:"jitter_ms"`
 }
 
-// TURNSoakMinute is one minute of a soak.
+// TURNSoakMinute is one minute of a soak: its number and its packets.
 type TURNSoakMinute struct {
 	// Minute counts from 0.
 	Minute int `json:"minute"`
-	// Sent is the number of packets sent in the minute, both streams.
-	Sent int `json:"sent"`
-	// Received is the number of packets that came back.
-	Received int `json:"received"`
-	// Loss is the fraction lost, 0 to 1.
-	Loss float64 `json:"loss"`
-	// ChannelSent is the packets sent as ChannelData.
-	ChannelSent int `json:"channel_sent"`
-	// ChannelReceived is the ChannelData packets that came back.
-	ChannelReceived int `json:"channel_received"`
-	// IndicationSent is the packets sent as Send indications.
-	IndicationSent int `json:"indication_sent"`
-	// IndicationReceived is the Send indication packets that came back.
-	IndicationReceived int `json:"indication_received"`
-	// RTTP50MS is the median round trip; null when nothing came back.
-	RTTP50MS *float64 `json:"rtt_p50_ms"`
-	// RTTP95MS is the 95th percentile round trip (nearest rank).
-	RTTP95MS *float64 `json:"rtt_p95_ms"`
-	// RTTP99MS is the 99th percentile round trip (nearest rank).
-	RTTP99MS *float64 `json:"rtt_p99_ms"`
-	// JitterMS is the mean absolute difference between the round trips of
-	// consecutive packets of a stream (RFC 3550's D, not smoothed); null
-	// without two consecutive packets back.
-	JitterMS *float64 `json:"jitter_ms"`
+	TURNSoakStats
 }
 
 // TURNEndToEnd is two relay-only ICE agents connecting through the server.
@@ -377,13 +354,7 @@ func soakOf(sk natclass.TURNSoak) *TURNSoak {
 		s.Refreshes = append(s.Refreshes, TURNRefresh{Kind: r.Kind, AtS: r.At.Seconds(), OK: r.OK, Code: r.Code, Error: r.Error, RTTMS: msIf(r.RTT)})
 	}
 	for _, m := range sk.Minutes {
-		t := soakStatsOf(m.SoakStats)
-		s.Minutes = append(s.Minutes, TURNSoakMinute{
-			Minute: m.Minute, Sent: t.Sent, Received: t.Received, Loss: t.Loss,
-			ChannelSent: t.ChannelSent, ChannelReceived: t.ChannelReceived,
-			IndicationSent: t.IndicationSent, IndicationReceived: t.IndicationReceived,
-			RTTP50MS: t.RTTP50MS, RTTP95MS: t.RTTP95MS, RTTP99MS: t.RTTP99MS, JitterMS: t.JitterMS,
-		})
+		s.Minutes = append(s.Minutes, TURNSoakMinute{Minute: m.Minute, TURNSoakStats: soakStatsOf(m.SoakStats)})
 	}
 	return s
 }

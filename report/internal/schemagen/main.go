@@ -209,7 +209,12 @@ func walk(roots []reflect.Type, f func(reflect.Type)) {
 func jsonFields(t reflect.Type) []reflect.StructField {
 	var out []reflect.StructField
 	for sf := range t.Fields() {
-		if sf.IsExported() && sf.Tag.Get("json") != "-" {
+		switch {
+		case sf.Anonymous && sf.Tag.Get("json") == "" && sf.Type.Kind() == reflect.Struct:
+			// encoding/json puts an untagged embedded struct's fields in
+			// the outer object.
+			out = append(out, jsonFields(sf.Type)...)
+		case sf.IsExported() && sf.Tag.Get("json") != "-":
 			out = append(out, sf)
 		}
 	}
