@@ -28,7 +28,8 @@ type side struct {
 	count int                     // messages of the current call
 	done  int                     // result of the call
 	errno syscall.Errno
-	fn    func(fd uintptr) bool // bound once, so that a call does not allocate
+	trap  uintptr               // SYS_RECVMMSG or SYS_SENDMMSG
+	fn    func(fd uintptr) bool // call, bound once, so that a call does not allocate
 }
 
 // Conn is a UDP socket with batched reads and writes. One goroutine may
@@ -79,8 +80,8 @@ func New(c *net.UDPConn, batch int) (*Conn, error) {
 			s.hs[i].hdr.SetIovlen(1)
 		}
 	}
-	b.r.fn = b.r.recv
-	b.w.fn = b.w.send
+	b.r.trap, b.w.trap = unix.SYS_RECVMMSG, unix.SYS_SENDMMSG
+	b.r.fn, b.w.fn = b.r.call, b.w.call
 	return b, nil
 }
 
@@ -94,28 +95,16 @@ func New(c *net.UDPConn, batch int) (*Conn, error) {
 // call to another thread and wakes it. The price is that a stop-the-world
 // pause may wait for one call to return.
 
-func (s *side) recv(fd uintptr) bool {
+// call makes the side's system call (recvmmsg or sendmmsg) once: false
+// when the socket is not ready, so that RawConn waits and calls again.
+func (s *side) call(fd uintptr) bool {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.count), unix.MSG_DONTWAIT, 0, 0)
+		n, _, e := unix.RawSyscall6(s.trap, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.count), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false // wait until the socket is readable
-		}
-		s.done, s.errno = int(n), e
-		return true
-	}
-}
-
-func (s *side) send(fd uintptr) bool {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.count), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false // wait until the socket is writable
+			return false // wait until the socket is ready
 		}
 		s.done, s.errno = int(n), e
 		return true
