@@ -429,6 +429,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		s.log.Debug("pair upgrade failed", "remote", remote, "err", err)
+		if peer != nil {
+			s.abandonPeer(peer)
+		}
 		return
 	}
 	ws.SetReadLimit(-1) // readLoop limits, to answer with an error message first
@@ -555,6 +558,18 @@ func (s *Server) runPeer(peer *member) {
 		s.log.Debug("pair server peer done", "room", peer.room.name, "remote", peer.remote)
 	}()
 	s.Peer(ctx, peer.remote.Addr(), peerConn{peer})
+}
+
+// abandonPeer undoes the reservation of a server peer that never started
+// (its client's upgrade failed).
+func (s *Server) abandonPeer(peer *member) {
+	s.mu.Lock()
+	if peer.room.members[1] == peer {
+		peer.room.members[1] = nil
+	}
+	s.peerSessions--
+	s.mu.Unlock()
+	s.wg.Done() // reserve's for runPeer
 }
 
 // leave takes m out of its room: the other member learns that it left,

@@ -651,3 +651,37 @@ func FuzzValidateMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestUpgradeFailure: a request that is not a WebSocket upgrade gives back
+// its place, and its server-peer session, and Close does not wait for it.
+func TestUpgradeFailure(t *testing.T) {
+	ctx := testCtx(t)
+	s := &Server{MaxPeerSessions: 1, Peer: func(ctx context.Context, _ netip.Addr, c Conn) { <-ctx.Done() }}
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	for range 2 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/pair?room=r&peer=server", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUpgradeRequired {
+			t.Fatalf("plain GET: status %d, want 426", resp.StatusCode)
+		}
+	}
+	u := "ws" + strings.TrimPrefix(ts.URL, "http") + "/pair"
+	c := dial(t, ctx, u, "r", DialOptions{PeerServer: true})
+	wantPresent(t, ctx, c, true)
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("Close hangs")
+	}
+	wantClosed(t, ctx, c, "shutting down")
+}
