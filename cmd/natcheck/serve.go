@@ -201,7 +201,7 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	fs.Var(serveTrustList{&o.trust}, "trust", "exempt sources in `CIDR` (or one IP) from the response budgets (repeatable; e.g. a load generator or monitoring network)")
 	fs.IntVar(&o.sourceBudget, "source-budget", 4096, "`BYTES` a UDP source (IPv4 address or IPv6 /64) may get beyond what it sent; refilled in 8 s")
 	fs.IntVar(&o.globalBudget, "global-budget", 256*1024, "`BYTES` per second all UDP sources together may get beyond what they sent")
-	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server and for TURN")
+	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server, for TURN and for --http")
 	fs.IntVar(&o.maxConnsPerSource, "max-conns-per-source", 32, "most TCP and TLS connections open at once from one IP address")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Second, "close a STUN TCP or TLS connection that sends no complete message for this long")
 	addServeMaxConnAgeFlag(fs, &o.maxConnAge)
