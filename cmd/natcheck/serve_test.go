@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+	"github.com/pion/transport/v4"
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/internal/syncbuf"
@@ -886,5 +888,57 @@ func TestServePairTLS(t *testing.T) {
 		if m, err := c.Recv(ctx); err != nil || m.Type != rendezvous.TypePeer || !*m.Present {
 			t.Fatalf("want peer present, got %+v, %v", m, err)
 		}
+	}
+}
+
+// TestServePairPeerHook checks the wiring of --pair-ice: serve starts the
+// server peer given by servePairPeerStart with the address, a client's
+// peer=server session reaches its hook, and shutdown stops it. (The pair
+// engine sets servePairPeerStart; here a hook that answers an offer.)
+func TestServePairPeerHook(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*serveWait)
+	defer cancel()
+	saved := servePairPeerStart
+	t.Cleanup(func() { servePairPeerStart = saved })
+	var gotICE netip.AddrPort
+	stopped := make(chan struct{})
+	servePairPeerStart = func(_ context.Context, ice netip.AddrPort, _ transport.Net, _ *slog.Logger) (rendezvous.PeerFunc, func() error, error) {
+		gotICE = ice
+		peer := func(ctx context.Context, remote netip.Addr, c rendezvous.Conn) {
+			for {
+				m, err := c.Recv(ctx)
+				if err != nil {
+					return
+				}
+				if m.Type == rendezvous.TypeOffer {
+					_ = c.Send(ctx, rendezvous.Message{Type: rendezvous.TypeAnswer, SDP: "from " + remote.String()})
+				}
+			}
+		}
+		return peer, func() error { close(stopped); return nil }, nil
+	}
+	s := startServe(t, "--primary", "127.0.0.1:0", "--http", "127.0.0.1:0", "--pair-ice", "127.0.0.1:3480")
+	if gotICE != netip.MustParseAddrPort("127.0.0.1:3480") {
+		t.Errorf("server peer started on %v, want 127.0.0.1:3480", gotICE)
+	}
+	c, err := rendezvous.Dial(ctx, s.pairURL(t), "solo", rendezvous.DialOptions{PeerServer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if m, err := c.Recv(ctx); err != nil || m.Type != rendezvous.TypePeer || !*m.Present {
+		t.Fatalf("want peer present, got %+v, %v", m, err)
+	}
+	if err := c.Send(ctx, rendezvous.Message{Type: rendezvous.TypeOffer, SDP: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Recv(ctx); err != nil || m.Type != rendezvous.TypeAnswer || m.SDP != "from 127.0.0.1" {
+		t.Fatalf("want the hook's answer, got %+v, %v", m, err)
+	}
+	s.stop(t)
+	select {
+	case <-stopped:
+	default:
+		t.Error("shutdown did not stop the server peer")
 	}
 }
