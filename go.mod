@@ -3,6 +3,7 @@ module github.com/natcheck/natcheck
 go 1.26
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/invopop/jsonschema v0.14.0
 	github.com/pion/stun/v3 v3.1.6
 	github.com/prometheus/client_golang v1.23.2
@@ -51,5 +52,5 @@ require (
 	golang.org/x/crypto v0.48.0 // indirect
 	golang.org/x/net v0.49.0 // indirect
 	golang.org/x/sys v0.42.0
-	golang.org/x/time v0.14.0 // indirect
+	golang.org/x/time v0.14.0
 )

@@ -17,6 +17,7 @@ import (
 
 	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/internal/udpbudget"
+	"github.com/natcheck/natcheck/rendezvous"
 	"github.com/natcheck/natcheck/stunserver"
 	"github.com/natcheck/natcheck/turnserver"
 )
@@ -48,7 +49,10 @@ With --primary alone it serves without OTHER-ADDRESS: NAT behaviour discovery
 needs two addresses. Give one --primary (and --alternate) per address family.
 TURN (RFC 8656, pion/turn) is optional: it starts when a users file or a
 shared secret file is given, on the --turn-udp/--turn-tcp/--turn-tls
-listeners. Logs go to stderr; SIGINT or SIGTERM shuts down gracefully.
+listeners. With --http it also serves the natcheck pair rendezvous: a
+WebSocket endpoint /pair (wss:// with --tls-cert and --tls-key) where two
+natcheck pair runs meet in a room and pass signaling messages, never media.
+Logs go to stderr; SIGINT or SIGTERM shuts down gracefully.
 
 Flags:
 `
@@ -56,7 +60,7 @@ Flags:
 const serveExitText = `
 Exit codes:
   0  shut down by SIGINT or SIGTERM
-  1  a listener could not be bound or TURN could not start
+  1  a listener could not be bound or TURN or the rendezvous could not start
   2  usage or configuration error
 
 Examples:
@@ -67,6 +71,9 @@ Examples:
       --turn-users /etc/natcheck/turn-users --turn-udp 203.0.113.10:3480 \
       --turn-tcp 203.0.113.10:3480 --turn-tls 203.0.113.10:5349 \
       --tls-cert cert.pem --tls-key key.pem
+  natcheck serve --primary 203.0.113.10 --alternate 203.0.113.11 \
+      --http 203.0.113.10:443 --tls-cert cert.pem --tls-key key.pem \
+      --pair-token-file /etc/natcheck/pair-token
 `
 
 // serveOptions are the parsed flags of natcheck serve.
@@ -87,6 +94,7 @@ type serveOptions struct {
 	logJSON           bool
 	statsInterval     time.Duration
 	turn              serveTURNOptions
+	pair              servePairOptions
 }
 
 // serveSTUNPair is one RFC 5780 server: a primary and an optional alternate
@@ -187,13 +195,13 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	fs.Var(serveAddrPortList{&alternates, serveAlternatePort}, "alternate", "alternate address `IP[:PORT]` A:a of the same family, another IP and port (port 3479 if omitted)")
 	fs.BoolVar(&o.tcp, "tcp", true, "also answer over TCP on the same addresses and ports (--tcp=false: UDP only)")
 	fs.Var(serveAddrPortList{&o.stunTLS, 5349}, "stun-tls", "also answer STUN over TLS on `IP[:PORT]` (port 5349 if omitted; repeatable; needs --tls-cert and --tls-key)")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` (chain) for --stun-tls and --turn-tls")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` for --stun-tls and --turn-tls")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` (chain) for --stun-tls, --turn-tls and --http")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` for --stun-tls, --turn-tls and --http")
 	fs.StringVar(&o.software, "software", "", "send this SOFTWARE attribute in responses (over UDP only to requests at least as large as the response)")
 	fs.Var(serveTrustList{&o.trust}, "trust", "exempt sources in `CIDR` (or one IP) from the response budgets (repeatable; e.g. a load generator or monitoring network)")
 	fs.IntVar(&o.sourceBudget, "source-budget", 4096, "`BYTES` a UDP source (IPv4 address or IPv6 /64) may get beyond what it sent; refilled in 8 s")
 	fs.IntVar(&o.globalBudget, "global-budget", 256*1024, "`BYTES` per second all UDP sources together may get beyond what they sent")
-	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server and for TURN")
+	fs.IntVar(&o.maxConns, "max-conns", 1024, "most TCP and TLS connections open at once, per STUN server, for TURN and for --http")
 	fs.IntVar(&o.maxConnsPerSource, "max-conns-per-source", 32, "most TCP and TLS connections open at once from one IP address")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Second, "close a STUN TCP or TLS connection that sends no complete message for this long")
 	addServeMaxConnAgeFlag(fs, &o.maxConnAge)
@@ -201,6 +209,7 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 	format := fs.String("log-format", "text", "log `FORMAT` on stderr: text or json")
 	fs.DurationVar(&o.statsInterval, "stats-interval", time.Minute, "log counters this often when they changed (0: never)")
 	addServeTURNFlags(fs, &o.turn)
+	addServePairFlags(fs, &o.pair)
 	if err := parseFlags(fs, args, stdout, "natcheck serve", serveUsageText, serveExitText); err != nil {
 		return o, err
 	}
@@ -233,6 +242,9 @@ func parseServeArgs(args []string, stdout io.Writer) (serveOptions, error) {
 		return o, errors.New("--turn-tls needs --tls-cert and --tls-key")
 	}
 	if err := o.turn.check(); err != nil {
+		return o, err
+	}
+	if err := o.pair.check(fs); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -312,6 +324,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 		fmt.Fprintf(stderr, "natcheck serve: %v\n", err)
 		return exitUsage
 	}
+	var pairToken string
+	if o.pair.tokenFile != "" {
+		if pairToken, err = readPairToken(o.pair.tokenFile); err != nil {
+			fmt.Fprintf(stderr, "natcheck serve: %v\n", err)
+			return exitUsage
+		}
+	}
 	nw := e.net
 	if nw == nil {
 		std, err := stdnet.NewNet()
@@ -387,6 +406,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 		}
 		defer turnSrv.Close()
 	}
+	var pairSrv *servePair
+	if o.pair.http.IsValid() {
+		// Closed below, after the last stats, rather than when ctx ends.
+		pairSrv, err = startServePair(context.WithoutCancel(ctx), o, pairToken, tlsCfg, nw, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "natcheck serve: rendezvous: %v\n", err)
+			return exitServeStart
+		}
+		defer pairSrv.Close()
+	}
 	if len(o.trust) > 0 {
 		log.Info("sources exempt from the response budgets", "trust", o.trust)
 	}
@@ -400,6 +429,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 	}
 	var last []stunserver.Stats
 	var lastTURN turnserver.Stats
+	var lastPair rendezvous.Stats
 	for {
 		select {
 		case <-ctx.Done():
@@ -408,11 +438,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, e en
 			if turnSrv != nil {
 				serveLogTURNStats(log, turnSrv, lastTURN, true)
 			}
+			if pairSrv != nil {
+				serveLogPairStats(log, pairSrv, lastPair, true)
+			}
 			return exitOK
 		case <-tick:
 			last = serveLogStats(log, servers, last, false)
 			if turnSrv != nil {
 				lastTURN = serveLogTURNStats(log, turnSrv, lastTURN, false)
+			}
+			if pairSrv != nil {
+				lastPair = serveLogPairStats(log, pairSrv, lastPair, false)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -23,11 +24,13 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+	"github.com/pion/transport/v4"
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/internal/syncbuf"
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/probe"
+	"github.com/natcheck/natcheck/rendezvous"
 	natstun "github.com/natcheck/natcheck/stun"
 	"github.com/natcheck/natcheck/stunserver/stuntest"
 	"github.com/natcheck/natcheck/turncheck/turntest"
@@ -48,6 +51,9 @@ type logLine struct {
 	TLS       []string `json:"tls"`
 	Primary   string   `json:"primary"`
 	Alternate string   `json:"alternate"`
+	URL       string   `json:"url"`
+	Joins     *uint64  `json:"joins"`
+	Forwarded *uint64  `json:"forwarded"`
 }
 
 func (s *syncBuffer) lines(t *testing.T) []logLine {
@@ -193,35 +199,53 @@ func TestServeUsageErrors(t *testing.T) {
 	if err := os.WriteFile(users, []byte("alice\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	emptyToken := filepath.Join(dir, "empty-token")
+	if err := os.WriteFile(emptyToken, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	twoLines := filepath.Join(dir, "two-lines")
+	if err := os.WriteFile(twoLines, []byte("hunter2\nsecond\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, args := range map[string][]string{
-		"no primary":          {},
-		"bad address":         {"--primary", "localhost"},
-		"unspecified":         {"--primary", "0.0.0.0"},
-		"two primaries":       {"--primary", "127.0.0.1", "--primary", "127.0.0.2"},
-		"alternate no family": {"--primary", "127.0.0.1", "--alternate", "::1"},
-		"same address":        {"--primary", "127.0.0.1:3478", "--alternate", "127.0.0.1:3479"},
-		"same port":           {"--primary", "127.0.0.1:4000", "--alternate", "127.0.0.2:4000"},
-		"argument":            {"--primary", "127.0.0.1", "extra"},
-		"log level":           {"--primary", "127.0.0.1", "--log-level", "loud"},
-		"log format":          {"--primary", "127.0.0.1", "--log-format", "xml"},
-		"stun-tls no cert":    {"--primary", "127.0.0.1", "--stun-tls", "127.0.0.1:5349"},
-		"cert without key":    {"--primary", "127.0.0.1", "--tls-cert", "x.pem"},
-		"missing cert":        {"--primary", "127.0.0.1", "--stun-tls", "127.0.0.1", "--tls-cert", "/nonexistent", "--tls-key", "/nonexistent"},
-		"turn no creds":       {"--primary", "127.0.0.1", "--turn-udp", "127.0.0.1:3480"},
-		"turn no listener":    {"--primary", "127.0.0.1", "--turn-users", users},
-		"turn bad users":      {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480"},
-		"turn missing users":  {"--primary", "127.0.0.1", "--turn-users", "/nonexistent", "--turn-udp", "127.0.0.1:3480"},
-		"turn unspecified":    {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "0.0.0.0:3480"},
-		"relay ports":         {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480", "--relay-ports", "5000-4000"},
-		"zero budget":         {"--primary", "127.0.0.1", "--source-budget", "0"},
-		"negative global":     {"--primary", "127.0.0.1", "--global-budget", "-1"},
-		"trust not cidr":      {"--primary", "127.0.0.1", "--trust", "loopback"},
-		"trust host bits":     {"--primary", "127.0.0.1", "--trust", "127.0.0.1/8"},
-		"trust zone":          {"--primary", "127.0.0.1", "--trust", "fe80::1%eth0"},
-		"trust mapped wide":   {"--primary", "127.0.0.1", "--trust", "::ffff:0:0/80"},
-		"old reflection flag": {"--primary", "127.0.0.1", "--reflection-rate", "50"},
-		"zero conns":          {"--primary", "127.0.0.1", "--max-conns", "0"},
-		"unknown flag":        {"--primary", "127.0.0.1", "--stun", "x"},
+		"http bad address":     {"--primary", "127.0.0.1", "--http", "localhost:8080"},
+		"pair token no http":   {"--primary", "127.0.0.1", "--pair-token-file", emptyToken},
+		"pair ttl no http":     {"--primary", "127.0.0.1", "--pair-room-ttl", "1m"},
+		"pair ttl zero":        {"--primary", "127.0.0.1", "--http", "127.0.0.1:0", "--pair-room-ttl", "0"},
+		"pair token empty":     {"--primary", "127.0.0.1", "--http", "127.0.0.1:0", "--pair-token-file", emptyToken},
+		"pair token two lines": {"--primary", "127.0.0.1", "--http", "127.0.0.1:0", "--pair-token-file", twoLines},
+		"pair token missing":   {"--primary", "127.0.0.1", "--http", "127.0.0.1:0", "--pair-token-file", "/nonexistent"},
+		"pair ice no http":     {"--primary", "127.0.0.1", "--pair-ice", "127.0.0.1:3480"},
+		"pair ice no port":     {"--primary", "127.0.0.1", "--http", "127.0.0.1:0", "--pair-ice", "127.0.0.1"},
+		"pair ice unspecified": {"--primary", "127.0.0.1", "--http", "127.0.0.1:0", "--pair-ice", "0.0.0.0:3480"},
+		"no primary":           {},
+		"bad address":          {"--primary", "localhost"},
+		"unspecified":          {"--primary", "0.0.0.0"},
+		"two primaries":        {"--primary", "127.0.0.1", "--primary", "127.0.0.2"},
+		"alternate no family":  {"--primary", "127.0.0.1", "--alternate", "::1"},
+		"same address":         {"--primary", "127.0.0.1:3478", "--alternate", "127.0.0.1:3479"},
+		"same port":            {"--primary", "127.0.0.1:4000", "--alternate", "127.0.0.2:4000"},
+		"argument":             {"--primary", "127.0.0.1", "extra"},
+		"log level":            {"--primary", "127.0.0.1", "--log-level", "loud"},
+		"log format":           {"--primary", "127.0.0.1", "--log-format", "xml"},
+		"stun-tls no cert":     {"--primary", "127.0.0.1", "--stun-tls", "127.0.0.1:5349"},
+		"cert without key":     {"--primary", "127.0.0.1", "--tls-cert", "x.pem"},
+		"missing cert":         {"--primary", "127.0.0.1", "--stun-tls", "127.0.0.1", "--tls-cert", "/nonexistent", "--tls-key", "/nonexistent"},
+		"turn no creds":        {"--primary", "127.0.0.1", "--turn-udp", "127.0.0.1:3480"},
+		"turn no listener":     {"--primary", "127.0.0.1", "--turn-users", users},
+		"turn bad users":       {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480"},
+		"turn missing users":   {"--primary", "127.0.0.1", "--turn-users", "/nonexistent", "--turn-udp", "127.0.0.1:3480"},
+		"turn unspecified":     {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "0.0.0.0:3480"},
+		"relay ports":          {"--primary", "127.0.0.1", "--turn-users", users, "--turn-udp", "127.0.0.1:3480", "--relay-ports", "5000-4000"},
+		"zero budget":          {"--primary", "127.0.0.1", "--source-budget", "0"},
+		"negative global":      {"--primary", "127.0.0.1", "--global-budget", "-1"},
+		"trust not cidr":       {"--primary", "127.0.0.1", "--trust", "loopback"},
+		"trust host bits":      {"--primary", "127.0.0.1", "--trust", "127.0.0.1/8"},
+		"trust zone":           {"--primary", "127.0.0.1", "--trust", "fe80::1%eth0"},
+		"trust mapped wide":    {"--primary", "127.0.0.1", "--trust", "::ffff:0:0/80"},
+		"old reflection flag":  {"--primary", "127.0.0.1", "--reflection-rate", "50"},
+		"zero conns":           {"--primary", "127.0.0.1", "--max-conns", "0"},
+		"unknown flag":         {"--primary", "127.0.0.1", "--stun", "x"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"serve"}, args...), &stdout, &stderr, env{})
@@ -232,6 +256,12 @@ func TestServeUsageErrors(t *testing.T) {
 		if msg := stderr.String(); !strings.HasPrefix(msg, "natcheck serve: ") || strings.Count(msg, "\n") != 1 {
 			t.Errorf("%s: want one line of error, got %q", name, msg)
 		}
+	}
+	// The token file's contents never appear in an error.
+	var tokErr bytes.Buffer
+	run(context.Background(), []string{"serve", "--primary", "127.0.0.1", "--http", "127.0.0.1:0", "--pair-token-file", twoLines}, new(bytes.Buffer), &tokErr, env{})
+	if strings.Contains(tokErr.String(), "hunter2") {
+		t.Errorf("error shows the token file: %q", tokErr.String())
 	}
 	// The users file's contents never appear in an error.
 	var stderr bytes.Buffer
@@ -737,5 +767,178 @@ func TestServePeerFlags(t *testing.T) {
 	}
 	if err := (servePrefixList{&got}).Set("example.com"); err == nil {
 		t.Error("a host name accepted")
+	}
+}
+
+// pairURL is the rendezvous URL from natcheck serve's "pair listening" line.
+func (s *served) pairURL(t *testing.T) string {
+	t.Helper()
+	l, ok := s.stderr.find(t, "pair listening")
+	if !ok || l.URL == "" {
+		t.Fatalf("no pair listening line with a url: %s", s.stderr)
+	}
+	return l.URL
+}
+
+// TestServePair runs natcheck serve --http with a token and pairs two
+// rendezvous clients through it: both meet, a message passes each way, a
+// third member and a wrong token are refused, and the stats line at
+// shutdown counts them; the token never appears in the log.
+func TestServePair(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*serveWait)
+	defer cancel()
+	const token = "pair-secret-4711"
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, "--primary", "127.0.0.1:0", "--http", "127.0.0.1:0", "--pair-token-file", tokenFile, "--log-level", "debug")
+	u := s.pairURL(t)
+	if !strings.HasPrefix(u, "ws://127.0.0.1:") || !strings.HasSuffix(u, "/pair") {
+		t.Fatalf("pair url %q", u)
+	}
+	// Given as host:port, as natcheck pair accepts it.
+	hostPort := strings.TrimSuffix(strings.TrimPrefix(u, "ws://"), "/pair")
+	a, err := rendezvous.Dial(ctx, hostPort, "lab", rendezvous.DialOptions{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := rendezvous.Dial(ctx, u, "lab", rendezvous.DialOptions{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if a.Role() != rendezvous.RoleFirst || b.Role() != rendezvous.RoleSecond {
+		t.Errorf("roles %q and %q", a.Role(), b.Role())
+	}
+	for _, c := range []*rendezvous.Client{a, b} {
+		if m, err := c.Recv(ctx); err != nil || m.Type != rendezvous.TypePeer || m.Present == nil || !*m.Present {
+			t.Fatalf("want peer present, got %+v, %v", m, err)
+		}
+	}
+	if err := a.Send(ctx, rendezvous.Message{Type: rendezvous.TypeOffer, Phase: "direct", SDP: "offer"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := b.Recv(ctx); err != nil || m.Type != rendezvous.TypeOffer || m.SDP != "offer" {
+		t.Fatalf("b got %+v, %v", m, err)
+	}
+	if err := b.Send(ctx, rendezvous.Message{Type: rendezvous.TypeAnswer, Phase: "direct", SDP: "answer"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := a.Recv(ctx); err != nil || m.Type != rendezvous.TypeAnswer || m.SDP != "answer" {
+		t.Fatalf("a got %+v, %v", m, err)
+	}
+	if _, err := rendezvous.Dial(ctx, u, "lab", rendezvous.DialOptions{Token: token}); !errors.Is(err, rendezvous.ErrRoomFull) {
+		t.Errorf("third member: %v, want ErrRoomFull", err)
+	}
+	if _, err := rendezvous.Dial(ctx, u, "other", rendezvous.DialOptions{Token: "guess"}); !errors.Is(err, rendezvous.ErrUnauthorized) {
+		t.Errorf("wrong token: %v, want ErrUnauthorized", err)
+	}
+	if _, err := rendezvous.Dial(ctx, u, "other", rendezvous.DialOptions{Token: token, PeerServer: true}); !errors.Is(err, rendezvous.ErrNoServerPeer) {
+		t.Errorf("peer=server without --pair-ice: %v, want ErrNoServerPeer", err)
+	}
+
+	// Shutdown: both clients are told, and the stats line counts.
+	s.stop(t)
+	for _, c := range []*rendezvous.Client{a, b} {
+		for {
+			if _, err := c.Recv(ctx); err != nil {
+				if !errors.Is(err, rendezvous.ErrClosed) || !strings.Contains(err.Error(), "shutting down") {
+					t.Errorf("after shutdown: %v", err)
+				}
+				break
+			}
+		}
+	}
+	l, ok := s.stderr.find(t, "pair stats")
+	if !ok || l.Joins == nil || *l.Joins != 2 || l.Forwarded == nil || *l.Forwarded != 2 {
+		t.Errorf("pair stats %+v, want 2 joins and 2 forwarded: %s", l, s.stderr)
+	}
+	if strings.Contains(s.stderr.String(), token) {
+		t.Error("the log holds the pair token")
+	}
+}
+
+// TestServePairTLS serves the rendezvous over TLS with --tls-cert and
+// --tls-key: wss:// with the certificate trusted works, without it the
+// client says the rendezvous is unreachable.
+func TestServePairTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*serveWait)
+	defer cancel()
+	cert, key, roots := writeCert(t)
+	s := startServe(t, "--primary", "127.0.0.1:0", "--http", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	u := s.pairURL(t)
+	if !strings.HasPrefix(u, "wss://") {
+		t.Fatalf("pair url %q, want wss://", u)
+	}
+	if _, err := rendezvous.Dial(ctx, u, "r", rendezvous.DialOptions{}); !errors.Is(err, rendezvous.ErrUnreachable) {
+		t.Errorf("untrusted: %v, want ErrUnreachable", err)
+	}
+	var cs []*rendezvous.Client
+	for range 2 {
+		c, err := rendezvous.Dial(ctx, u, "r", rendezvous.DialOptions{TLS: &tls.Config{RootCAs: roots}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+	}
+	for _, c := range cs {
+		if m, err := c.Recv(ctx); err != nil || m.Type != rendezvous.TypePeer || !*m.Present {
+			t.Fatalf("want peer present, got %+v, %v", m, err)
+		}
+	}
+}
+
+// TestServePairPeerHook checks the wiring of --pair-ice: serve starts the
+// server peer given by servePairPeerStart with the address, a client's
+// peer=server session reaches its hook, and shutdown stops it. (The pair
+// engine sets servePairPeerStart; here a hook that answers an offer.)
+func TestServePairPeerHook(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*serveWait)
+	defer cancel()
+	saved := servePairPeerStart
+	t.Cleanup(func() { servePairPeerStart = saved })
+	var gotICE netip.AddrPort
+	stopped := make(chan struct{})
+	servePairPeerStart = func(_ context.Context, ice netip.AddrPort, _ transport.Net, _ *slog.Logger) (rendezvous.PeerFunc, func() error, error) {
+		gotICE = ice
+		peer := func(ctx context.Context, remote netip.Addr, c rendezvous.Conn) {
+			for {
+				m, err := c.Recv(ctx)
+				if err != nil {
+					return
+				}
+				if m.Type == rendezvous.TypeOffer {
+					_ = c.Send(ctx, rendezvous.Message{Type: rendezvous.TypeAnswer, SDP: "from " + remote.String()})
+				}
+			}
+		}
+		return peer, func() error { close(stopped); return nil }, nil
+	}
+	s := startServe(t, "--primary", "127.0.0.1:0", "--http", "127.0.0.1:0", "--pair-ice", "127.0.0.1:3480")
+	if gotICE != netip.MustParseAddrPort("127.0.0.1:3480") {
+		t.Errorf("server peer started on %v, want 127.0.0.1:3480", gotICE)
+	}
+	c, err := rendezvous.Dial(ctx, s.pairURL(t), "solo", rendezvous.DialOptions{PeerServer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if m, err := c.Recv(ctx); err != nil || m.Type != rendezvous.TypePeer || !*m.Present {
+		t.Fatalf("want peer present, got %+v, %v", m, err)
+	}
+	if err := c.Send(ctx, rendezvous.Message{Type: rendezvous.TypeOffer, SDP: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Recv(ctx); err != nil || m.Type != rendezvous.TypeAnswer || m.SDP != "from 127.0.0.1" {
+		t.Fatalf("want the hook's answer, got %+v, %v", m, err)
+	}
+	s.stop(t)
+	select {
+	case <-stopped:
+	default:
+		t.Error("shutdown did not stop the server peer")
 	}
 }
