@@ -303,4 +303,3 @@ func (p *PeerServer) Close() error {
 	}
 	return errors.Join(errs...)
 }
-
