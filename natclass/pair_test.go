@@ -1,0 +1,65 @@
+package natclass
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPredictPair(t *testing.T) {
+	var (
+		open = PairSide{UDP: true, Mapping: BehaviorNone, Filtering: BehaviorNone, MappingVaries: TriNo}
+		// fullCone: EIM + EIF.
+		fullCone   = PairSide{UDP: true, Mapping: BehaviorEndpointIndependent, Filtering: BehaviorEndpointIndependent, MappingVaries: TriNo}
+		restricted = PairSide{UDP: true, Mapping: BehaviorEndpointIndependent, Filtering: BehaviorAddressDependent, MappingVaries: TriNo}
+		portRestr  = PairSide{UDP: true, Mapping: BehaviorEndpointIndependent, Filtering: BehaviorAddressAndPortDependent, MappingVaries: TriNo}
+		firewall   = PairSide{UDP: true, Mapping: BehaviorNone, Filtering: BehaviorAddressAndPortDependent, MappingVaries: TriNo}
+		symmetric  = PairSide{UDP: true, Mapping: BehaviorAddressAndPortDependent, Filtering: BehaviorAddressAndPortDependent, MappingVaries: TriYes}
+		// eimUnknownFilter: EIM whose filtering could not be measured.
+		eimUnknownFilter = PairSide{UDP: true, Mapping: BehaviorEndpointIndependent, MappingVaries: TriNo}
+		// nothingKnown: UDP gets out, nothing else is known.
+		nothingKnown = PairSide{UDP: true}
+		server       = PairSide{UDP: true, Mapping: BehaviorNone, Filtering: BehaviorNone, MappingVaries: TriNo, ICETCPPort: 3480}
+		blockedTCP   = PairSide{TCP: TriYes, TCPPortsOpen: []int{443, 3480}}
+		blocked443   = PairSide{TCP: TriYes, TCPPortsOpen: []int{443}}
+		blockedNoTCP = PairSide{TCP: TriNo}
+	)
+	tests := []struct {
+		name      string
+		a, b      PairSide
+		predicted string
+		certain   bool
+		rule      string // a substring of the rule
+	}{
+		{"open x symmetric", open, symmetric, "direct", true, "lets in packets from any address"},
+		{"full cone x symmetric", fullCone, symmetric, "direct", true, "lets in packets from any address"},
+		{"restricted x symmetric", restricted, symmetric, "direct", true, "any port of an address it sent to"},
+		{"restricted x port-restricted", restricted, portRestr, "direct", true, "filtering by address (restricted cone)"},
+		{"port-restricted x port-restricted", portRestr, portRestr, "direct", false, "gives this mapping another port"},
+		{"firewall x port-restricted", firewall, portRestr, "direct", false, "stateful firewall"},
+		{"port-restricted x symmetric", portRestr, symmetric, "relay", true, "lets in only the port it sent to"},
+		{"firewall x symmetric", firewall, symmetric, "relay", true, "symmetric side sends from a port"},
+		{"symmetric x symmetric", symmetric, symmetric, "relay", true, "both NATs map each destination"},
+		{"unknown filtering x port-restricted", eimUnknownFilter, portRestr, "direct", false, "every behaviour the diagnoses allow"},
+		{"unknown filtering x symmetric", eimUnknownFilter, symmetric, "unknown", false, "others need a relay"},
+		{"nothing known x open", nothingKnown, open, "direct", true, ""},
+		{"symmetric x server", symmetric, server, "direct", true, ""},
+		{"udp blocked x port-restricted", blockedTCP, portRestr, "relay", true, "only a TURN relay"},
+		{"udp blocked, tcp to the ICE-TCP port x server", blockedTCP, server, "direct", true, "offers ICE-TCP there"},
+		{"udp blocked, only 443 tested x server", blocked443, server, "unknown", false, "was not tested"},
+		{"udp and tcp blocked x server", blockedNoTCP, server, "relay", true, "TCP does not get out either"},
+		{"udp blocked both", blockedTCP, blockedNoTCP, "relay", true, "neither side"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, sides := range [][2]PairSide{{tt.a, tt.b}, {tt.b, tt.a}} {
+				got := PredictPair(sides[0], sides[1])
+				if got.Predicted != tt.predicted || got.Certain != tt.certain {
+					t.Errorf("order %d: got %s (certain %v), want %s (certain %v); rule: %s", i, got.Predicted, got.Certain, tt.predicted, tt.certain, got.Rule)
+				}
+				if !strings.Contains(got.Rule, tt.rule) {
+					t.Errorf("order %d: rule %q lacks %q", i, got.Rule, tt.rule)
+				}
+			}
+		})
+	}
+}
