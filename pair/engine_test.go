@@ -213,3 +213,19 @@ func TestSilentPeer(t *testing.T) {
 		}
 	})
 }
+
+// TestMatched: the outcome against each prediction.
+func TestMatched(t *testing.T) {
+	for _, c := range []struct {
+		predicted, outcome string
+		want               bool
+	}{
+		{"direct", "direct", true}, {"direct", "relay", false}, {"direct", "failed", false},
+		{"relay", "relay", true}, {"relay", "failed", true}, {"relay", "direct", false},
+		{"unknown", "direct", false}, {"unknown", "relay", false}, {"unknown", "failed", false},
+	} {
+		if got := matched(c.predicted, c.outcome); got != c.want {
+			t.Errorf("matched(%s, %s) = %v, want %v", c.predicted, c.outcome, got, c.want)
+		}
+	}
+}

@@ -1,18 +1,20 @@
 package pair
 
-const predictUnknown = "unknown"
+import "github.com/natcheck/natcheck/natclass"
 
-// prediction is the path expected from the two diagnoses.
-type prediction struct {
-	Predicted string // direct, relay or unknown
-	Certain   bool
-	Rule      string
+const predictUnknown = natclass.PredictUnknown
+
+// side is what the prediction needs of a summary.
+func side(s Summary) natclass.PairSide {
+	return natclass.PairSide{
+		UDP: s.UDP, Mapping: s.Mapping, Filtering: s.Filtering, MappingVaries: s.MappingVaries,
+		TCP: s.TCP, TCPPortsOpen: s.TCPPortsOpen, ICETCPPort: s.ICETCPPort,
+	}
 }
 
-// predictPair is the seam to natclass.PredictPair (pure), which lands on
-// main separately; until then every prediction is unknown.
-var predictPair = func(local, remote Summary) prediction {
-	return prediction{Predicted: "unknown", Rule: "no prediction rule available in this build"}
+// predictPair is natclass.PredictPair over two summaries.
+func predictPair(local, remote Summary) natclass.PairPrediction {
+	return natclass.PredictPair(side(local), side(remote))
 }
 
 // matched says whether the outcome bore the prediction out: the outcome
@@ -20,8 +22,8 @@ var predictPair = func(local, remote Summary) prediction {
 // prediction.
 func matched(predicted, outcome string) bool {
 	switch predicted {
-	case "direct", "relay":
-		return (outcome == "direct") == (predicted == "direct")
+	case natclass.PredictDirect, natclass.PredictRelay:
+		return (outcome == natclass.PredictDirect) == (predicted == natclass.PredictDirect)
 	}
 	return false
 }

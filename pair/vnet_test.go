@@ -11,6 +11,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/internal/vnettest"
+	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/rendezvous"
 	"github.com/natcheck/natcheck/report"
 	"github.com/natcheck/natcheck/stunserver"
@@ -58,9 +59,26 @@ var (
 	symmetric      = &vnet.NATType{MappingBehavior: vnet.EndpointAddrPortDependent, FilteringBehavior: vnet.EndpointAddrPortDependent}
 )
 
-func vnetConfig(role string, n *vnet.Net, withTURN bool) Config {
+// natSummary is the summary a diagnosis behind nat gives, written out by
+// hand.
+func natSummary(nat *vnet.NATType) Summary {
+	s := testSummary("vnet")
+	s.BehindNAT = natclass.TriYes
+	switch nat {
+	case fullCone:
+		s.NATType, s.Mapping, s.Filtering = natclass.TypeFullCone, natclass.BehaviorEndpointIndependent, natclass.BehaviorEndpointIndependent
+	case portRestricted:
+		s.NATType, s.Mapping, s.Filtering = natclass.TypePortRestrictedCone, natclass.BehaviorEndpointIndependent, natclass.BehaviorAddressAndPortDependent
+	case symmetric:
+		s.NATType, s.Mapping, s.Filtering = natclass.TypeSymmetric, natclass.BehaviorAddressAndPortDependent, natclass.BehaviorAddressAndPortDependent
+		s.MappingVaries = natclass.TriYes
+	}
+	return s
+}
+
+func vnetConfig(role string, n *vnet.Net, nat *vnet.NATType, withTURN bool) Config {
 	c := Config{
-		Room: "vnet", Role: role, PeerPresent: true, Summary: testSummary(role), Net: n,
+		Room: "vnet", Role: role, PeerPresent: true, Summary: natSummary(nat), Net: n,
 		STUN: []string{"1.2.3.4:3478"}, PhaseTimeout: 4 * time.Second, Wait: 10 * time.Second,
 		Burst: 10, BurstInterval: 5 * time.Millisecond,
 	}
@@ -87,13 +105,14 @@ func TestVnetNATs(t *testing.T) {
 		turnA      bool
 		want       string
 		wantPhases int
+		predicted  string
 	}{
-		{"full cone both", fullCone, fullCone, false, report.PairDirect, 1},
-		{"port restricted both", portRestricted, portRestricted, false, report.PairDirect, 1},
-		{"port restricted and full cone, TURN unused", portRestricted, fullCone, true, report.PairDirect, 1},
-		{"symmetric both", symmetric, symmetric, false, report.PairFailed, 1},
-		{"symmetric both, TURN at A", symmetric, symmetric, true, report.PairRelay, 2},
-		{"symmetric and port restricted, TURN at A", symmetric, portRestricted, true, report.PairRelay, 2},
+		{"full cone both", fullCone, fullCone, false, report.PairDirect, 1, "direct"},
+		{"port restricted both", portRestricted, portRestricted, false, report.PairDirect, 1, "direct"},
+		{"port restricted and full cone, TURN unused", portRestricted, fullCone, true, report.PairDirect, 1, "direct"},
+		{"symmetric both", symmetric, symmetric, false, report.PairFailed, 1, "relay"},
+		{"symmetric both, TURN at A", symmetric, symmetric, true, report.PairRelay, 2, "relay"},
+		{"symmetric and port restricted, TURN at A", symmetric, portRestricted, true, report.PairRelay, 2, "relay"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -102,13 +121,18 @@ func TestVnetNATs(t *testing.T) {
 			defer cancel()
 			pa, pb := newPipe()
 			defer pa.Close()
-			ra, rb := runPair(t, ctx, vnetConfig(rendezvous.RoleFirst, na, c.turnA), vnetConfig(rendezvous.RoleSecond, nb, false), pa, pb)
+			ra, rb := runPair(t, ctx, vnetConfig(rendezvous.RoleFirst, na, c.natA, c.turnA), vnetConfig(rendezvous.RoleSecond, nb, c.natB, false), pa, pb)
 			for _, r := range []runResult{ra, rb} {
 				if r.err != nil {
 					t.Fatalf("%s: %v", r.res.Role, r.err)
 				}
 				if r.res.Outcome != c.want || len(r.res.Phases) != c.wantPhases {
 					t.Fatalf("%s: outcome %q after %d phases, want %q after %d; phases %+v", r.res.Role, r.res.Outcome, len(r.res.Phases), c.want, c.wantPhases, r.res.Phases)
+				}
+				// The NAT types here behave as the diagnosis says, so the
+				// prediction holds.
+				if r.res.Predicted != c.predicted || !r.res.Matched || r.res.PredictionRule == "" {
+					t.Errorf("%s: predicted %q (matched %v, rule %q), want %q, matched", r.res.Role, r.res.Predicted, r.res.Matched, r.res.PredictionRule, c.predicted)
 				}
 			}
 			switch c.want {
