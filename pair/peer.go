@@ -11,6 +11,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
+	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
 	"github.com/natcheck/natcheck/natclass"
@@ -194,6 +196,8 @@ type PeerServerConfig struct {
 	IncludeLoopback bool
 	// LoggerFactory receives pion's logs; nil discards them.
 	LoggerFactory logging.LoggerFactory
+	// Net is the network to listen on; nil means the host's.
+	Net transport.Net
 }
 
 // ListenPeer opens the server peer's UDP socket and TCP listener on addr
@@ -212,16 +216,24 @@ func ListenPeer(addr netip.AddrPort, c PeerServerConfig) (*PeerServer, error) {
 	p := &PeerServer{pc: PeerConfig{
 		Pool: NewPeerPool(c.MaxPeers), MaxDuration: c.MaxDuration, IncludeLoopback: c.IncludeLoopback, LoggerFactory: lf,
 	}}
+	nw := c.Net
+	if nw == nil {
+		std, err := stdnet.NewNet()
+		if err != nil {
+			return nil, fmt.Errorf("server peer: %w", err)
+		}
+		nw = std
+	}
 	if !c.NoUDP {
-		udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		udp, err := nw.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			return nil, fmt.Errorf("server peer: %w", err)
 		}
 		p.udp = udp
-		p.pc.UDPMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: lf.NewLogger("udpmux")})
+		p.pc.UDPMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: lf.NewLogger("udpmux"), Net: nw})
 	}
 	if !c.NoTCP {
-		tcp, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
+		tcp, err := nw.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("server peer: %w", err)
