@@ -270,7 +270,7 @@ func (s *session) handle(m rendezvous.Message) error {
 		if !s.present {
 			return nil
 		}
-		return fmt.Errorf("%w: %s", ErrRendezvous, m.Error)
+		return fmt.Errorf("%w: %s", ErrRendezvous, clean(shorten(m.Error)))
 	case rendezvous.TypePeer:
 		if m.Present != nil && *m.Present {
 			s.present = true
@@ -280,7 +280,7 @@ func (s *session) handle(m rendezvous.Message) error {
 	case rendezvous.TypeBye:
 		s.bye = true
 		if m.Error != "" {
-			return fmt.Errorf("%w: %s", ErrPeerLeft, shorten(m.Error))
+			return fmt.Errorf("%w: %s", ErrPeerLeft, clean(shorten(m.Error)))
 		}
 		return fmt.Errorf("%w: it said bye", ErrPeerLeft)
 	case rendezvous.TypeSummary:

@@ -122,6 +122,18 @@ func TestMalformed(t *testing.T) {
 			}
 			return m
 		}, "summary: TCP port 0 out of range"},
+		{"escape in summary", func(m rendezvous.Message) rendezvous.Message {
+			if m.Type == rendezvous.TypeSummary {
+				m.Data = []byte(`{"version":"v1\u001b[2J"}`)
+			}
+			return m
+		}, `summary: version "v1\x1b[2J": want at most 64 printable`},
+		{"bad public address", func(m rendezvous.Message) rendezvous.Message {
+			if m.Type == rendezvous.TypeSummary {
+				m.Data = []byte(`{"public_addresses":["nowhere"]}`)
+			}
+			return m
+		}, `summary: public address "nowhere": want IP:port`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

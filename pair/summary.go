@@ -3,6 +3,9 @@ package pair
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
+	"unicode"
 
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/report"
@@ -49,8 +52,27 @@ func checkSummary(s Summary) error {
 			return fmt.Errorf("TCP port %d out of range", p)
 		}
 	}
+	if len(s.Version) > 64 || clean(s.Version) != s.Version {
+		return fmt.Errorf("version %q: want at most 64 printable characters", shorten(s.Version))
+	}
+	for _, a := range s.PublicAddresses {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return fmt.Errorf("public address %q: want IP:port", shorten(a))
+		}
+	}
 	if s.ICETCPPort < 0 || s.ICETCPPort > 65535 {
 		return fmt.Errorf("ICE-TCP port %d out of range", s.ICETCPPort)
 	}
 	return nil
+}
+
+// clean replaces what a terminal would interpret (control characters,
+// escape sequences) in text from the peer.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, s)
 }
