@@ -85,6 +85,10 @@ type Report struct {
 	//
 	// AddLifetime sets it.
 	Lifetime *Lifetime `json:"lifetime,omitempty"`
+	// Pair is the connection natcheck pair made to a peer on another
+	// network, and the prediction checked against it; absent except in
+	// natcheck pair's report.
+	Pair *Pair `json:"pair,omitempty"`
 }
 
 // NAT is the NAT behaviour of one address family.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -492,4 +493,43 @@ func candidateString(c ice.Candidate) string {
 		s += " (to the server over " + rc.RelayProtocol() + ")"
 	}
 	return s
+}
+
+// ProxyDialer is golang.org/x/net/proxy.Dialer, which ice.WithProxyDialer
+// takes.
+type ProxyDialer interface {
+	Dial(network, addr string) (net.Conn, error)
+}
+
+// ICERelay returns what an ICE agent needs to gather relayed candidates
+// from servers: their URLs with credentials (resolved at o's clock), and,
+// when a server is reached over TCP or TLS, a proxy dialer that connects
+// to it as the TURN checks do (o's roots, --insecure, Allow). pion/ice
+// takes one proxy dialer per agent: every UDP server is used, and the
+// first TCP or TLS one.
+func ICERelay(ctx context.Context, servers []Server, o Options) ([]*stun.URI, ProxyDialer, error) {
+	var (
+		urls []*stun.URI
+		d    *proxyDialer
+	)
+	for _, s := range servers {
+		if err := s.Credentials.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", s.URL, err)
+		}
+		if s.URL.Transport != natclass.TURNTransportUDP {
+			if d != nil {
+				continue
+			}
+			d = &proxyDialer{ctx: ctx, url: s.URL, o: o}
+		}
+		user, pw, _ := s.Credentials.Resolve(o.now())
+		urls = append(urls, s.URL.stunURI(user, pw.Reveal()))
+	}
+	if len(urls) == 0 {
+		return nil, nil, errors.New("no TURN server")
+	}
+	if d == nil {
+		return urls, nil, nil
+	}
+	return urls, d, nil
 }

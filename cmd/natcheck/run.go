@@ -54,6 +54,7 @@ var requirements = map[string]string{
 const usageText = `Usage: natcheck [flags]
        natcheck turn [flags] URL...     check TURN servers (natcheck turn --help)
        natcheck serve [flags]           run an RFC 5780 STUN server, optionally TURN
+       natcheck pair [flags]            connect to a peer on another network (natcheck pair --help)
        natcheck exporter [flags]        serve probes to Prometheus, like blackbox_exporter
 
 natcheck tells how real-time traffic (WebRTC, VoIP, games, VPNs) gets out of

@@ -221,4 +221,11 @@ var vocabularies = map[reflect.Type]map[string][]string{
 		"RelayProtocol": {"udp", "tcp", "tls"},
 	},
 	reflect.TypeFor[natclass.CandidateServer](): {"Want": {"srflx", "relay"}},
+	reflect.TypeFor[report.PairCandidate]():     {"Type": {"host", "srflx", "prflx", "relay"}, "Protocol": {"udp", "tcp"}},
+	reflect.TypeFor[report.PairPhase]():         {"Phase": {report.PhaseDirect, report.PhaseRelay}},
+	reflect.TypeFor[report.Pair](): {
+		"Role":      {"first", "second"},
+		"Predicted": {"direct", "relay", "unknown"},
+		"Outcome":   {report.PairDirect, report.PairRelay, report.PairFailed},
+	},
 }
