@@ -3,6 +3,7 @@ module github.com/natcheck/natcheck
 go 1.26
 
 require (
+	github.com/huin/goupnp v1.3.1
 	github.com/invopop/jsonschema v0.14.0
 	github.com/pion/stun/v3 v3.1.6
 	github.com/prometheus/client_golang v1.23.2
@@ -23,6 +24,7 @@ require (
 	github.com/prometheus/procfs v0.16.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	go.yaml.in/yaml/v4 v4.0.0-rc.2 // indirect
+	golang.org/x/sync v0.19.0 // indirect
 	golang.org/x/text v0.34.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 )
