@@ -85,6 +85,12 @@ type Report struct {
 	//
 	// AddLifetime sets it.
 	Lifetime *Lifetime `json:"lifetime,omitempty"`
+	// PortMapping is what the default gateway said to UPnP IGD, NAT-PMP
+	// and PCP, and with --portmap whether a mapping let a stranger in;
+	// absent when detection was off (--no-portmap-detect).
+	//
+	// AddPortMapping sets it.
+	PortMapping *PortMapping `json:"port_mapping,omitempty"`
 }
 
 // NAT is the NAT behaviour of one address family.
