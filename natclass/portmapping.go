@@ -75,7 +75,6 @@ type PortMappingJudgement struct {
 	Reasons []string
 }
 
-
 // publicAddr reports whether a is usable as a public internet address.
 func publicAddr(a netip.Addr) bool {
 	a = a.Unmap()
@@ -103,11 +102,13 @@ func JudgePortMapping(p PortMapping, public netip.Addr) PortMappingJudgement {
 	case public.IsValid() && j.Claimed != public:
 		j.ExternalNotPublic = TriYes
 		j.Reasons = append(j.Reasons, fmt.Sprintf("The gateway claims external address %s, but STUN servers see %s: another NAT (double NAT or carrier-grade NAT) lies beyond the gateway, so a mapping on it helps nobody on the internet", j.Claimed, public))
+	case public.IsValid():
+		// The address STUN servers see: whatever its range, it is the one
+		// peers reach.
+		j.ExternalNotPublic = TriNo
 	case !publicAddr(j.Claimed):
 		j.ExternalNotPublic = TriYes
 		j.Reasons = append(j.Reasons, fmt.Sprintf("The gateway claims external address %s, which is not a public address: another NAT lies beyond it, so a mapping on it helps nobody on the internet", j.Claimed))
-	case public.IsValid():
-		j.ExternalNotPublic = TriNo
 	}
 	switch {
 	case len(j.Answered) == 0:

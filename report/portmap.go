@@ -135,4 +135,3 @@ func portMappingCollectors(p *PortMapping) []prometheus.Collector {
 	}
 	return cs
 }
-
