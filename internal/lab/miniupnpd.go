@@ -20,7 +20,7 @@ import (
 // (ct status dnat accept), as OpenWrt does.
 type Miniupnpd struct {
 	// UPnP and PMP turn on UPnP IGD and NAT-PMP/PCP (miniupnpd switches
-	// NAT-PMP and PCP together: enable_pcp_pmp).
+	// NAT-PMP and PCP together: enable_natpmp).
 	UPnP, PMP bool
 	// STUN makes miniupnpd learn its external address from the lab's
 	// coturn (ext_perform_stun) instead of refusing to map because its
@@ -67,7 +67,7 @@ func (l *Lab) StartMiniupnpd(ctx context.Context, m Miniupnpd) (string, error) {
 		"listening_ip=lan0",
 		"port=0",
 		"enable_upnp=" + yn(m.UPnP),
-		"enable_pcp_pmp=" + yn(m.PMP),
+		"enable_natpmp=" + yn(m.PMP),
 		"secure_mode=yes",
 		"system_uptime=yes",
 		"uuid=3d3cec3a-8cf0-11e0-98ee-001a6b12dc6f",
@@ -106,7 +106,7 @@ func (l *Lab) StartMiniupnpd(ctx context.Context, m Miniupnpd) (string, error) {
 	if !m.PMP {
 		want = ":1900"
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		out, _ := l.Command(ctx, l.Router, "ss", "-Hlun").Output()
 		if bytes.Contains(out, []byte(want)) {
@@ -119,5 +119,5 @@ func (l *Lab) StartMiniupnpd(ctx context.Context, m Miniupnpd) (string, error) {
 		}
 	}
 	b, _ := os.ReadFile(logPath)
-	return logPath, fmt.Errorf("miniupnpd did not listen on %s within 5s; log:\n%s", want, b)
+	return logPath, fmt.Errorf("miniupnpd did not listen on %s within 20s; log:\n%s", want, b)
 }

@@ -87,8 +87,14 @@ func TestPortmapMiniupnpd(t *testing.T) {
 		{"masquerade-all", Masquerade, Miniupnpd{UPnP: true, PMP: true, STUN: true}, "pcp"},
 		{"masquerade-upnp", Masquerade, Miniupnpd{UPnP: true, STUN: true}, "upnp"},
 		{"masquerade-pmp", Masquerade, Miniupnpd{PMP: true, STUN: true}, "pcp"},
-		{"symmetric-upnp", Symmetric, Miniupnpd{UPnP: true, STUN: true}, "upnp"},
-		{"symmetric-pmp", Symmetric, Miniupnpd{PMP: true, STUN: true}, "pcp"},
+		// Behind fully-random masquerade the router's own packets get
+		// random ports too, so miniupnpd's STUN test calls its WAN
+		// "restrictive or symmetric NAT" and disables forwarding: it
+		// answers and refuses every mapping (a refusing gateway). A
+		// verified mapping behind fully-random masquerade needs a
+		// miniupnpd built with 198.18.0.0/15 out of its reserved list.
+		{"symmetric-upnp", Symmetric, Miniupnpd{UPnP: true, STUN: true}, ""},
+		{"symmetric-pmp", Symmetric, Miniupnpd{PMP: true, STUN: true}, ""},
 		// Stock configuration: the WAN address 198.19.0.1 is in
 		// miniupnpd's reserved list, so it answers but maps nothing.
 		{"masquerade-stock", Masquerade, Miniupnpd{UPnP: true, PMP: true}, ""},
@@ -125,8 +131,8 @@ func TestPortmapMiniupnpd(t *testing.T) {
 						t.Errorf("peer %s: %s, want direct with a verified mapping", p.Peer, p.Path)
 					}
 				}
-			} else if pm.Mapped != "" && (pm.UPnP.InboundVerified != nil && *pm.UPnP.InboundVerified) {
-				t.Errorf("stock miniupnpd: a mapping let a stranger in: %+v", pm)
+			} else if pm.Mapped != "" || pm.MapError == "" {
+				t.Errorf("miniupnpd with forwarding disabled: mapped %q, map_error %q; want a refusal", pm.Mapped, pm.MapError)
 			}
 			// The mapping is gone: miniupnpd's chains hold no rule.
 			out, _ := l.Command(ctx, l.Router, "nft", "list", "chain", "inet", "filter", "prerouting_miniupnpd").Output()
