@@ -71,7 +71,7 @@ func inModule(path string, under ...string) bool {
 
 // networkPackages are this module's packages that open sockets or start
 // programs that do.
-var networkPackages = []string{"probe", "turncheck", "stunserver", "turnserver", "rendezvous", "pair", "internal/exporter", "internal/lab", "cmd"}
+var networkPackages = []string{"probe", "portmap", "turncheck", "stunserver", "turnserver", "rendezvous", "pair", "internal/exporter", "internal/lab", "cmd"}
 
 // networkStd are the standard packages that reach the network or other
 // programs.

@@ -257,7 +257,7 @@ func RegisterMetrics(reg prometheus.Registerer, r Report) error {
 		}
 	}
 	m.turn.set(r.TURN)
-	return register(reg, append(m.collectors(), lifetimeCollectors(r.Lifetime)...))
+	return register(reg, append(m.collectors(), append(lifetimeCollectors(r.Lifetime), portMappingCollectors(r.PortMapping)...)...))
 }
 
 // RegisterTURNMetrics registers the metrics of the report of natcheck turn

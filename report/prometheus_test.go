@@ -281,6 +281,7 @@ func TestPrometheusDocs(t *testing.T) {
 		OK: true, TimeMS: r.Paths[0].TimeMS, CertNotAfter: &started})
 	yes := true
 	r.AddLifetime(natclass.Lifetime{Lower: 6 * time.Second, Upper: 7 * time.Second, RefreshedByInbound: &yes, RefreshedByOutbound: &yes})
+	r.AddPortMapping(portMapped, natclass.PortMappingJudgement{ExternalNotPublic: natclass.TriYes})
 	var b bytes.Buffer
 	if err := WritePrometheus(&b, r); err != nil {
 		t.Fatal(err)

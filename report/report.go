@@ -89,6 +89,12 @@ type Report struct {
 	// network, and the prediction checked against it; absent except in
 	// natcheck pair's report.
 	Pair *Pair `json:"pair,omitempty"`
+	// PortMapping is what the default gateway said to UPnP IGD, NAT-PMP
+	// and PCP, and with --portmap whether a mapping let a stranger in;
+	// absent when detection was off (--no-portmap-detect).
+	//
+	// AddPortMapping sets it.
+	PortMapping *PortMapping `json:"port_mapping,omitempty"`
 }
 
 // NAT is the NAT behaviour of one address family.

@@ -88,7 +88,8 @@ func TestSchemaValidatesGolden(t *testing.T) {
 		}
 		docs[filepath.Base(f)] = b
 	}
-	for name, r := range map[string]Report{"report with TURN": reportWithTURN(), "report with resample": reportWithResample()} {
+	for name, r := range map[string]Report{"report with TURN": reportWithTURN(), "report with resample": reportWithResample(),
+		"report with port mapping": reportWithPortMapping()} {
 		b, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)

@@ -116,6 +116,9 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 	if r.Lifetime != nil {
 		fmt.Fprintln(&b, lifetimeText(p, r.Lifetime))
 	}
+	if r.PortMapping != nil {
+		fmt.Fprintln(&b, portMappingText(p, r.PortMapping))
+	}
 
 	// 4. Why.
 	writeReasons(&b, "Why:", r.Reasons)

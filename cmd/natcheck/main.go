@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/natcheck/natcheck/portmap"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, env{getenv: os.Getenv})
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, env{getenv: os.Getenv, portmap: &portmap.Config{}})
 	stop()
 	os.Exit(code)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/natcheck/natcheck/internal/diagnose"
 	"github.com/natcheck/natcheck/internal/progress"
 	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/portmap"
 	"github.com/natcheck/natcheck/probe"
 	"github.com/natcheck/natcheck/report"
 	natstun "github.com/natcheck/natcheck/stun"
@@ -106,6 +107,9 @@ type options struct {
 	lifetime          bool
 	lifetimeMax       time.Duration
 	lifetimePrecision time.Duration
+	// portmap is --portmap; noPortmapDetect is --no-portmap-detect.
+	portmap         bool
+	noPortmapDetect bool
 }
 
 // errHelp means -h was given: usage was printed, exit 0.
@@ -116,6 +120,9 @@ var errHelp = errors.New("help requested")
 type env struct {
 	getenv func(string) string
 	net    transport.Net
+	// portmap is where port mapping detection finds the gateway; nil
+	// turns it off (tests: no traffic to the host's real gateway).
+	portmap *portmap.Config
 }
 
 func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (options, error) {
@@ -139,6 +146,8 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	fs.BoolVar(&o.lifetime, "lifetime", false, "also measure how long the NAT keeps an idle UDP mapping (needs a server that honours RESPONSE-PORT, RFC 5780); takes up to --lifetime-max, progress on stderr")
 	fs.DurationVar(&o.lifetimeMax, "lifetime-max", probe.DefaultLifetimeMax, "with --lifetime, the longest idle time tested; the measurement ends within it plus a few seconds")
 	fs.DurationVar(&o.lifetimePrecision, "lifetime-precision", probe.DefaultLifetimePrecision, "with --lifetime, the width of the lower-upper bracket aimed at")
+	fs.BoolVar(&o.portmap, "portmap", false, "also ask the gateway for a UDP port mapping (UPnP, NAT-PMP or PCP; at most 2 minutes), test from outside that a stranger's packet arrives through it (needs an RFC 5780 server), and delete it again; this changes the gateway's state")
+	fs.BoolVar(&o.noPortmapDetect, "no-portmap-detect", false, "do not ask the default gateway which port mapping protocols it speaks")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	tf := addTURNFlags(fs)
 	var err error
@@ -194,6 +203,9 @@ func parseArgs(args []string, stdout io.Writer, getenv func(string) string) (opt
 	}
 	if err := checkLifetime(o, given); err != nil {
 		return o, err
+	}
+	if o.portmap && o.noPortmapDetect {
+		return o, errors.New("--portmap and --no-portmap-detect: a mapping needs detection; give one of them")
 	}
 	for _, r := range require {
 		for _, c := range strings.Split(r, ",") {
@@ -395,7 +407,11 @@ func diagnoseOnce(ctx, lifeCtx context.Context, o options, stdout, stderr io.Wri
 	}
 	runStart := time.Now()
 	finishTURN := startTURN(ctx, o, stderr)
-	r := diagnose.Run(ctx, cfg, version, o.families...)
+	pm := diagnose.PortMap{Map: o.portmap}
+	if !o.noPortmapDetect {
+		pm.Config = e.portmap
+	}
+	r := diagnose.RunWith(ctx, cfg, pm, version, o.families...)
 	finishTURN(&r)
 	if lifeCtx != nil {
 		r.AddLifetime(measureLifetime(lifeCtx, o, cfg, stderr))

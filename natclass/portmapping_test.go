@@ -1,0 +1,62 @@
+package natclass
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestJudgePortMapping(t *testing.T) {
+	pub := netip.MustParseAddr("203.0.113.5")
+	cases := []struct {
+		name      string
+		pm        PortMapping
+		public    netip.Addr
+		notPublic Tri
+		verified  string
+		summary   string
+	}{
+		{"nothing", PortMapping{NoGateway: "no default gateway"}, pub, TriUnknown, "",
+			"no port mapping protocol answered (no default gateway)"},
+		{"same address", PortMapping{NATPMP: PortMappingProtocol{Answered: true, External: pub}, PCP: PortMappingProtocol{Answered: true}}, pub, TriNo, "",
+			"the gateway answers nat-pmp, pcp"},
+		{"double NAT", PortMapping{UPnP: PortMappingProtocol{Answered: true, External: netip.MustParseAddr("192.168.0.2")}}, pub, TriYes, "",
+			"the gateway answers upnp; its external address is not the public one"},
+		{"private, no STUN", PortMapping{UPnP: PortMappingProtocol{Answered: true, External: netip.MustParseAddr("100.64.1.2")}}, netip.Addr{}, TriYes, "",
+			"the gateway answers upnp; its external address is not the public one"},
+		{"public, no STUN", PortMapping{UPnP: PortMappingProtocol{Answered: true, External: pub}}, netip.Addr{}, TriUnknown, "",
+			"the gateway answers upnp"},
+		{"verified", PortMapping{PCP: PortMappingProtocol{Answered: true, External: pub, InboundVerified: TriYes}, Mapped: PortMapPCP}, pub, TriNo, PortMapPCP,
+			"the gateway answers pcp; a pcp mapping let a stranger's packet in"},
+		{"not verified", PortMapping{UPnP: PortMappingProtocol{Answered: true, External: pub, InboundVerified: TriNo}, Mapped: PortMapUPnP}, pub, TriNo, "",
+			"the gateway answers upnp; a upnp mapping was made, but no stranger's packet came through it"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			j := JudgePortMapping(c.pm, c.public)
+			if j.ExternalNotPublic != c.notPublic || j.Verified != c.verified || j.Summary != c.summary {
+				t.Fatalf("got %+v", j)
+			}
+		})
+	}
+}
+
+func TestFoldPortMapping(t *testing.T) {
+	sym := Verdict{Summary: "Direct UDP unlikely: symmetric NAT.", Peers: []PeerRoute{
+		{PeerOpen, RouteDirect}, {PeerPortRestrictedCone, RouteRelay}, {PeerSymmetric, RouteRelay}, {PeerUDPBlocked, RouteRelay}}}
+	orig := slices.Clone(sym.Peers)
+	v := FoldPortMapping(sym, PortMappingJudgement{Verified: PortMapNATPMP, ExternalNotPublic: TriNo})
+	want := []PeerRoute{{PeerOpen, RouteDirect}, {PeerPortRestrictedCone, RouteDirect}, {PeerSymmetric, RouteDirect}, {PeerUDPBlocked, RouteRelay}}
+	if !slices.Equal(v.Peers, want) || !strings.Contains(v.Summary, "browsers' WebRTC does not") {
+		t.Fatalf("got %+v", v)
+	}
+	if !slices.Equal(sym.Peers, orig) {
+		t.Fatal("the input verdict's peers changed")
+	}
+	for _, j := range []PortMappingJudgement{{}, {Verified: PortMapUPnP, ExternalNotPublic: TriYes}} {
+		if v := FoldPortMapping(sym, j); !slices.Equal(v.Peers, orig) || v.Summary != sym.Summary {
+			t.Fatalf("%+v changed the verdict: %+v", j, v)
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package portmap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/huin/goupnp"
+	"github.com/huin/goupnp/dcps/internetgateway2"
+	"github.com/huin/goupnp/soap"
+)
+
+// SSDP (UPnP Device Architecture 1.1 section 1.3.2).
+const ssdpMulticast = "239.255.255.250:1900"
+
+var igdTargets = []string{
+	"urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+	"urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+}
+
+func ssdpSearch(st string) []byte {
+	return []byte("M-SEARCH * HTTP/1.1\r\nHOST: " + ssdpMulticast + "\r\nST: " + st +
+		"\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\n\r\n")
+}
+
+// parseSSDP parses a search response from addr and returns its LOCATION.
+// The response must be 200, name an InternetGatewayDevice (or one of its
+// WAN connection services) and point at an http URL on addr itself, so that
+// a reply cannot send natcheck's control requests to a third host.
+func parseSSDP(b []byte, from netip.Addr) (*url.URL, error) {
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil)
+	if err != nil {
+		return nil, fmt.Errorf("SSDP reply is not an HTTP response: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("SSDP reply has status %q", resp.Status)
+	}
+	st := resp.Header.Get("ST")
+	if !strings.Contains(st, "InternetGatewayDevice") && !strings.Contains(st, ":WANIPConnection:") && !strings.Contains(st, ":WANPPPConnection:") {
+		return nil, fmt.Errorf("SSDP reply is for %q, not an Internet gateway", st)
+	}
+	loc := resp.Header.Get("LOCATION")
+	u, err := url.Parse(loc)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("SSDP reply has LOCATION %q, not an http URL", loc)
+	}
+	host, err := netip.ParseAddr(u.Hostname())
+	if err != nil || !sameAddr(host, from) {
+		return nil, fmt.Errorf("SSDP reply from %s has LOCATION on another host (%q)", from, u.Host)
+	}
+	return u, nil
+}
+
+// discoverIGD sends the M-SEARCH to gw and (unless disabled) to the SSDP
+// multicast group, and returns the first IGD location gw answers with.
+func discoverIGD(ctx context.Context, cfg Config, gw netip.Addr) (*url.URL, error) {
+	conn, err := net.ListenUDP("udp4", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	dests := []netip.AddrPort{netip.AddrPortFrom(gw, cfg.ssdpPort())}
+	if !cfg.NoMulticast {
+		dests = append(dests, netip.MustParseAddrPort(ssdpMulticast))
+	}
+	send := func() error {
+		var errs []error
+		for _, d := range dests {
+			for _, st := range igdTargets {
+				if _, err := conn.WriteToUDPAddrPort(ssdpSearch(st), d); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if len(errs) == len(dests)*len(igdTargets) {
+			return errs[0]
+		}
+		return nil
+	}
+	start := time.Now()
+	next := 0
+	var lastSkip string
+	skipped := 0
+	buf := make([]byte, 2048)
+	for ctx.Err() == nil {
+		if next < len(retransmit) && time.Since(start) >= retransmit[next] {
+			if err := send(); err != nil {
+				return nil, fmt.Errorf("sending the SSDP search: %w", err)
+			}
+			next++
+		}
+		deadline := time.Time{}
+		if next < len(retransmit) {
+			deadline = start.Add(retransmit[next])
+		}
+		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
+		conn.SetReadDeadline(deadline)
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			return nil, err
+		}
+		if !sameAddr(from.Addr(), gw) {
+			skipped++
+			lastSkip = fmt.Sprintf("a reply from %s, not the gateway %s", from, gw)
+			continue
+		}
+		u, err := parseSSDP(buf[:n], from.Addr())
+		if err != nil {
+			skipped++
+			lastSkip = err.Error()
+			continue
+		}
+		return u, nil
+	}
+	msg := fmt.Sprintf("no SSDP answer from %s within %v", gw, time.Since(start).Round(time.Millisecond))
+	if skipped > 0 {
+		msg += fmt.Sprintf(" (ignored %d unusable replies, the last: %s)", skipped, lastSkip)
+	}
+	return nil, errors.New(msg)
+}
+
+// igdClient is what WANIPConnection1, WANIPConnection2 and
+// WANPPPConnection1 have in common.
+type igdClient interface {
+	GetExternalIPAddressCtx(ctx context.Context) (string, error)
+	AddPortMappingCtx(ctx context.Context, remoteHost string, externalPort uint16, protocol string, internalPort uint16,
+		internalClient string, enabled bool, description string, leaseDuration uint32) error
+	DeletePortMappingCtx(ctx context.Context, remoteHost string, externalPort uint16, protocol string) error
+}
+
+// igdConnect discovers the IGD on gw and returns a client of its first WAN
+// connection service (IGD v2 before v1, IP before PPP).
+func igdConnect(ctx context.Context, cfg Config, gw netip.Addr) (igdClient, error) {
+	loc, err := discoverIGD(ctx, cfg, gw)
+	if err != nil {
+		return nil, err
+	}
+	root, err := goupnp.DeviceByURLCtx(ctx, loc)
+	if err != nil {
+		return nil, fmt.Errorf("reading the gateway's device description: %w", err)
+	}
+	if c, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], nil
+	}
+	if c, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], nil
+	}
+	if c, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], nil
+	}
+	return nil, fmt.Errorf("the gateway's device description at %s has no WANIPConnection or WANPPPConnection service", loc)
+}
+
+func detectUPnP(ctx context.Context, cfg Config, gw netip.Addr) ProtocolResult {
+	res := ProtocolResult{Gateway: gw}
+	if !gw.Is4() {
+		res.Error = "no IPv4 gateway (natcheck searches UPnP over IPv4)"
+		return res
+	}
+	c, err := igdConnect(ctx, cfg, gw)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	res.Answered = true
+	ext, err := c.GetExternalIPAddressCtx(ctx)
+	if err != nil {
+		res.Error = "GetExternalIPAddress: " + err.Error()
+		return res
+	}
+	// The gateway's claim is reported as is; whether it is public is the
+	// caller's judgement. An empty answer means "not connected".
+	if a, err := netip.ParseAddr(strings.TrimSpace(ext)); err == nil {
+		res.External = a.Unmap()
+	} else if ext != "" {
+		res.Error = fmt.Sprintf("GetExternalIPAddress: %q is not an IP address", ext)
+	}
+	return res
+}
+
+// UPnP error codes a mapping retry depends on (IGD WANIPConnection:2
+// section 2.4.16).
+const (
+	upnpOnlyPermanentLeases = 725
+	upnpConflict            = 718
+)
+
+func upnpCode(err error) int {
+	var f *soap.SOAPFaultError
+	if errors.As(err, &f) {
+		return f.Detail.UPnPError.Errorcode
+	}
+	return 0
+}
+
+func mapUPnP(ctx context.Context, cfg Config, gw netip.Addr, req MapRequest) (*Mapping, error) {
+	c, err := igdConnect(ctx, cfg, gw)
+	if err != nil {
+		return nil, err
+	}
+	// The internal client is this host's address towards the gateway.
+	probe, err := dial(netip.AddrPortFrom(gw, cfg.ssdpPort()))
+	if err != nil {
+		return nil, err
+	}
+	local := localAddr(probe)
+	probe.Close()
+	var ext netip.Addr
+	if s, err := c.GetExternalIPAddressCtx(ctx); err == nil {
+		ext, _ = netip.ParseAddr(strings.TrimSpace(s))
+	}
+	lease := seconds(req.Lifetime)
+	port := req.InternalPort
+	var mapped []uint16
+	del := func(ctx context.Context) error {
+		var errs []error
+		for _, p := range mapped {
+			if err := c.DeletePortMappingCtx(ctx, "", p, "UDP"); err != nil {
+				errs = append(errs, fmt.Errorf("DeletePortMapping %d: %w", p, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		mapped = append(mapped, port)
+		err = c.AddPortMappingCtx(ctx, "", port, "UDP", req.InternalPort, local.String(), true, "natcheck", lease)
+		if err == nil {
+			break
+		}
+		switch upnpCode(err) {
+		case upnpOnlyPermanentLeases:
+			// Map deletes it in the end; the lease is only a safety net.
+			lease = 0
+		case upnpConflict:
+			port = uint16(1024 + rand.IntN(65535-1024))
+		default:
+			attempt = 3
+		}
+	}
+	if err != nil {
+		cleanup(ctx, cfg, del)
+		return nil, fmt.Errorf("AddPortMapping: %w", err)
+	}
+	mapped = mapped[len(mapped)-1:]
+	lifetime := time.Duration(lease) * time.Second
+	return &Mapping{
+		Internal: netip.AddrPortFrom(local, req.InternalPort),
+		External: netip.AddrPortFrom(ext.Unmap(), port),
+		Lifetime: lifetime,
+		del:      del,
+	}, nil
+}
