@@ -433,6 +433,7 @@ type PairResult struct {
 	} `json:"nat"`
 	Pair struct {
 		Room              string `json:"room"`
+		Role              string `json:"role"`
 		Predicted         string `json:"predicted"`
 		PredictionCertain bool   `json:"prediction_certain"`
 		PredictionRule    string `json:"prediction_rule"`
@@ -451,7 +452,8 @@ type PairResult struct {
 			ConnectMS *float64 `json:"connect_ms"`
 			Error     string   `json:"error"`
 		} `json:"phases"`
-		Peer json.RawMessage `json:"peer"`
+		Peer  json.RawMessage `json:"peer"`
+		Error string          `json:"error"`
 	} `json:"pair"`
 
 	ExitCode int           `json:"-"`
