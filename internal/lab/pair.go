@@ -357,17 +357,21 @@ func (p *PairLab) RunNatcheck(ctx context.Context, s *PairSite, binary string) (
 	return runNatcheckIn(ctx, s.Client, nil, binary, p.core.NatcheckArgs()...)
 }
 
+// RendezvousICE is the --pair-ice argument for natcheck serve in a
+// PairLab: the server peer's UDP and TCP port.
+var RendezvousICE = netip.AddrPortFrom(RendezvousAddr, RendezvousICEPort)
+
 // StartRendezvous starts `natcheck serve --primary 198.19.0.5 --alternate
-// 198.19.0.6 --http 198.19.0.5:8080 --pair-ice 198.19.0.5:3480 [extra]`
-// in the internet namespace, waits (at most 15 s) until its HTTP port
-// accepts, and sets and returns Rendezvous (ws://198.19.0.5:8080/pair).
+// 198.19.0.6 --http 198.19.0.5:8080 [extra]` in the internet namespace
+// (extra is typically "--pair-ice", RendezvousICE.String()), waits (at
+// most 15 s) until its HTTP port accepts, and sets and returns Rendezvous
+// (ws://198.19.0.5:8080/pair).
 func (p *PairLab) StartRendezvous(ctx context.Context, binary string, extra ...string) (string, error) {
 	httpAddr := netip.AddrPortFrom(RendezvousAddr, RendezvousHTTPPort)
 	args := append([]string{"serve",
 		"--primary", RendezvousAddr.String(),
 		"--alternate", RendezvousAltAddr.String(),
 		"--http", httpAddr.String(),
-		"--pair-ice", netip.AddrPortFrom(RendezvousAddr, RendezvousICEPort).String(),
 	}, extra...)
 	if err := p.core.startProc("rendezvous", p.Internet, nil, binary, args...); err != nil {
 		return "", err

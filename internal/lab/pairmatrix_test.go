@@ -111,10 +111,11 @@ const pairPhaseTimeout = 6 * time.Second
 var pairSupport struct {
 	sync.Once
 	missing string
+	iceFlag bool // serve has --pair-ice
 }
 
 // pairBinary returns the natcheck binary and skips t when it has no pair
-// subcommand or its serve no rendezvous (--http, --pair-ice) yet.
+// subcommand or its serve no rendezvous (--http) yet.
 func pairBinary(t *testing.T) string {
 	t.Helper()
 	bin := natcheckBinary(t)
@@ -125,11 +126,14 @@ func pairBinary(t *testing.T) string {
 			flags []string
 		}{
 			{[]string{"pair", "--help"}, []string{"rendezvous", "room", "phase-timeout"}},
-			{[]string{"serve", "--help"}, []string{"http", "pair-ice"}},
+			{[]string{"serve", "--help"}, []string{"http"}},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			out, _ := exec.CommandContext(ctx, bin, c.args...).CombinedOutput()
 			cancel()
+			if c.args[0] == "serve" {
+				pairSupport.iceFlag = strings.Contains(string(out), "-pair-ice")
+			}
 			for _, f := range c.flags {
 				// Go's flag package lists a flag as -name.
 				if !strings.Contains(string(out), "-"+f) {
@@ -197,7 +201,11 @@ func testPairCase(t *testing.T, c pairCase, bin string) pairRow {
 	p := NewPair(t, PairOptions{A: c.a, B: c.b})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := p.StartRendezvous(ctx, bin); err != nil {
+	var extra []string
+	if pairSupport.iceFlag {
+		extra = []string{"--pair-ice", RendezvousICE.String()}
+	}
+	if _, err := p.StartRendezvous(ctx, bin, extra...); err != nil {
 		t.Fatal(err)
 	}
 	counted(t)
