@@ -393,7 +393,8 @@ func (p *PairLab) StartRendezvous(ctx context.Context, binary string, extra ...s
 			return p.Rendezvous, nil
 		}
 		if exited := p.core.exitedProc(); exited != "" {
-			return "", fmt.Errorf("%s exited: %v", exited, err)
+			out, _ := os.ReadFile(p.core.path("rendezvous.out"))
+			return "", fmt.Errorf("%s exited: %v: %s", exited, err, strings.TrimSpace(tail(out, 2000)))
 		}
 		select {
 		case <-ctx.Done():
