@@ -124,6 +124,9 @@ var (
 // Ports of natcheck serve in a PairLab.
 const (
 	RendezvousHTTPPort = 8080 // --http: the /pair WebSocket endpoint
+	// RendezvousPort443 is the --http port instead when a site is
+	// TLS443Only, whose router lets out only TCP to port 443.
+	RendezvousPort443 = 443
 	RendezvousICEPort  = 3480 // --pair-ice: the server peer's UDP and TCP port
 )
 
@@ -365,9 +368,14 @@ var RendezvousICE = netip.AddrPortFrom(RendezvousAddr, RendezvousICEPort)
 // 198.19.0.6 --http 198.19.0.5:8080 [extra]` in the internet namespace
 // (extra is typically "--pair-ice", RendezvousICE.String()), waits (at
 // most 15 s) until its HTTP port accepts, and sets and returns Rendezvous
-// (ws://198.19.0.5:8080/pair).
+// (ws://198.19.0.5:8080/pair). When a site is TLS443Only the HTTP port is
+// 443 instead: the only one its router lets out.
 func (p *PairLab) StartRendezvous(ctx context.Context, binary string, extra ...string) (string, error) {
-	httpAddr := netip.AddrPortFrom(RendezvousAddr, RendezvousHTTPPort)
+	port := uint16(RendezvousHTTPPort)
+	if p.A.Mode == TLS443Only || p.B.Mode == TLS443Only {
+		port = RendezvousPort443
+	}
+	httpAddr := netip.AddrPortFrom(RendezvousAddr, port)
 	args := append([]string{"serve",
 		"--primary", RendezvousAddr.String(),
 		"--alternate", RendezvousAltAddr.String(),
