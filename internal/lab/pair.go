@@ -127,7 +127,7 @@ const (
 	// RendezvousPort443 is the --http port instead when a site is
 	// TLS443Only, whose router lets out only TCP to port 443.
 	RendezvousPort443 = 443
-	RendezvousICEPort  = 3480 // --pair-ice: the server peer's UDP and TCP port
+	RendezvousICEPort = 3480 // --pair-ice: the server peer's UDP and TCP port
 )
 
 // Interface names in a PairLab's internet namespace.
