@@ -132,21 +132,28 @@ func (l *Lab) startTurnserver(name string, conf []string) error {
 	if err := os.WriteFile(file, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	out, err := os.Create(l.path(name + ".out"))
+	return l.startProc(name, l.Internet, []string{l.path(name + ".log")}, "turnserver", "-c", file)
+}
+
+// startProc starts name with args in namespace ns as one of the lab's
+// servers, called label: its output goes to <Dir>/<label>.out, shown with
+// logs when a test fails; Close stops it.
+func (l *Lab) startProc(label, ns string, logs []string, name string, args ...string) error {
+	out, err := os.Create(l.path(label + ".out"))
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.Command("ip", "netns", "exec", l.Internet, "turnserver", "-c", file)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// A test binary that dies takes its servers with it; RemoveStale deletes
 	// the namespaces later.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", name, err)
+		return fmt.Errorf("starting %s: %w", label, err)
 	}
-	p := &proc{name: name, cmd: cmd, logs: []string{out.Name(), l.path(name + ".log")}, done: make(chan struct{})}
+	p := &proc{name: label, cmd: cmd, logs: append([]string{out.Name()}, logs...), done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(p.done)

@@ -304,16 +304,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		}
 		l.Dir, l.ownDir = d, true
 	}
-	switch opts.Mode {
-	case Routed, Firewall:
-		l.PublicAddr = ClientAddr
-	case OneToOne:
-		l.PublicAddr = OneToOneAddr
-	case Restricted:
-		l.PublicAddr = RestrictedAddr
-	default:
-		l.PublicAddr = RouterWANAddr
-	}
+	l.PublicAddr = DefaultSite.PublicAddr(opts.Mode)
 	defer func() {
 		if err != nil {
 			l.DumpLogs(logf)
@@ -343,6 +334,11 @@ func validMode(m Mode) bool {
 // exactly as `ip netns exec ns name args...`. The process is killed if ctx
 // ends or if the calling process dies.
 func (l *Lab) Command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	return nsCommand(ctx, ns, name, args...)
+}
+
+// nsCommand is Lab.Command.
+func nsCommand(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 2 * time.Second

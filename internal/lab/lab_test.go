@@ -55,6 +55,10 @@ func counted(t *testing.T) {
 // natcheckOnce builds cmd/natcheck once per test binary.
 var natcheckOnce builtBinary
 
+// natcheckFlag, if set, is a natcheck binary the lab tests use instead of
+// building ../../cmd/natcheck (for instance one built from another branch).
+var natcheckFlag = flag.String("lab.natcheck", "", "natcheck `binary` for the lab tests, instead of building ../../cmd/natcheck")
+
 type builtBinary struct {
 	sync.Once
 	dir string
@@ -73,6 +77,13 @@ func (n *builtBinary) cleanup() {
 func natcheckBinary(t *testing.T) string {
 	t.Helper()
 	natcheckOnce.Do(func() {
+		if *natcheckFlag != "" {
+			natcheckOnce.bin = *natcheckFlag
+			if _, err := os.Stat(*natcheckFlag); err != nil {
+				natcheckOnce.err = fmt.Errorf("-lab.natcheck: %w", err)
+			}
+			return
+		}
 		root, err := ModuleRoot()
 		if err != nil {
 			natcheckOnce.err = err

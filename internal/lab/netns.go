@@ -94,7 +94,10 @@ func deleteNetns(ctx context.Context, ns string) error {
 	return run(ctx, "ip", "netns", "del", ns)
 }
 
-var staleRE = regexp.MustCompile(`^` + regexp.QuoteMeta(nsPrefix) + `(\d+)-[0-9a-f]+-(client|router|inet)$`)
+// staleRE matches the lab's namespace names: a Lab's
+// nclab-<pid>-<hex>-{client,router,inet} and a PairLab's site namespaces
+// nclab-<pid>-<hex>-{a,b}-{client,router}.
+var staleRE = regexp.MustCompile(`^` + regexp.QuoteMeta(nsPrefix) + `(\d+)-[0-9a-f]+-(?:[ab]-)?(client|router|inet)$`)
 
 // RemoveStale deletes the namespaces (and kills their processes) of labs
 // whose owning process is dead: the recovery path for a run that was killed

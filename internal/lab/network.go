@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,37 +19,84 @@ const (
 	internetIf = "eth0" // internet side of the WAN
 )
 
-func (l *Lab) buildNetwork(ctx context.Context) error {
-	for _, ns := range []string{l.Client, l.Router, l.Internet} {
-		if err := l.addNetns(ctx, ns); err != nil {
-			return err
-		}
+// Site is the addressing of one client and its router: what the router's
+// rules and routes name. The single-site Lab uses DefaultSite; a PairLab
+// has two sites.
+type Site struct {
+	LAN        netip.Prefix // the client's LAN
+	Client     netip.Addr   // the client on the LAN
+	RouterLAN  netip.Addr   // the router on the LAN (the client's default route)
+	RouterWAN  netip.Addr   // the router on the WAN (the public address masquerade uses)
+	OneToOne   netip.Addr   // the client's public address in OneToOne mode
+	Restricted netip.Addr   // the client's public address in Restricted mode
+}
+
+// DefaultSite is the single-site Lab's addressing.
+var DefaultSite = Site{
+	LAN:        netip.MustParsePrefix("198.18.1.0/24"),
+	Client:     ClientAddr,
+	RouterLAN:  RouterLANAddr,
+	RouterWAN:  RouterWANAddr,
+	OneToOne:   OneToOneAddr,
+	Restricted: RestrictedAddr,
+}
+
+// PublicAddr is the client's address as the internet sees it behind a
+// router in mode: the client's own address when the router does no NAT.
+func (s Site) PublicAddr(mode Mode) netip.Addr {
+	switch mode {
+	case Routed, Firewall:
+		return s.Client
+	case OneToOne:
+		return s.OneToOne
+	case Restricted:
+		return s.Restricted
 	}
+	return s.RouterWAN
+}
+
+// router is what buildRouter needs to wire one site: the client and router
+// namespaces, the internet namespace and the name the WAN veth's far end
+// gets there, and the router's behaviour.
+type router struct {
+	client, router, internet string
+	inetIf                   string // the WAN veth's end in the internet namespace
+	site                     Site
+	mode                     Mode
+	input                    InputPolicy
+	loss                     int
+	// defaultVia, if valid, is the router's default route (an address in
+	// the internet namespace), for a WAN where other sites' LANs lie
+	// behind the internet namespace.
+	defaultVia netip.Addr
+	rulesFile  string
+}
+
+// buildRouter creates the LAN and WAN veth pairs of one site, addresses
+// and routes them, and loads the router's ruleset. The internet end of the
+// WAN veth (r.inetIf) is created but left down and without address: the
+// caller addresses it or puts it in a bridge.
+func buildRouter(ctx context.Context, r router) error {
+	public := r.site.PublicAddr(r.mode)
 	steps := [][]string{
-		{l.Router, "link", "add", routerLAN, "type", "veth", "peer", "name", clientIf, "netns", l.Client},
-		{l.Router, "link", "add", routerWAN, "type", "veth", "peer", "name", internetIf, "netns", l.Internet},
+		{r.router, "link", "add", routerLAN, "type", "veth", "peer", "name", clientIf, "netns", r.client},
+		{r.router, "link", "add", routerWAN, "type", "veth", "peer", "name", r.inetIf, "netns", r.internet},
 
-		{l.Client, "addr", "add", ClientAddr.String() + "/24", "dev", clientIf},
-		{l.Client, "link", "set", clientIf, "up"},
-		{l.Client, "route", "add", "default", "via", RouterLANAddr.String()},
+		{r.client, "addr", "add", r.site.Client.String() + "/" + fmt.Sprint(r.site.LAN.Bits()), "dev", clientIf},
+		{r.client, "link", "set", clientIf, "up"},
+		{r.client, "route", "add", "default", "via", r.site.RouterLAN.String()},
 
-		{l.Router, "addr", "add", RouterLANAddr.String() + "/24", "dev", routerLAN},
-		{l.Router, "addr", "add", RouterWANAddr.String() + "/24", "dev", routerWAN},
-		{l.Router, "link", "set", routerLAN, "up"},
-		{l.Router, "link", "set", routerWAN, "up"},
-
-		{l.Internet, "addr", "add", STUNAddr.String() + "/24", "dev", internetIf},
-		{l.Internet, "addr", "add", STUNAltAddr.String() + "/24", "dev", internetIf},
-		{l.Internet, "addr", "add", PlainSTUNAddr.String() + "/24", "dev", internetIf},
-		{l.Internet, "link", "set", internetIf, "up"},
+		{r.router, "addr", "add", r.site.RouterLAN.String() + "/" + fmt.Sprint(r.site.LAN.Bits()), "dev", routerLAN},
+		{r.router, "addr", "add", r.site.RouterWAN.String() + "/24", "dev", routerWAN},
+		{r.router, "link", "set", routerLAN, "up"},
+		{r.router, "link", "set", routerWAN, "up"},
 	}
-	if l.Mode == OneToOne || l.Mode == Restricted {
+	if r.mode == OneToOne || r.mode == Restricted {
 		// The router answers ARP for the client's own public address.
-		steps = append(steps, []string{l.Router, "addr", "add", l.PublicAddr.String() + "/32", "dev", routerWAN})
+		steps = append(steps, []string{r.router, "addr", "add", public.String() + "/32", "dev", routerWAN})
 	}
-	if l.PublicAddr == ClientAddr {
-		// Without NAT the internet must route the client's LAN back.
-		steps = append(steps, []string{l.Internet, "route", "add", "198.18.1.0/24", "via", RouterWANAddr.String()})
+	if r.defaultVia.IsValid() {
+		steps = append(steps, []string{r.router, "route", "add", "default", "via", r.defaultVia.String()})
 	}
 	for _, s := range steps {
 		if err := ipns(ctx, s[0], s[1:]...); err != nil {
@@ -57,16 +105,47 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	}
 	// Addresses must be usable at once (no duplicate address detection on
 	// IPv4, but be explicit about forwarding).
-	if _, err := nsexec(ctx, l.Router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
+	if _, err := nsexec(ctx, r.router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
 		return err
 	}
-	rules := l.Ruleset()
-	file := filepath.Join(l.Dir, "router.nft")
-	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+	rules := r.site.Ruleset(r.mode, r.input, r.loss)
+	if err := os.WriteFile(r.rulesFile, []byte(rules), 0o644); err != nil {
 		return err
 	}
-	if _, err := nsexec(ctx, l.Router, "nft", "-f", file); err != nil {
-		return fmt.Errorf("loading %s: %w", file, err)
+	if _, err := nsexec(ctx, r.router, "nft", "-f", r.rulesFile); err != nil {
+		return fmt.Errorf("loading %s: %w", r.rulesFile, err)
+	}
+	return nil
+}
+
+func (l *Lab) buildNetwork(ctx context.Context) error {
+	for _, ns := range []string{l.Client, l.Router, l.Internet} {
+		if err := l.addNetns(ctx, ns); err != nil {
+			return err
+		}
+	}
+	err := buildRouter(ctx, router{
+		client: l.Client, router: l.Router, internet: l.Internet, inetIf: internetIf,
+		site: DefaultSite, mode: l.Mode, input: l.Input, loss: l.LossPercent,
+		rulesFile: filepath.Join(l.Dir, "router.nft"),
+	})
+	if err != nil {
+		return err
+	}
+	steps := [][]string{
+		{l.Internet, "addr", "add", STUNAddr.String() + "/24", "dev", internetIf},
+		{l.Internet, "addr", "add", STUNAltAddr.String() + "/24", "dev", internetIf},
+		{l.Internet, "addr", "add", PlainSTUNAddr.String() + "/24", "dev", internetIf},
+		{l.Internet, "link", "set", internetIf, "up"},
+	}
+	if l.PublicAddr == ClientAddr {
+		// Without NAT the internet must route the client's LAN back.
+		steps = append(steps, []string{l.Internet, "route", "add", DefaultSite.LAN.String(), "via", RouterWANAddr.String()})
+	}
+	for _, s := range steps {
+		if err := ipns(ctx, s[0], s[1:]...); err != nil {
+			return err
+		}
 	}
 	l.logf("lab: %s: router mode %s, input %s, loss %d%%, namespaces %s/%s/%s", l.prefix, l.Mode, l.Input, l.LossPercent, l.Client, l.Router, l.Internet)
 	return nil
@@ -84,8 +163,15 @@ const restrictedTimeout = "120s"
 
 // Ruleset returns the router's nftables ruleset for mode, with input the
 // policy for unsolicited packets addressed to the router itself ("" means
-// InputDrop) and loss percent of forwarded UDP dropped.
+// InputDrop) and loss percent of forwarded UDP dropped, for the single-site
+// Lab's addresses (DefaultSite).
 func Ruleset(mode Mode, input InputPolicy, loss int) string {
+	return DefaultSite.Ruleset(mode, input, loss)
+}
+
+// Ruleset returns the nftables ruleset of the site's router for mode,
+// input policy and loss (see the function Ruleset).
+func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
 	if input == "" {
 		input = InputDrop
 	}
@@ -106,8 +192,8 @@ func Ruleset(mode Mode, input InputPolicy, loss int) string {
 		fwd = append(fwd, stateful...)
 	case OneToOne:
 		fwd = append(fwd, "accept")
-		pre = append(pre, fmt.Sprintf("iifname %q ip daddr %s dnat to %s", routerWAN, OneToOneAddr, ClientAddr))
-		post = append(post, fmt.Sprintf("%s ip saddr %s snat to %s", wan, ClientAddr, OneToOneAddr))
+		pre = append(pre, fmt.Sprintf("iifname %q ip daddr %s dnat to %s", routerWAN, s.OneToOne, s.Client))
+		post = append(post, fmt.Sprintf("%s ip saddr %s snat to %s", wan, s.Client, s.OneToOne))
 	case Restricted:
 		// 1:1 NAT as OneToOne (ports kept: endpoint-independent mapping),
 		// and address-dependent filtering: the client's UDP packets record
@@ -124,8 +210,8 @@ func Ruleset(mode Mode, input InputPolicy, loss int) string {
 		fwd = append(fwd,
 			fmt.Sprintf("iifname %q oifname %q meta l4proto udp ip saddr . udp dport @restricted accept", routerWAN, routerLAN),
 			fmt.Sprintf("iifname %q counter drop comment \"filtered\"", routerWAN))
-		pre = append(pre, fmt.Sprintf("iifname %q ip daddr %s dnat to %s", routerWAN, RestrictedAddr, ClientAddr))
-		post = append(post, fmt.Sprintf("%s ip saddr %s snat to %s", wan, ClientAddr, RestrictedAddr))
+		pre = append(pre, fmt.Sprintf("iifname %q ip daddr %s dnat to %s", routerWAN, s.Restricted, s.Client))
+		post = append(post, fmt.Sprintf("%s ip saddr %s snat to %s", wan, s.Client, s.Restricted))
 	case Masquerade:
 		fwd = append(fwd, stateful...)
 		post = append(post, wan+" masquerade")
@@ -149,8 +235,8 @@ func Ruleset(mode Mode, input InputPolicy, loss int) string {
 	fmt.Fprintf(&b, "# natcheck lab router, mode %s, input %s, loss %d%%\n", mode, input, loss)
 	b.WriteString("flush ruleset\n")
 	b.WriteString("table inet lab {\n")
-	for _, s := range sets {
-		b.WriteString("\t" + s + "\n")
+	for _, set := range sets {
+		b.WriteString("\t" + set + "\n")
 	}
 	fmt.Fprintf(&b, "\tchain input {\n\t\ttype filter hook input priority filter; policy %s;\n", input)
 	b.WriteString("\t\tiif \"lo\" accept\n")
@@ -198,7 +284,13 @@ func Ruleset(mode Mode, input InputPolicy, loss int) string {
 // (UDP dropped by the loss variant), "udp blocked" and "tcp blocked" (TCP
 // dropped by tls443only: SYNs to ports other than 443).
 func (l *Lab) Counters(ctx context.Context) (map[string]int64, error) {
-	out, err := nsexec(ctx, l.Router, "nft", "-j", "list", "ruleset")
+	return routerCounters(ctx, l.Router)
+}
+
+// routerCounters reads the commented rules' packet counters in the router
+// namespace ns (see Lab.Counters).
+func routerCounters(ctx context.Context, ns string) (map[string]int64, error) {
+	out, err := nsexec(ctx, ns, "nft", "-j", "list", "ruleset")
 	if err != nil {
 		return nil, err
 	}

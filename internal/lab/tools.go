@@ -201,9 +201,14 @@ func (l *Lab) RunNatcheck(ctx context.Context, binary string) (NatcheckResult, e
 // with which Go trusts the lab CA instead of the system's roots). A run
 // that does not end by itself within 30 s is killed and is an error.
 func (l *Lab) RunNatcheckWith(ctx context.Context, env []string, binary string, args ...string) (NatcheckResult, error) {
+	return runNatcheckIn(ctx, l.Client, env, binary, args...)
+}
+
+// runNatcheckIn is RunNatcheckWith in namespace ns.
+func runNatcheckIn(ctx context.Context, ns string, env []string, binary string, args ...string) (NatcheckResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := l.ClientCommand(ctx, binary, args...)
+	cmd := nsCommand(ctx, ns, binary, args...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
