@@ -37,10 +37,16 @@ const (
 	DefaultPeerTimeout       = 60 * time.Second
 )
 
-// queueLen is how many messages wait for a member that reads slowly; a
-// member whose queue is full is dropped. The sender's rate limit keeps a
-// member that reads at all well below it.
-const queueLen = 256
+// queueLen and queueBytes bound the messages, and their bytes, that wait
+// for a member that reads slowly; a member whose queue is full is dropped.
+// The sender's rate limit keeps a member that reads at all well below
+// them, and a whole natcheck pair session sends far less than queueBytes;
+// without the bytes bound, 256 messages of MaxMessage would hold 16 MiB a
+// member.
+const (
+	queueLen   = 256
+	queueBytes = 4 * MaxMessage
+)
 
 // PeerFunc is the server as the second member of a room (peer=server): it
 // runs in its own goroutine with c, its end of the room, and remote, the
@@ -233,6 +239,7 @@ type member struct {
 	ws     *websocket.Conn
 	remote netip.AddrPort
 	out    chan []byte
+	queued atomic.Int64 // bytes in out
 	quit   chan struct{}
 	lim    *rate.Limiter
 	isPeer bool // the server peer
@@ -253,22 +260,44 @@ func roleName(i int) string {
 	return RoleSecond
 }
 
-// enqueue queues data for m; a member whose queue is full is dropped.
+// enqueue queues data for m; a member whose queue is full is dropped:
+// its connection is closed at once, since a client that does not read
+// would not read a close message either.
 func (m *member) enqueue(data []byte) {
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
 		return
 	}
+	if m.queued.Load()+int64(len(data)) <= queueBytes && m.push(data) {
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.s.stats.dropped.Add(1)
+	m.s.log.Debug("pair member dropped: not reading", "room", m.room.name, "role", roleName(m.role), "remote", m.remote)
+	m.closeWith(websocket.StatusPolicyViolation, "not reading", "")
+	if m.ws != nil {
+		// Not under the caller's lock: the close may wait for a write.
+		go m.ws.CloseNow()
+	}
+}
+
+// push adds data to m.out unless it is full; m.mu is held.
+func (m *member) push(data []byte) bool {
 	select {
 	case m.out <- data:
-		m.mu.Unlock()
+		m.queued.Add(int64(len(data)))
+		return true
 	default:
-		m.mu.Unlock()
-		m.s.stats.dropped.Add(1)
-		m.s.log.Debug("pair member dropped: not reading", "room", m.room.name, "role", roleName(m.role), "remote", m.remote)
-		m.closeWith(websocket.StatusPolicyViolation, "not reading", "")
+		return false
 	}
+}
+
+// pop is the receiving end of m.out.
+func (m *member) pop(data []byte) []byte {
+	m.queued.Add(-int64(len(data)))
+	return data
 }
 
 // closeWith ends m: errMsg, if not empty, is sent as an error message
@@ -281,10 +310,7 @@ func (m *member) closeWith(code websocket.StatusCode, reason, errMsg string) {
 		return
 	}
 	if errMsg != "" {
-		select {
-		case m.out <- errorMessage(errMsg):
-		default:
-		}
+		m.push(errorMessage(errMsg))
 	}
 	m.closing, m.closeCode, m.closeReason = true, code, reason
 	close(m.quit)
@@ -688,7 +714,7 @@ func (m *member) writeLoop() {
 	for {
 		select {
 		case data := <-m.out:
-			if !write(data) {
+			if !write(m.pop(data)) {
 				m.ws.CloseNow()
 				return
 			}
@@ -696,7 +722,7 @@ func (m *member) writeLoop() {
 			for {
 				select {
 				case data := <-m.out:
-					if !write(data) {
+					if !write(m.pop(data)) {
 						m.ws.CloseNow()
 						return
 					}
