@@ -146,11 +146,11 @@ func Dial(ctx context.Context, rawURL, room string, opts DialOptions) (*Client, 
 	go c.readLoop()
 	m, err := c.Recv(ctx)
 	if err != nil {
-		c.Close()
+		c.closeNow()
 		return nil, fmt.Errorf("%w: %s: no joined message: %v", ErrUnreachable, where, err)
 	}
 	if m.Type != TypeJoined {
-		c.Close()
+		c.closeNow()
 		if m.Type == TypeError {
 			return nil, fmt.Errorf("%w: %s: %s", ErrUnreachable, where, oneLine(m.Error))
 		}
@@ -321,14 +321,27 @@ func (c *Client) Recv(ctx context.Context) (Message, error) {
 	}
 }
 
-// Close leaves the room (close status 1000) and stops the reader.
+// Close leaves the room (close status 1000) and stops the reader. It
+// waits for the server's answer to the close, at most a few seconds (the
+// WebSocket library's bound).
 func (c *Client) Close() error {
+	c.close(func() { _ = c.ws.Close(websocket.StatusNormalClosure, "") })
+	return nil
+}
+
+// closeNow ends c without a close handshake, for Dial's failures: after
+// its ctx ended, or with a server that does not follow the protocol, the
+// handshake could wait seconds for an answer that does not come.
+func (c *Client) closeNow() {
+	c.close(func() { _ = c.ws.CloseNow() })
+}
+
+func (c *Client) close(closeWS func()) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closing = true
 		c.mu.Unlock()
 		close(c.done)
-		_ = c.ws.Close(websocket.StatusNormalClosure, "")
+		closeWS()
 	})
-	return nil
 }

@@ -1,8 +1,15 @@
 package rendezvous
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -82,5 +89,142 @@ func TestNotReadingBoundedInBytes(t *testing.T) {
 	}
 	if st := s.Stats(); st.Dropped != 1 {
 		t.Errorf("stats %+v, want Dropped 1", st)
+	}
+}
+
+// hostileServer completes WebSocket handshakes by hand and then runs
+// script on the raw connection, as a server that does not follow the
+// protocol would. It returns the server's ws:// URL.
+func hostileServer(t *testing.T, script func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Sec-WebSocket-Key")
+		sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			base64.StdEncoding.EncodeToString(sum[:]))
+		script(c, brw.Reader)
+	}))
+	t.Cleanup(ts.Close)
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/pair"
+}
+
+// frameHeader is the header of an unmasked server frame of n bytes.
+func frameHeader(opcode byte, n uint64) []byte {
+	h := []byte{0x80 | opcode}
+	switch {
+	case n < 126:
+		return append(h, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(h, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(h, 127), n)
+	}
+}
+
+// readFrame reads one masked client frame and returns its opcode and
+// payload.
+func readFrame(br *bufio.Reader) (byte, []byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	if n > MaxMessage {
+		return 0, nil, fmt.Errorf("client frame of %d bytes", n)
+	}
+	var mask [4]byte
+	if _, err := io.ReadFull(br, mask[:]); err != nil {
+		return 0, nil, err
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(br, p); err != nil {
+		return 0, nil, err
+	}
+	for i := range p {
+		p[i] ^= mask[i%4]
+	}
+	return h[0] & 0x0f, p, nil
+}
+
+// clientReading pings the client and waits for its pong: Dial has then
+// returned from the upgrade and its reader runs.
+func clientReading(c net.Conn, br *bufio.Reader) error {
+	if _, err := c.Write(frameHeader(9, 0)); err != nil {
+		return err
+	}
+	op, _, err := readFrame(br)
+	if err == nil && op != 10 {
+		err = fmt.Errorf("opcode %d, want a pong", op)
+	}
+	return err
+}
+
+func writeText(c net.Conn, data string) error {
+	_, err := c.Write(append(frameHeader(1, uint64(len(data))), data...))
+	return err
+}
+
+// TestDialNoJoined: a server that upgrades and then says nothing; Dial
+// ends with its ctx, and closes without waiting for a close handshake the
+// server will not answer (coder/websocket waits 5 s for it, and as long
+// again to write the close frame).
+func TestDialNoJoined(t *testing.T) {
+	ctx := testCtx(t)
+	upgraded := make(chan struct{})
+	firstOp := make(chan string, 1)
+	u := hostileServer(t, func(c net.Conn, br *bufio.Reader) {
+		if err := clientReading(c, br); err != nil {
+			t.Error(err)
+			return
+		}
+		close(upgraded)
+		op, _, err := readFrame(br)
+		if err != nil {
+			firstOp <- "EOF"
+			return
+		}
+		firstOp <- fmt.Sprintf("opcode %d", op)
+		// Never answer, and hold the connection until the test ends.
+		<-ctx.Done()
+	})
+	dctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Dial(dctx, u, "r", DialOptions{})
+		errc <- err
+	}()
+	<-upgraded
+	cancel()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		t.Fatal("Dial hangs")
+	}
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no joined message") {
+		t.Errorf("Dial: %v, want ErrUnreachable: no joined message", err)
+	}
+	if op := <-firstOp; op != "EOF" {
+		t.Errorf("after its ctx ended Dial sent %s (a close handshake that can wait 5 s), want the connection closed", op)
 	}
 }
