@@ -228,3 +228,96 @@ func TestDialNoJoined(t *testing.T) {
 		t.Errorf("after its ctx ended Dial sent %s (a close handshake that can wait 5 s), want the connection closed", op)
 	}
 }
+
+// capturingClient is an HTTP client that hands each connection it dials
+// to conns, so that a test can write raw frames on it.
+func capturingClient(conns chan<- net.Conn) *http.Client {
+	d := &net.Dialer{}
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			conns <- c
+		}
+		return c, err
+	}}}
+}
+
+// TestCloseHandshakeBounded: a client that starts an endless frame while
+// the server closes it (here after a bad message) and then sends nothing
+// must not hold the server: coder/websocket's close handshake skips the
+// rest of that frame with no time limit, so the member's goroutines, its
+// connection and Server.Close waited for as long as the client liked.
+func TestCloseHandshakeBounded(t *testing.T) {
+	ctx := testCtx(t)
+	s := &Server{WriteTimeout: 100 * time.Millisecond, PingInterval: time.Hour}
+	u := start(t, s)
+	conns := make(chan net.Conn, 1)
+	ws, _, err := websocket.Dial(ctx, u+"?room=r", &websocket.DialOptions{HTTPClient: capturingClient(conns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := <-conns
+	t.Cleanup(func() { raw.Close() }) // before s.Close (cleanups run last first)
+	if _, _, err := ws.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The error message, then the server's close frame: its close
+	// handshake has begun.
+	br := bufio.NewReader(raw)
+	for {
+		op, _, err := readServerFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op == 8 {
+			break
+		}
+	}
+	// A masked text frame of 1 TiB, of which one byte comes.
+	hdr := binary.BigEndian.AppendUint64([]byte{0x81, 0x80 | 127}, 1<<40)
+	if _, err := raw.Write(append(hdr, 1, 2, 3, 4, 'x')); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("Server.Close waits for a client that trickles a frame during the close handshake")
+	}
+}
+
+// readServerFrame reads one unmasked server frame.
+func readServerFrame(br *bufio.Reader) (byte, []byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	if n > MaxMessage {
+		return 0, nil, fmt.Errorf("server frame of %d bytes", n)
+	}
+	p := make([]byte, n)
+	_, err := io.ReadFull(br, p)
+	return h[0] & 0x0f, p, err
+}

@@ -1,6 +1,7 @@
 package rendezvous
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -77,7 +79,9 @@ type Server struct {
 	// that has not answered by the next ping is dropped
 	// (DefaultPingInterval).
 	PingInterval time.Duration
-	// WriteTimeout bounds the sending of one message (DefaultWriteTimeout).
+	// WriteTimeout bounds the sending of one message, and the end of a
+	// connection (what is still queued for it and the close handshake),
+	// after which it is cut (DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// Token, if not empty, must be given by every client as
 	// "Authorization: Bearer TOKEN" (compared in constant time); others
@@ -237,6 +241,7 @@ type member struct {
 	room   *room
 	role   int
 	ws     *websocket.Conn
+	conn   net.Conn // under ws
 	remote netip.AddrPort
 	out    chan []byte
 	queued atomic.Int64 // bytes in out
@@ -452,7 +457,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done() // reserve added it
 	defer s.leave(m)
 
-	ws, err := websocket.Accept(w, r, nil)
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, nil)
 	if err != nil {
 		s.log.Debug("pair upgrade failed", "remote", remote, "err", err)
 		if peer != nil {
@@ -461,7 +467,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(-1) // readLoop limits, to answer with an error message first
-	m.ws = ws
+	m.ws, m.conn = ws, hw.conn
 	c.joins.Add(1)
 	s.log.Debug("pair joined", "room", name, "role", roleName(m.role), "remote", remote, "peer_server", peerServer)
 
@@ -719,6 +725,11 @@ func (m *member) writeLoop() {
 				return
 			}
 		case <-m.quit:
+			// coder/websocket's close handshake skips the rest of a
+			// frame the client has begun with no time limit: a client
+			// that trickles one could hold the connection for ever.
+			cut := time.AfterFunc(s.WriteTimeout, func() { _ = m.conn.Close() })
+			defer cut.Stop()
 			for {
 				select {
 				case data := <-m.out:
@@ -806,6 +817,21 @@ func (s *Server) Close() error {
 func (s *Server) cancelLater() {
 	time.AfterFunc(2*s.WriteTimeout, s.cancel)
 }
+
+// hijackWriter is the ResponseWriter given to websocket.Accept: it keeps
+// the connection that Accept takes over, for writeLoop to cut.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, brw, err
+}
+
+func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // errTooBig is validateMessage's error for a message over MaxMessage.
 var errTooBig = fmt.Errorf("message larger than %d bytes", MaxMessage)
