@@ -229,6 +229,92 @@ func TestDialNoJoined(t *testing.T) {
 	}
 }
 
+func joinedJSON(room, role, remote string) string {
+	b, _ := json.Marshal(Message{Type: TypeJoined, Room: room, Role: role, ExpiresInS: 600, RemoteAddr: remote})
+	return string(b)
+}
+
+// TestDialWrongJoined: a joined message that does not fit the request is
+// not taken for one (the pair engine picks offerer and answerer by role).
+func TestDialWrongJoined(t *testing.T) {
+	for name, joined := range map[string]string{
+		"role third":     joinedJSON("r", "third", "192.0.2.1:5"),
+		"no role":        joinedJSON("r", "", "192.0.2.1:5"),
+		"other room":     joinedJSON("other", RoleFirst, "192.0.2.1:5"),
+		"bad remote":     joinedJSON("r", RoleFirst, "\x1b[2Jgotcha"),
+		"missing remote": joinedJSON("r", RoleSecond, ""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			u := hostileServer(t, func(c net.Conn, br *bufio.Reader) {
+				if writeText(c, joined) == nil {
+					_, _, _ = readFrame(br) // until the client goes
+				}
+			})
+			c, err := Dial(ctx, u, "r", DialOptions{})
+			if err == nil {
+				c.Close()
+				t.Fatalf("Dial took %s", joined)
+			}
+			if !errors.Is(err, ErrUnreachable) || strings.ContainsAny(err.Error(), "\x1b\n") {
+				t.Errorf("Dial: %q, want ErrUnreachable in one printable line", err)
+			}
+		})
+	}
+	// The right one passes.
+	ctx := testCtx(t)
+	u := hostileServer(t, func(c net.Conn, br *bufio.Reader) {
+		if writeText(c, joinedJSON("r", RoleSecond, "[2001:db8::1]:5")) == nil {
+			_, _, _ = readFrame(br)
+		}
+	})
+	c, err := Dial(ctx, u, "r", DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// TestClientHostileMessages: what a server sends after joined cannot
+// grow the client past MaxMessage a message, nor put control characters
+// in an error text the caller may print.
+func TestClientHostileMessages(t *testing.T) {
+	ctx := testCtx(t)
+	u := hostileServer(t, func(c net.Conn, br *bufio.Reader) {
+		if writeText(c, joinedJSON("r", RoleFirst, "192.0.2.1:5")) != nil {
+			return
+		}
+		e, _ := json.Marshal(Message{Type: TypeError, Error: "\x1b]0;owned\x07bad\r\nsecond line"})
+		if writeText(c, string(e)) != nil {
+			return
+		}
+		// A text message of 1 TiB, streamed until the client hangs up.
+		if _, err := c.Write(frameHeader(1, 1<<40)); err != nil {
+			return
+		}
+		chunk := make([]byte, 64<<10)
+		for range 1000 {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		t.Error("the client read 64 MB of one message")
+	})
+	c, err := Dial(ctx, u, "r", DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := recvType(t, ctx, c, TypeError)
+	if strings.ContainsAny(m.Error, "\x1b\x07\r\n") {
+		t.Errorf("error text %q holds control characters", m.Error)
+	}
+	_, err = c.Recv(ctx)
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("after a message over MaxMessage: %v, want ErrClosed", err)
+	}
+}
+
 // capturingClient is an HTTP client that hands each connection it dials
 // to conns, so that a test can write raw frames on it.
 func capturingClient(conns chan<- net.Conn) *http.Client {
