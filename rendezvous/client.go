@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -146,18 +147,37 @@ func Dial(ctx context.Context, rawURL, room string, opts DialOptions) (*Client, 
 	go c.readLoop()
 	m, err := c.Recv(ctx)
 	if err != nil {
-		c.Close()
+		c.closeNow()
 		return nil, fmt.Errorf("%w: %s: no joined message: %v", ErrUnreachable, where, err)
 	}
 	if m.Type != TypeJoined {
-		c.Close()
+		c.closeNow()
 		if m.Type == TypeError {
 			return nil, fmt.Errorf("%w: %s: %s", ErrUnreachable, where, oneLine(m.Error))
 		}
 		return nil, fmt.Errorf("%w: %s: first message is %q, not joined: is this a natcheck rendezvous?", ErrUnreachable, where, oneLine(m.Type))
 	}
+	if err := checkJoined(m, room); err != nil {
+		c.closeNow()
+		return nil, fmt.Errorf("%w: %s: %v: is this a natcheck rendezvous?", ErrUnreachable, where, err)
+	}
 	c.joined = m
 	return c, nil
+}
+
+// checkJoined checks the server's joined message for room: the pair
+// engine takes its role from it and may print its fields.
+func checkJoined(m Message, room string) error {
+	if m.Role != RoleFirst && m.Role != RoleSecond {
+		return fmt.Errorf("joined message with role %q", oneLine(m.Role))
+	}
+	if m.Room != room {
+		return fmt.Errorf("joined message for room %q", oneLine(m.Room))
+	}
+	if _, err := netip.ParseAddrPort(m.RemoteAddr); err != nil {
+		return fmt.Errorf("joined message with remote_addr %q", oneLine(m.RemoteAddr))
+	}
+	return nil
 }
 
 // statusError is Dial's error for a refused handshake.
@@ -236,6 +256,15 @@ func (c *Client) readLoop() {
 		_, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			c.setErr(err)
+			c.mu.Lock()
+			closing := c.closing
+			c.mu.Unlock()
+			if !closing {
+				// The connection is of no more use (the server closed
+				// it, or sent too much): a close handshake in Close
+				// would skip the rest of an endless frame for ever.
+				c.ws.CloseNow()
+			}
 			return
 		}
 		var m Message
@@ -245,8 +274,10 @@ func (c *Client) readLoop() {
 			return
 		}
 		if m.Type == TypeError {
+			// Callers print it: one printable line.
+			m.Error = oneLine(m.Error)
 			c.mu.Lock()
-			c.lastError = oneLine(m.Error)
+			c.lastError = m.Error
 			c.mu.Unlock()
 		}
 		select {
@@ -321,14 +352,27 @@ func (c *Client) Recv(ctx context.Context) (Message, error) {
 	}
 }
 
-// Close leaves the room (close status 1000) and stops the reader.
+// Close leaves the room (close status 1000) and stops the reader. It
+// waits for the server's answer to the close, at most a few seconds (the
+// WebSocket library's bound).
 func (c *Client) Close() error {
+	c.close(func() { _ = c.ws.Close(websocket.StatusNormalClosure, "") })
+	return nil
+}
+
+// closeNow ends c without a close handshake, for Dial's failures: after
+// its ctx ended, or with a server that does not follow the protocol, the
+// handshake could wait seconds for an answer that does not come.
+func (c *Client) closeNow() {
+	c.close(func() { _ = c.ws.CloseNow() })
+}
+
+func (c *Client) close(closeWS func()) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closing = true
 		c.mu.Unlock()
 		close(c.done)
-		_ = c.ws.Close(websocket.StatusNormalClosure, "")
+		closeWS()
 	})
-	return nil
 }

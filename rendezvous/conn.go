@@ -57,12 +57,14 @@ func (p peerConn) Recv(ctx context.Context) (Message, error) {
 	var data []byte
 	select {
 	case data = <-p.m.out:
+		p.m.pop(data)
 	case <-ctx.Done():
 		return Message{}, ctx.Err()
 	case <-p.m.quit:
 		// Whatever was queued before the end is still delivered.
 		select {
 		case data = <-p.m.out:
+			p.m.pop(data)
 		default:
 			return Message{}, p.m.closedErr()
 		}

@@ -1,6 +1,7 @@
 package rendezvous
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -37,10 +39,16 @@ const (
 	DefaultPeerTimeout       = 60 * time.Second
 )
 
-// queueLen is how many messages wait for a member that reads slowly; a
-// member whose queue is full is dropped. The sender's rate limit keeps a
-// member that reads at all well below it.
-const queueLen = 256
+// queueLen and queueBytes bound the messages, and their bytes, that wait
+// for a member that reads slowly; a member whose queue is full is dropped.
+// The sender's rate limit keeps a member that reads at all well below
+// them, and a whole natcheck pair session sends far less than queueBytes;
+// without the bytes bound, 256 messages of MaxMessage would hold 16 MiB a
+// member.
+const (
+	queueLen   = 256
+	queueBytes = 4 * MaxMessage
+)
 
 // PeerFunc is the server as the second member of a room (peer=server): it
 // runs in its own goroutine with c, its end of the room, and remote, the
@@ -71,7 +79,9 @@ type Server struct {
 	// that has not answered by the next ping is dropped
 	// (DefaultPingInterval).
 	PingInterval time.Duration
-	// WriteTimeout bounds the sending of one message (DefaultWriteTimeout).
+	// WriteTimeout bounds the sending of one message, and the end of a
+	// connection (what is still queued for it and the close handshake),
+	// after which it is cut (DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// Token, if not empty, must be given by every client as
 	// "Authorization: Bearer TOKEN" (compared in constant time); others
@@ -231,8 +241,10 @@ type member struct {
 	room   *room
 	role   int
 	ws     *websocket.Conn
+	conn   net.Conn // under ws
 	remote netip.AddrPort
 	out    chan []byte
+	queued atomic.Int64 // bytes in out
 	quit   chan struct{}
 	lim    *rate.Limiter
 	isPeer bool // the server peer
@@ -253,22 +265,44 @@ func roleName(i int) string {
 	return RoleSecond
 }
 
-// enqueue queues data for m; a member whose queue is full is dropped.
+// enqueue queues data for m; a member whose queue is full is dropped:
+// its connection is closed at once, since a client that does not read
+// would not read a close message either.
 func (m *member) enqueue(data []byte) {
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
 		return
 	}
+	if m.queued.Load()+int64(len(data)) <= queueBytes && m.push(data) {
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.s.stats.dropped.Add(1)
+	m.s.log.Debug("pair member dropped: not reading", "room", m.room.name, "role", roleName(m.role), "remote", m.remote)
+	m.closeWith(websocket.StatusPolicyViolation, "not reading", "")
+	if m.ws != nil {
+		// Not under the caller's lock: the close may wait for a write.
+		go m.ws.CloseNow()
+	}
+}
+
+// push adds data to m.out unless it is full; m.mu is held.
+func (m *member) push(data []byte) bool {
 	select {
 	case m.out <- data:
-		m.mu.Unlock()
+		m.queued.Add(int64(len(data)))
+		return true
 	default:
-		m.mu.Unlock()
-		m.s.stats.dropped.Add(1)
-		m.s.log.Debug("pair member dropped: not reading", "room", m.room.name, "role", roleName(m.role), "remote", m.remote)
-		m.closeWith(websocket.StatusPolicyViolation, "not reading", "")
+		return false
 	}
+}
+
+// pop is the receiving end of m.out.
+func (m *member) pop(data []byte) []byte {
+	m.queued.Add(-int64(len(data)))
+	return data
 }
 
 // closeWith ends m: errMsg, if not empty, is sent as an error message
@@ -281,10 +315,7 @@ func (m *member) closeWith(code websocket.StatusCode, reason, errMsg string) {
 		return
 	}
 	if errMsg != "" {
-		select {
-		case m.out <- errorMessage(errMsg):
-		default:
-		}
+		m.push(errorMessage(errMsg))
 	}
 	m.closing, m.closeCode, m.closeReason = true, code, reason
 	close(m.quit)
@@ -426,7 +457,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done() // reserve added it
 	defer s.leave(m)
 
-	ws, err := websocket.Accept(w, r, nil)
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, nil)
 	if err != nil {
 		s.log.Debug("pair upgrade failed", "remote", remote, "err", err)
 		if peer != nil {
@@ -435,7 +467,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(-1) // readLoop limits, to answer with an error message first
-	m.ws = ws
+	m.ws, m.conn = ws, hw.conn
 	c.joins.Add(1)
 	s.log.Debug("pair joined", "room", name, "role", roleName(m.role), "remote", remote, "peer_server", peerServer)
 
@@ -688,15 +720,20 @@ func (m *member) writeLoop() {
 	for {
 		select {
 		case data := <-m.out:
-			if !write(data) {
+			if !write(m.pop(data)) {
 				m.ws.CloseNow()
 				return
 			}
 		case <-m.quit:
+			// coder/websocket's close handshake skips the rest of a
+			// frame the client has begun with no time limit: a client
+			// that trickles one could hold the connection for ever.
+			cut := time.AfterFunc(s.WriteTimeout, func() { _ = m.conn.Close() })
+			defer cut.Stop()
 			for {
 				select {
 				case data := <-m.out:
-					if !write(data) {
+					if !write(m.pop(data)) {
 						m.ws.CloseNow()
 						return
 					}
@@ -780,6 +817,21 @@ func (s *Server) Close() error {
 func (s *Server) cancelLater() {
 	time.AfterFunc(2*s.WriteTimeout, s.cancel)
 }
+
+// hijackWriter is the ResponseWriter given to websocket.Accept: it keeps
+// the connection that Accept takes over, for writeLoop to cut.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, brw, err
+}
+
+func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // errTooBig is validateMessage's error for a message over MaxMessage.
 var errTooBig = fmt.Errorf("message larger than %d bytes", MaxMessage)
