@@ -111,6 +111,7 @@ type Server struct {
 	closed       bool
 	rooms        map[string]*room
 	peerSessions int
+	peerSources  map[netip.Addr]int // server-peer sessions per source (IPv4 address or IPv6 /64)
 	lastRefusal  time.Time
 	refusals     uint64 // since the last logged refusal
 
@@ -450,6 +451,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusTooManyRequests, &c.peerBusy, "server peer busy",
 			fmt.Sprintf("the server peer is busy (%d sessions at once): try again in a minute", s.MaxPeerSessions))
 		return
+	case reservePeerSourceBusy:
+		s.refuse(w, r, http.StatusTooManyRequests, &c.peerBusy, "server peer busy for this source",
+			"this address already has a session with the server peer: one at a time, try again when it ends")
+		return
 	case reserveRoomLimit:
 		s.refuse(w, r, http.StatusTooManyRequests, &c.roomLimit, "room limit", fmt.Sprintf("too many rooms open (%d): try again later", s.MaxRooms))
 		return
@@ -505,6 +510,8 @@ func (s *Server) reserve(name string, m *member, peerServer bool) (peer *member,
 		return nil, reserveRoomLimit
 	case peerServer && s.peerSessions >= s.MaxPeerSessions:
 		return nil, reservePeerBusy
+	case peerServer && s.peerSources[peerSource(m.remote.Addr())] >= 1:
+		return nil, reservePeerSourceBusy
 	}
 	if rm == nil {
 		rm = &room{name: name, expires: time.Now().Add(s.RoomTTL), serverPeer: peerServer}
@@ -525,6 +532,10 @@ func (s *Server) reserve(name string, m *member, peerServer bool) (peer *member,
 		}
 		rm.members[1] = peer
 		s.peerSessions++
+		if s.peerSources == nil {
+			s.peerSources = make(map[netip.Addr]int)
+		}
+		s.peerSources[peerSource(m.remote.Addr())]++
 		s.wg.Add(1) // for runPeer
 	}
 	s.wg.Add(1)
@@ -539,7 +550,28 @@ const (
 	reserveFull
 	reserveRoomLimit
 	reservePeerBusy
+	reservePeerSourceBusy
 )
+
+// peerSource is the key of the one server-peer session a source may hold:
+// its IPv4 address, or its IPv6 /64 (one host usually has a whole /64).
+func peerSource(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// releasePeer gives back a server-peer session's places; s.mu is held.
+func (s *Server) releasePeer(peer *member) {
+	s.peerSessions--
+	k := peerSource(peer.remote.Addr())
+	if s.peerSources[k]--; s.peerSources[k] <= 0 {
+		delete(s.peerSources, k)
+	}
+}
 
 // attach sends m its joined message, tells both members when both are
 // present, and starts the server peer.
@@ -585,7 +617,7 @@ func (s *Server) runPeer(peer *member) {
 		peer.closeWith(websocket.StatusNormalClosure, "server peer done", "")
 		s.leave(peer)
 		s.mu.Lock()
-		s.peerSessions--
+		s.releasePeer(peer)
 		s.mu.Unlock()
 		s.log.Debug("pair server peer done", "room", peer.room.name, "remote", peer.remote)
 	}()
@@ -599,7 +631,7 @@ func (s *Server) abandonPeer(peer *member) {
 	if peer.room.members[1] == peer {
 		peer.room.members[1] = nil
 	}
-	s.peerSessions--
+	s.releasePeer(peer)
 	s.mu.Unlock()
 	s.wg.Done() // reserve's for runPeer
 }

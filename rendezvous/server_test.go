@@ -685,3 +685,26 @@ func TestUpgradeFailure(t *testing.T) {
 	}
 	wantClosed(t, ctx, c, "shutting down")
 }
+
+// One source holds at most one server-peer session, so a single host
+// cannot take every session; its place comes back when the session ends.
+func TestServerPeerOnePerSource(t *testing.T) {
+	ctx := testCtx(t)
+	release := make(chan struct{})
+	s := &Server{Peer: func(ctx context.Context, _ netip.Addr, c Conn) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}}
+	u := start(t, s)
+	c := dial(t, ctx, u, "one", DialOptions{PeerServer: true})
+	wantPresent(t, ctx, c, true)
+	if _, err := Dial(ctx, u, "two", DialOptions{PeerServer: true}); !errors.Is(err, ErrLimited) || !strings.Contains(err.Error(), "already has a session") {
+		t.Fatalf("second session from the same source: %v, want ErrLimited (already has a session)", err)
+	}
+	close(release)
+	wantPresent(t, ctx, c, false)
+	c2 := dial(t, ctx, u, "three", DialOptions{PeerServer: true})
+	wantPresent(t, ctx, c2, true)
+}
