@@ -13,8 +13,9 @@ cd "$(dirname "$0")"
 
 # The lab's cases (internal/lab, counted()): TestModes 8 modes x 2 input
 # policies x 3, TestHairpin 3, TestLoss 4, TestPathsOut 5,
-# TestCoturnResponsePort 6, TestRemoveStale 1, TestTURN 5, TestLifetime 2 (no loss, 20% loss).
-lab_min_cases=74
+# TestCoturnResponsePort 6, TestRemoveStale 1, TestTURN 5, TestLifetime 2 (no loss, 20% loss),
+# TestPairLab 15, TestPair 23, TestPortmapNoGateway 1, TestPortmapMiniupnpd 6.
+lab_min_cases=119
 
 go test -race -count=1 -timeout 30m -json $(go list ./... | grep -v '/internal/lab$') "$@" | go run ./.ci/testlog
 
