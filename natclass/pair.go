@@ -71,6 +71,12 @@ func PredictPair(local, remote PairSide) PairPrediction {
 		if len(lrows) > 1 || len(rrows) > 1 {
 			why = "every behaviour the diagnoses allow punches through"
 		}
+		if local.Mapping == BehaviorNone && remote.Mapping == BehaviorNone {
+			// Without a NAT on either side no port can change: a check
+			// that arrives first is dropped, and the next one passes
+			// once the other side has sent (simultaneous open).
+			return PairPrediction{PredictDirect, true, sides + ": " + why + "; neither side has a NAT, so no router can give a port away"}
+		}
 		return PairPrediction{PredictDirect, false, sides + ": " + why +
 			"; not certain: a router that accepts unsolicited packets itself (Linux masquerade with an input policy of accept, as on Docker hosts) keeps the other side's early check as its own connection and gives this mapping another port, and then only a relay connects"}
 	default:

@@ -36,6 +36,7 @@ func TestPredictPair(t *testing.T) {
 		{"restricted x port-restricted", restricted, portRestr, "direct", true, "filtering by address (restricted cone)"},
 		{"port-restricted x port-restricted", portRestr, portRestr, "direct", false, "gives this mapping another port"},
 		{"firewall x port-restricted", firewall, portRestr, "direct", false, "stateful firewall"},
+		{"firewall x firewall", firewall, firewall, "direct", true, "neither side has a NAT"},
 		{"port-restricted x symmetric", portRestr, symmetric, "relay", true, "lets in only the port it sent to"},
 		{"firewall x symmetric", firewall, symmetric, "relay", true, "symmetric side sends from a port"},
 		{"symmetric x symmetric", symmetric, symmetric, "relay", true, "both NATs map each destination"},
