@@ -1,6 +1,7 @@
 package portmap
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -153,6 +154,9 @@ type fakeIGD struct {
 	http     *http.Server
 	httpAddr string
 	ext      string
+	// desc, if set, is served as the device description instead of
+	// igdDesc; redirect, if set, is where /desc.xml redirects to.
+	desc, redirect string
 	// addFault, if nonzero, is the UPnP error the first AddPortMapping gets.
 	addFault int
 	mu       sync.Mutex
@@ -181,7 +185,16 @@ func newFakeIGD(t *testing.T, ext string) *fakeIGD {
 	}
 	f.httpAddr = ln.Addr().String()
 	mux := http.NewServeMux()
-	mux.HandleFunc("/desc.xml", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, igdDesc) })
+	mux.HandleFunc("/desc.xml", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		desc, redirect := cmp.Or(f.desc, igdDesc), f.redirect
+		f.mu.Unlock()
+		if redirect != "" {
+			http.Redirect(w, r, redirect, http.StatusFound)
+			return
+		}
+		io.WriteString(w, desc)
+	})
 	mux.HandleFunc("/ctl", func(w http.ResponseWriter, r *http.Request) {
 		action := r.Header.Get("SOAPACTION")
 		body, _ := io.ReadAll(r.Body)
