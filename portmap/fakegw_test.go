@@ -159,8 +159,12 @@ type fakeIGD struct {
 	desc, redirect string
 	// addFault, if nonzero, is the UPnP error the first AddPortMapping gets.
 	addFault int
-	mu       sync.Mutex
-	actions  []string
+	// addFaults, if not empty, are the UPnP errors of the next
+	// AddPortMapping calls, one each (0: success; -1: no answer, the
+	// request held until the client gives up).
+	addFaults []int
+	mu        sync.Mutex
+	actions   []string
 }
 
 const igdDesc = `<?xml version="1.0"?>
@@ -203,6 +207,10 @@ func newFakeIGD(t *testing.T, ext string) *fakeIGD {
 		f.actions = append(f.actions, name+" "+string(body))
 		first := len(f.actions) == 1 || !strings.Contains(strings.Join(f.actions[:len(f.actions)-1], "\n"), "AddPortMapping ")
 		fault := f.addFault
+		if name == "AddPortMapping" && len(f.addFaults) > 0 {
+			fault, first = f.addFaults[0], true
+			f.addFaults = f.addFaults[1:]
+		}
 		f.mu.Unlock()
 		ns := "urn:schemas-upnp-org:service:WANIPConnection:1"
 		w.Header().Set("Content-Type", `text/xml; charset="utf-8"`)
@@ -210,6 +218,10 @@ func newFakeIGD(t *testing.T, ext string) *fakeIGD {
 		case "GetExternalIPAddress":
 			io.WriteString(w, soapBody(`<u:GetExternalIPAddressResponse xmlns:u="`+ns+`"><NewExternalIPAddress>`+f.ext+`</NewExternalIPAddress></u:GetExternalIPAddressResponse>`))
 		case "AddPortMapping":
+			if fault < 0 && first {
+				<-r.Context().Done() // the answer is lost
+				return
+			}
 			if fault != 0 && first {
 				w.WriteHeader(500)
 				io.WriteString(w, soapBody(fmt.Sprintf(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>%d</errorCode><errorDescription>refused</errorDescription></UPnPError></detail></s:Fault>`, fault)))

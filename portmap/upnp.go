@@ -334,8 +334,14 @@ func mapUPnP(ctx context.Context, cfg Config, gw netip.Addr, req MapRequest) (*M
 		return errors.Join(errs...)
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		mapped = append(mapped, port)
 		err = c.AddPortMappingCtx(ctx, "", port, "UDP", req.InternalPort, local.String(), true, "natcheck", lease)
+		// A fault is the gateway's answer: no mapping was made, and one
+		// that conflicts (718) is someone else's, not to be deleted. Any
+		// other failure may have lost the answer to a mapping made.
+		var fault *soap.SOAPFaultError
+		if !errors.As(err, &fault) {
+			mapped = append(mapped, port)
+		}
 		if err == nil {
 			break
 		}

@@ -82,3 +82,20 @@ func TestUPnPHugeDescription(t *testing.T) {
 		t.Fatalf("UPnP result %+v, want an error about the size", r.UPnP)
 	}
 }
+
+// TestMapUPnPConflictNotDeleted: a port the gateway refused with
+// ConflictInMappingEntry (718) is mapped for someone else; when the
+// mapping then fails, natcheck must not delete that other mapping.
+func TestMapUPnPConflictNotDeleted(t *testing.T) {
+	g := newFakeIGD(t, "198.51.100.4")
+	g.addFaults = []int{upnpConflict, 606}
+	_, err := Map(context.Background(), g.cfg(t), MapRequest{InternalPort: 5000, Protocols: []Protocol{UPnP}})
+	if err == nil {
+		t.Fatal("Map succeeded")
+	}
+	for _, c := range g.calls() {
+		if strings.HasPrefix(c, "DeletePortMapping ") {
+			t.Errorf("deleted a mapping the gateway never granted natcheck: %s", c)
+		}
+	}
+}
