@@ -60,7 +60,10 @@ type burster struct {
 
 	mu     sync.Mutex
 	echoes map[uint32]time.Duration // sequence -> RTT
-	done   chan struct{}
+	// sent is how many probes went out: only their echoes are kept, so
+	// the map holds at most maxBurst entries whatever the peer sends.
+	sent uint32
+	done chan struct{}
 }
 
 func newBurster(conn net.Conn) *burster {
@@ -95,7 +98,7 @@ func (b *burster) read() {
 			sent := time.Duration(binary.BigEndian.Uint64(buf[9:]))
 			rtt := time.Since(b.start) - sent
 			b.mu.Lock()
-			if _, dup := b.echoes[seq]; !dup && rtt >= 0 {
+			if _, dup := b.echoes[seq]; !dup && rtt >= 0 && seq < b.sent {
 				b.echoes[seq] = rtt
 			}
 			b.mu.Unlock()
@@ -117,6 +120,9 @@ func (b *burster) send(ctx context.Context, count, size int, interval, grace tim
 	for i := range count {
 		binary.BigEndian.PutUint32(pkt[5:], uint32(i))
 		binary.BigEndian.PutUint64(pkt[9:], uint64(time.Since(b.start)))
+		b.mu.Lock()
+		b.sent = uint32(i) + 1
+		b.mu.Unlock()
 		if _, err := b.conn.Write(pkt); err != nil {
 			break
 		}

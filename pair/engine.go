@@ -32,6 +32,10 @@ const (
 	DefaultBurstSize     = 100
 )
 
+// maxRemoteCandidates bounds the peer's candidates a phase takes; more
+// are ignored. A host with a dozen interfaces offers far fewer.
+const maxRemoteCandidates = 64
+
 // Errors Run returns (wrapped) when the pairing stops early.
 var (
 	// ErrNoPeer: no peer joined the room within Config.Wait, or its
@@ -142,14 +146,16 @@ type session struct {
 	wake    chan struct{}
 	sendMu  sync.Mutex
 
-	present  bool
-	peer     *Summary
-	bye      bool
-	offers   map[string]string // phase -> SDP
-	answers  map[string]string
-	results  map[string]phaseResult
-	pending  map[string][]ice.Candidate // phase -> candidates before the agent could take them
-	eoc      map[string]bool
+	present bool
+	peer    *Summary
+	bye     bool
+	offers  map[string]string // phase -> SDP
+	answers map[string]string
+	results map[string]phaseResult
+	pending map[string][]ice.Candidate // phase -> candidates before the agent could take them
+	eoc     map[string]bool
+	// remote counts the peer's candidates of each phase, to cap them.
+	remote   map[string]int
 	agents   map[string]*ice.Agent // phases whose agent takes remote candidates now
 	failures chan error            // from callbacks
 }
@@ -174,7 +180,7 @@ func Run(ctx context.Context, cfg Config, conn rendezvous.Conn) (Result, error) 
 		cfg: cfg, conn: conn, in: make(chan rendezvous.Message, 64), wake: make(chan struct{}, 1),
 		present: cfg.PeerPresent || cfg.Role == rendezvous.RoleSecond || cfg.server != nil,
 		offers:  map[string]string{}, answers: map[string]string{}, results: map[string]phaseResult{},
-		pending: map[string][]ice.Candidate{}, eoc: map[string]bool{}, agents: map[string]*ice.Agent{},
+		pending: map[string][]ice.Candidate{}, eoc: map[string]bool{}, remote: map[string]int{}, agents: map[string]*ice.Agent{},
 		failures: make(chan error, 4),
 	}
 	readerDone := make(chan struct{})
@@ -313,15 +319,24 @@ func (s *session) handle(m rendezvous.Message) error {
 		if err != nil {
 			return fmt.Errorf("%w: candidate %q: %v", ErrBadMessage, shorten(m.Candidate), err)
 		}
+		// Every candidate gets ICE checks, wherever it points: a peer
+		// cannot make this side check more than maxRemoteCandidates
+		// addresses a phase.
+		if s.remote[m.Phase] >= maxRemoteCandidates {
+			return nil
+		}
+		s.remote[m.Phase]++
 		if a := s.agents[m.Phase]; a != nil {
 			if err := a.AddRemoteCandidate(c); err != nil {
 				return fmt.Errorf("%w: candidate %q: %v", ErrBadMessage, shorten(m.Candidate), err)
 			}
-		} else if len(s.pending[m.Phase]) < 64 {
+		} else {
 			s.pending[m.Phase] = append(s.pending[m.Phase], c)
 		}
 	case rendezvous.TypeEndOfCandidates:
-		s.eoc[m.Phase] = true
+		if m.Phase == report.PhaseDirect || m.Phase == report.PhaseRelay {
+			s.eoc[m.Phase] = true
+		}
 	case rendezvous.TypeResult:
 		if m.Phase != report.PhaseDirect && m.Phase != report.PhaseRelay {
 			return nil

@@ -1,6 +1,7 @@
 package portmap
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -153,10 +154,17 @@ type fakeIGD struct {
 	http     *http.Server
 	httpAddr string
 	ext      string
+	// desc, if set, is served as the device description instead of
+	// igdDesc; redirect, if set, is where /desc.xml redirects to.
+	desc, redirect string
 	// addFault, if nonzero, is the UPnP error the first AddPortMapping gets.
 	addFault int
-	mu       sync.Mutex
-	actions  []string
+	// addFaults, if not empty, are the UPnP errors of the next
+	// AddPortMapping calls, one each (0: success; -1: no answer, the
+	// request held until the client gives up).
+	addFaults []int
+	mu        sync.Mutex
+	actions   []string
 }
 
 const igdDesc = `<?xml version="1.0"?>
@@ -181,7 +189,16 @@ func newFakeIGD(t *testing.T, ext string) *fakeIGD {
 	}
 	f.httpAddr = ln.Addr().String()
 	mux := http.NewServeMux()
-	mux.HandleFunc("/desc.xml", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, igdDesc) })
+	mux.HandleFunc("/desc.xml", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		desc, redirect := cmp.Or(f.desc, igdDesc), f.redirect
+		f.mu.Unlock()
+		if redirect != "" {
+			http.Redirect(w, r, redirect, http.StatusFound)
+			return
+		}
+		io.WriteString(w, desc)
+	})
 	mux.HandleFunc("/ctl", func(w http.ResponseWriter, r *http.Request) {
 		action := r.Header.Get("SOAPACTION")
 		body, _ := io.ReadAll(r.Body)
@@ -190,6 +207,10 @@ func newFakeIGD(t *testing.T, ext string) *fakeIGD {
 		f.actions = append(f.actions, name+" "+string(body))
 		first := len(f.actions) == 1 || !strings.Contains(strings.Join(f.actions[:len(f.actions)-1], "\n"), "AddPortMapping ")
 		fault := f.addFault
+		if name == "AddPortMapping" && len(f.addFaults) > 0 {
+			fault, first = f.addFaults[0], true
+			f.addFaults = f.addFaults[1:]
+		}
 		f.mu.Unlock()
 		ns := "urn:schemas-upnp-org:service:WANIPConnection:1"
 		w.Header().Set("Content-Type", `text/xml; charset="utf-8"`)
@@ -197,6 +218,10 @@ func newFakeIGD(t *testing.T, ext string) *fakeIGD {
 		case "GetExternalIPAddress":
 			io.WriteString(w, soapBody(`<u:GetExternalIPAddressResponse xmlns:u="`+ns+`"><NewExternalIPAddress>`+f.ext+`</NewExternalIPAddress></u:GetExternalIPAddressResponse>`))
 		case "AddPortMapping":
+			if fault < 0 && first {
+				<-r.Context().Done() // the answer is lost
+				return
+			}
 			if fault != 0 && first {
 				w.WriteHeader(500)
 				io.WriteString(w, soapBody(fmt.Sprintf(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>%d</errorCode><errorDescription>refused</errorDescription></UPnPError></detail></s:Fault>`, fault)))

@@ -288,8 +288,26 @@ func TestMapUPnPRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "AddPortMapping") {
 		t.Fatalf("got %v", err)
 	}
+	// A refusal is an answer: no mapping was made, none is deleted.
+	for _, c := range g.calls() {
+		if strings.HasPrefix(c, "DeletePortMapping ") {
+			t.Fatalf("a delete after the refusal: %q", c)
+		}
+	}
+}
+
+// TestMapUPnPLostAnswer: when the answer to AddPortMapping never comes, the
+// mapping may exist, and Map deletes it.
+func TestMapUPnPLostAnswer(t *testing.T) {
+	g := newFakeIGD(t, "198.51.100.4")
+	g.addFaults = []int{-1}
+	cfg := g.cfg(t)
+	cfg.MapTimeout = 500 * time.Millisecond
+	if _, err := Map(context.Background(), cfg, MapRequest{InternalPort: 5000, Protocols: []Protocol{UPnP}}); err == nil {
+		t.Fatal("Map succeeded")
+	}
 	calls := g.calls()
-	if last := calls[len(calls)-1]; !strings.HasPrefix(last, "DeletePortMapping ") {
-		t.Fatalf("no delete after the refusal: %q", calls)
+	if last := calls[len(calls)-1]; !strings.HasPrefix(last, "DeletePortMapping ") || !strings.Contains(last, "<NewExternalPort>5000</NewExternalPort>") {
+		t.Fatalf("no delete after the lost answer: %q", calls)
 	}
 }

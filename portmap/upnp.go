@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -140,6 +142,91 @@ func discoverIGD(ctx context.Context, cfg Config, gw netip.Addr) (*url.URL, erro
 	return nil, errors.New(msg)
 }
 
+// maxUPnPBody bounds a device description or SOAP answer: real ones are a
+// few KiB.
+const maxUPnPBody = 1 << 20
+
+// gatewayTransport carries natcheck's UPnP requests to the gateway only:
+// a device description's URLBase or controlURL, or a redirect, that names
+// another host is refused, so that whoever answers for the gateway cannot
+// aim natcheck's requests at a third host. It uses no proxy (the gateway is
+// on the LAN) and bounds the answers' size.
+type gatewayTransport struct {
+	gw   netip.Addr
+	base http.RoundTripper
+}
+
+func (t gatewayTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if host, err := netip.ParseAddr(req.URL.Hostname()); err != nil || !sameAddr(host, t.gw) || req.URL.Scheme != "http" {
+		return nil, fmt.Errorf("the gateway's description points at %s://%s, not at the gateway %s", req.URL.Scheme, req.URL.Host, t.gw)
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: maxUPnPBody}
+	return resp, nil
+}
+
+// limitedBody fails a read that goes past left bytes.
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	if int64(n) > b.left {
+		n = int(b.left)
+		b.left = 0
+		return n, fmt.Errorf("the gateway's answer is larger than %d bytes", maxUPnPBody)
+	}
+	b.left -= int64(n)
+	return n, err
+}
+
+// gatewayClient is the HTTP client of every UPnP request to gw; the
+// callers' contexts bound its time.
+func gatewayClient(gw netip.Addr) http.Client {
+	return http.Client{
+		Transport: gatewayTransport{gw: gw, base: &http.Transport{
+			Proxy: nil, DisableKeepAlives: true, MaxResponseHeaderBytes: 64 << 10,
+		}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// deviceByURL reads the root device description at loc, on gw, as
+// goupnp.DeviceByURLCtx does but through gatewayClient, and resolves its
+// URLs against loc (URLBase, deprecated since UPnP 1.1, is ignored).
+func deviceByURL(ctx context.Context, gw netip.Addr, loc *url.URL) (*goupnp.RootDevice, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	hc := gatewayClient(gw)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s from %s", resp.Status, loc)
+	}
+	root := new(goupnp.RootDevice)
+	d := xml.NewDecoder(resp.Body)
+	d.DefaultSpace = goupnp.DeviceXMLNamespace
+	d.CharsetReader = goupnp.CharsetReaderDefault
+	if err := d.Decode(root); err != nil {
+		return nil, err
+	}
+	root.SetURLBase(loc)
+	return root, nil
+}
+
 // igdClient is what WANIPConnection1, WANIPConnection2 and
 // WANPPPConnection1 have in common.
 type igdClient interface {
@@ -147,6 +234,7 @@ type igdClient interface {
 	AddPortMappingCtx(ctx context.Context, remoteHost string, externalPort uint16, protocol string, internalPort uint16,
 		internalClient string, enabled bool, description string, leaseDuration uint32) error
 	DeletePortMappingCtx(ctx context.Context, remoteHost string, externalPort uint16, protocol string) error
+	GetServiceClient() *goupnp.ServiceClient
 }
 
 // igdConnect discovers the IGD on gw and returns a client of its first WAN
@@ -156,18 +244,21 @@ func igdConnect(ctx context.Context, cfg Config, gw netip.Addr) (igdClient, erro
 	if err != nil {
 		return nil, err
 	}
-	root, err := goupnp.DeviceByURLCtx(ctx, loc)
+	root, err := deviceByURL(ctx, gw, loc)
 	if err != nil {
 		return nil, fmt.Errorf("reading the gateway's device description: %w", err)
 	}
-	if c, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-		return c[0], nil
+	var c igdClient
+	if cs, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(cs) > 0 {
+		c = cs[0]
+	} else if cs, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(cs) > 0 {
+		c = cs[0]
+	} else if cs, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(cs) > 0 {
+		c = cs[0]
 	}
-	if c, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-		return c[0], nil
-	}
-	if c, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-		return c[0], nil
+	if c != nil {
+		c.GetServiceClient().SOAPClient.HTTPClient = gatewayClient(gw)
+		return c, nil
 	}
 	return nil, fmt.Errorf("the gateway's device description at %s has no WANIPConnection or WANPPPConnection service", loc)
 }
@@ -243,8 +334,14 @@ func mapUPnP(ctx context.Context, cfg Config, gw netip.Addr, req MapRequest) (*M
 		return errors.Join(errs...)
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		mapped = append(mapped, port)
 		err = c.AddPortMappingCtx(ctx, "", port, "UDP", req.InternalPort, local.String(), true, "natcheck", lease)
+		// A fault is the gateway's answer: no mapping was made, and one
+		// that conflicts (718) is someone else's, not to be deleted. Any
+		// other failure may have lost the answer to a mapping made.
+		var fault *soap.SOAPFaultError
+		if !errors.As(err, &fault) {
+			mapped = append(mapped, port)
+		}
 		if err == nil {
 			break
 		}
