@@ -253,13 +253,12 @@ func TestDetectUPnP(t *testing.T) {
 
 func TestMapUPnP(t *testing.T) {
 	g := newFakeIGD(t, "198.51.100.4")
-	g.addFault = upnpOnlyPermanentLeases
 	cfg := g.cfg(t)
 	m, err := Map(context.Background(), cfg, MapRequest{InternalPort: 5000, Protocols: []Protocol{UPnP}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.External != netip.MustParseAddrPort("198.51.100.4:5000") || m.Lifetime != 0 {
+	if m.External != netip.MustParseAddrPort("198.51.100.4:5000") || m.Lifetime != 2*time.Minute {
 		t.Fatalf("got %+v", m)
 	}
 	if err := m.Delete(context.Background()); err != nil {
@@ -272,12 +271,27 @@ func TestMapUPnP(t *testing.T) {
 			adds = append(adds, c)
 		}
 	}
-	if len(adds) != 2 || !strings.Contains(adds[0], "<NewLeaseDuration>120</NewLeaseDuration>") ||
-		!strings.Contains(adds[1], "<NewLeaseDuration>0</NewLeaseDuration>") || !strings.Contains(adds[1], "<NewInternalClient>127.0.0.1</NewInternalClient>") {
+	if len(adds) != 1 || !strings.Contains(adds[0], "<NewLeaseDuration>120</NewLeaseDuration>") || !strings.Contains(adds[0], "<NewInternalClient>127.0.0.1</NewInternalClient>") {
 		t.Fatalf("AddPortMapping calls: %q", adds)
 	}
 	if last := calls[len(calls)-1]; !strings.HasPrefix(last, "DeletePortMapping ") || !strings.Contains(last, "<NewExternalPort>5000</NewExternalPort>") {
 		t.Fatalf("last call %q is not the delete", last)
+	}
+}
+
+// A gateway that grants only permanent mappings gets no mapping at all: one
+// without a lease would outlive a natcheck that was killed.
+func TestMapUPnPOnlyPermanent(t *testing.T) {
+	g := newFakeIGD(t, "198.51.100.4")
+	g.addFault = upnpOnlyPermanentLeases
+	_, err := Map(context.Background(), g.cfg(t), MapRequest{InternalPort: 5000, Protocols: []Protocol{UPnP}})
+	if err == nil || !strings.Contains(err.Error(), "only permanent") {
+		t.Fatalf("got %v, want a refusal to map permanently", err)
+	}
+	for _, c := range g.calls() {
+		if strings.HasPrefix(c, "AddPortMapping ") && strings.Contains(c, "<NewLeaseDuration>0</NewLeaseDuration>") {
+			t.Errorf("asked for a permanent mapping: %s", c)
+		}
 	}
 }
 

@@ -347,8 +347,9 @@ func mapUPnP(ctx context.Context, cfg Config, gw netip.Addr, req MapRequest) (*M
 		}
 		switch upnpCode(err) {
 		case upnpOnlyPermanentLeases:
-			// Map deletes it in the end; the lease is only a safety net.
-			lease = 0
+			// A mapping without a lease outlives natcheck if it is killed
+			// before deleting it: never make one.
+			return nil, errors.New("AddPortMapping: the gateway grants only permanent UPnP mappings (error 725), which would outlive natcheck if it were killed; natcheck makes none (NAT-PMP or PCP, if the gateway has them, map for 2 minutes)")
 		case upnpConflict:
 			port = uint16(1024 + rand.IntN(65535-1024))
 		default:
