@@ -63,6 +63,10 @@ type Config struct {
 	// rendezvous.RoleFirst (ICE-controlling, sends the offers) or
 	// rendezvous.RoleSecond.
 	Role string
+	// PeerSince, if set, says when the rendezvous first said the peer is
+	// present (rendezvous.Client.PeerSince), for present_to_connected_ms;
+	// without it, the time Run saw the peer.
+	PeerSince func() time.Time
 	// PeerPresent says the peer is known to be in the room already (a
 	// peer message was seen before Run). The second member's peer is
 	// always present.
@@ -146,14 +150,16 @@ type session struct {
 	wake    chan struct{}
 	sendMu  sync.Mutex
 
-	present bool
-	peer    *Summary
-	bye     bool
-	offers  map[string]string // phase -> SDP
-	answers map[string]string
-	results map[string]phaseResult
-	pending map[string][]ice.Candidate // phase -> candidates before the agent could take them
-	eoc     map[string]bool
+	present   bool
+	presentAt time.Time            // when Run saw the peer present
+	connected map[string]time.Time // phase -> when ICE connected
+	peer      *Summary
+	bye       bool
+	offers    map[string]string // phase -> SDP
+	answers   map[string]string
+	results   map[string]phaseResult
+	pending   map[string][]ice.Candidate // phase -> candidates before the agent could take them
+	eoc       map[string]bool
 	// remote counts the peer's candidates of each phase, to cap them.
 	remote   map[string]int
 	agents   map[string]*ice.Agent // phases whose agent takes remote candidates now
@@ -181,7 +187,10 @@ func Run(ctx context.Context, cfg Config, conn rendezvous.Conn) (Result, error) 
 		present: cfg.PeerPresent || cfg.Role == rendezvous.RoleSecond || cfg.server != nil,
 		offers:  map[string]string{}, answers: map[string]string{}, results: map[string]phaseResult{},
 		pending: map[string][]ice.Candidate{}, eoc: map[string]bool{}, remote: map[string]int{}, agents: map[string]*ice.Agent{},
-		failures: make(chan error, 4),
+		failures: make(chan error, 4), connected: map[string]time.Time{},
+	}
+	if s.present {
+		s.presentAt = time.Now()
 	}
 	readerDone := make(chan struct{})
 	go s.read(ctx, readerDone)
@@ -279,6 +288,9 @@ func (s *session) handle(m rendezvous.Message) error {
 		return fmt.Errorf("%w: %s", ErrRendezvous, clean(shorten(m.Error)))
 	case rendezvous.TypePeer:
 		if m.Present != nil && *m.Present {
+			if !s.present {
+				s.presentAt = time.Now()
+			}
 			s.present = true
 			return nil
 		}
@@ -290,6 +302,9 @@ func (s *session) handle(m rendezvous.Message) error {
 		}
 		return fmt.Errorf("%w: it said bye", ErrPeerLeft)
 	case rendezvous.TypeSummary:
+		if !s.present {
+			s.presentAt = time.Now()
+		}
 		s.present = true
 		var p Summary
 		if err := json.Unmarshal(m.Data, &p); err != nil {
@@ -404,6 +419,14 @@ func (s *session) run(ctx context.Context, res *Result) error {
 		if pr.Connected && res.Outcome == report.PairFailed {
 			res.Outcome = phase
 			res.Selected, res.ConnectMS, res.RTTMS, res.Loss = pr.Selected, pr.ConnectMS, pr.RTTMS, pr.Loss
+			since := s.presentAt
+			if cfg.PeerSince != nil {
+				if t := cfg.PeerSince(); !t.IsZero() {
+					since = t
+				}
+			}
+			ms := s.connected[phase].Sub(since).Milliseconds()
+			res.PresentToConnectedMS = &ms
 		}
 		// Both sides decide alike: relay when either has TURN and the
 		// direct phase did not connect on both.
@@ -554,7 +577,8 @@ func (s *session) phase(ctx context.Context, phase string) (report.PairPhase, er
 		}
 		return pr, s.finishPhase(ctx, phase, &pr, nil)
 	}
-	ms := time.Since(start).Milliseconds()
+	s.connected[phase] = time.Now()
+	ms := s.connected[phase].Sub(start).Milliseconds()
 	pr.Connected, pr.ConnectMS = true, &ms
 	if p, err := agent.GetSelectedCandidatePair(); err == nil && p != nil {
 		pr.Selected = &report.PairSelected{Local: pairCandidate(p.Local), Remote: pairCandidate(p.Remote)}

@@ -71,6 +71,11 @@ func TestLoopbackDirect(t *testing.T) {
 		if r.res.Loss == nil || *r.res.Loss != 0 || r.res.RTTMS == nil || *r.res.RTTMS <= 0 || r.res.ConnectMS == nil {
 			t.Errorf("%s: loss %v rtt %v connect %v, want no loss on loopback and a positive RTT", r.res.Role, r.res.Loss, r.res.RTTMS, r.res.ConnectMS)
 		}
+		// From both present to connected takes in the summary exchange
+		// and the offer: never less than from the offer.
+		if p := r.res.PresentToConnectedMS; p == nil || r.res.ConnectMS == nil || *p < *r.res.ConnectMS {
+			t.Errorf("%s: present_to_connected_ms %v, connect_ms %v: want it set and at least connect_ms", r.res.Role, p, r.res.ConnectMS)
+		}
 	}
 	if ra.res.Peer == nil || ra.res.Peer.Version != rendezvous.RoleSecond || rb.res.Peer == nil || rb.res.Peer.Version != rendezvous.RoleFirst {
 		t.Errorf("summaries not exchanged: first got %+v, second got %+v", ra.res.Peer, rb.res.Peer)

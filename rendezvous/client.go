@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -62,6 +63,7 @@ type Client struct {
 	err       error  // why reading ended; set before in is closed
 	lastError string // the server's last error message
 	closing   bool
+	peerSince time.Time // when the server first said the peer is present
 }
 
 // ParseURL turns the forms natcheck pair accepts into a WebSocket URL:
@@ -247,6 +249,15 @@ func oneLine(s string) string {
 // RemoteAddr.
 func (c *Client) Joined() Message { return c.joined }
 
+// PeerSince is when the server first said the peer is in the room, as
+// this client's reader received it (whether or not Recv has returned that
+// message yet); zero before.
+func (c *Client) PeerSince() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerSince
+}
+
 // Role is RoleFirst (ICE-controlling, the offerer) or RoleSecond.
 func (c *Client) Role() string { return c.joined.Role }
 
@@ -272,6 +283,13 @@ func (c *Client) readLoop() {
 			c.setErr(fmt.Errorf("rendezvous sent a message that is not JSON: %v", err))
 			c.ws.CloseNow()
 			return
+		}
+		if m.Type == TypePeer && m.Present != nil && *m.Present {
+			c.mu.Lock()
+			if c.peerSince.IsZero() {
+				c.peerSince = time.Now()
+			}
+			c.mu.Unlock()
 		}
 		if m.Type == TypeError {
 			// Callers print it: one printable line.

@@ -127,6 +127,11 @@ type Pair struct {
 	// ConnectMS is that phase's time from the offer to ICE connected;
 	// absent when it failed.
 	ConnectMS *int64 `json:"connect_ms,omitempty"`
+	// PresentToConnectedMS is the time from both peers being in the room
+	// to ICE connected in the phase that gave the outcome: the rest of the
+	// diagnosis, the summary exchange, an earlier phase, gathering and ICE;
+	// absent when it failed.
+	PresentToConnectedMS *int64 `json:"present_to_connected_ms,omitempty"`
 	// RTTMS is that phase's median burst round-trip time; absent when no
 	// echo came back.
 	RTTMS *float64 `json:"rtt_ms,omitempty"`

@@ -245,7 +245,7 @@ func runPair(ctx context.Context, args []string, stdout, stderr io.Writer, e env
 	pcfg := pair.Config{
 		Room: o.room, Role: role, Wait: o.wait, Summary: pair.SummaryOf(r, len(o.turn.servers) > 0),
 		STUN: stunUDP, TURN: o.turn.servers, TURNOptions: o.turn.opts, ActiveTCP: o.peerServer,
-		PhaseTimeout: o.phaseTimeout, Net: e.net,
+		PhaseTimeout: o.phaseTimeout, Net: e.net, PeerSince: client.PeerSince,
 		Progress: func(s string) { prog.Update(s) },
 	}
 	res, runErr := pair.Run(ctx, pcfg, client)
