@@ -44,10 +44,10 @@ func TestJudgePortMapping(t *testing.T) {
 
 func TestFoldPortMapping(t *testing.T) {
 	sym := Verdict{Summary: "Direct UDP unlikely: symmetric NAT.", Peers: []PeerRoute{
-		{PeerOpen, RouteDirect}, {PeerPortRestrictedCone, RouteRelay}, {PeerSymmetric, RouteRelay}, {PeerUDPBlocked, RouteRelay}}}
+		{Peer: PeerOpen, Route: RouteDirect}, {Peer: PeerPortRestrictedCone, Route: RouteRelay}, {Peer: PeerSymmetric, Route: RouteRelay}, {Peer: PeerUDPBlocked, Route: RouteRelay}}}
 	orig := slices.Clone(sym.Peers)
 	v := FoldPortMapping(sym, PortMappingJudgement{Verified: PortMapNATPMP, ExternalNotPublic: TriNo})
-	want := []PeerRoute{{PeerOpen, RouteDirect}, {PeerPortRestrictedCone, RouteDirect}, {PeerSymmetric, RouteDirect}, {PeerUDPBlocked, RouteRelay}}
+	want := []PeerRoute{{Peer: PeerOpen, Route: RouteDirect}, {Peer: PeerPortRestrictedCone, Route: RouteDirect}, {Peer: PeerSymmetric, Route: RouteDirect}, {Peer: PeerUDPBlocked, Route: RouteRelay}}
 	if !slices.Equal(v.Peers, want) || !strings.Contains(v.Summary, "browsers' WebRTC does not") {
 		t.Fatalf("got %+v", v)
 	}

@@ -22,6 +22,12 @@ type PeerRoute struct {
 	Peer string `json:"peer"`
 	// Route is how traffic to that kind of peer flows.
 	Route Route `json:"path"`
+	// Family is the address family ("ipv4" or "ipv6") that gives this
+	// path, in a verdict over both families whose families disagree (see
+	// Combine); empty in a family's own verdict and whenever only one
+	// family was tested or the families agree. A path over IPv6 holds for
+	// peers that have IPv6.
+	Family string `json:"family,omitempty"`
 }
 
 // Relay transports a verdict can call for, in ICE's order of preference.
@@ -77,6 +83,10 @@ type WayOut struct {
 	Port int `json:"port,omitempty"`
 	// Cost is what taking this way costs, in plain words.
 	Cost string `json:"cost"`
+	// Family is the address family ("ipv4" or "ipv6") this way out goes
+	// over, in a verdict over both families whose families disagree (see
+	// Combine); empty otherwise, like PeerRoute.Family.
+	Family string `json:"family,omitempty"`
 }
 
 // ServerResult is what the diagnosis says of one UDP STUN server.
