@@ -54,6 +54,15 @@ func TestFoldPortMapping(t *testing.T) {
 	if !slices.Equal(sym.Peers, orig) {
 		t.Fatal("the input verdict's peers changed")
 	}
+	// In a verdict over both families, the rows made direct name IPv4.
+	both := Verdict{Peers: []PeerRoute{{Peer: PeerOpen, Route: RouteDirect, Family: "ipv4"},
+		{Peer: PeerPortRestrictedCone, Route: RouteProbablyDirect, Family: "ipv6"}, {Peer: PeerUDPBlocked, Route: RouteRelay, Family: "ipv6"}}}
+	v = FoldPortMapping(both, PortMappingJudgement{Verified: PortMapPCP, ExternalNotPublic: TriNo})
+	want = []PeerRoute{{Peer: PeerOpen, Route: RouteDirect, Family: "ipv4"},
+		{Peer: PeerPortRestrictedCone, Route: RouteDirect, Family: "ipv4"}, {Peer: PeerUDPBlocked, Route: RouteRelay, Family: "ipv6"}}
+	if !slices.Equal(v.Peers, want) {
+		t.Errorf("both families: got %+v; want %+v", v.Peers, want)
+	}
 	for _, j := range []PortMappingJudgement{{}, {Verified: PortMapUPnP, ExternalNotPublic: TriYes}} {
 		if v := FoldPortMapping(sym, j); !slices.Equal(v.Peers, orig) || v.Summary != sym.Summary {
 			t.Fatalf("%+v changed the verdict: %+v", j, v)

@@ -171,6 +171,8 @@ type Result struct {
 	// of Observations.Servers.
 	Servers []ServerResult `json:"servers"`
 	Verdict Verdict        `json:"verdict"`
+	// NAT64 is Observations.NAT64, copied.
+	NAT64 *NAT64 `json:"nat64,omitempty"`
 	// Reasons explain the diagnosis in plain words, tied to observations.
 	Reasons []string `json:"reasons"`
 }
