@@ -26,10 +26,14 @@ type NAT64 struct {
 	Detected bool `json:"detected"`
 	// Prefix is the NAT64 prefix (Pref64::/n), the first one found.
 	Prefix netip.Prefix `json:"prefix,omitzero"`
-	// Source is how the prefix was found: NAT64SourceDNS64.
+	// Source is how the prefix was found: "dns64", the AAAA records of
+	// ipv4only.arpa (RFC 7050).
+	//
+	// It is NAT64SourceDNS64.
 	Source string `json:"source,omitempty"`
-	// Synthesized lists the IPv4-only STUN servers (IPv4 literals) that
-	// were probed through the prefix, as the IPv6 address probed.
+	// Synthesized are the IPv6 addresses, made with the prefix (RFC 6052),
+	// through which IPv4-only STUN servers given as IPv4 literals were
+	// probed.
 	Synthesized []netip.Addr `json:"synthesized,omitempty"`
 }
 

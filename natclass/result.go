@@ -23,10 +23,12 @@ type PeerRoute struct {
 	// Route is how traffic to that kind of peer flows.
 	Route Route `json:"path"`
 	// Family is the address family ("ipv4" or "ipv6") that gives this
-	// path, in a verdict over both families whose families disagree (see
-	// Combine); empty in a family's own verdict and whenever only one
+	// path, in the run's verdict when two families were tested and
+	// disagree; absent in a family's own verdict and whenever only one
 	// family was tested or the families agree. A path over IPv6 holds for
 	// peers that have IPv6.
+	//
+	// CombineVerdicts sets it.
 	Family string `json:"family,omitempty"`
 }
 
@@ -84,8 +86,10 @@ type WayOut struct {
 	// Cost is what taking this way costs, in plain words.
 	Cost string `json:"cost"`
 	// Family is the address family ("ipv4" or "ipv6") this way out goes
-	// over, in a verdict over both families whose families disagree (see
-	// Combine); empty otherwise, like PeerRoute.Family.
+	// over, in the run's verdict when two families were tested and
+	// disagree; absent otherwise.
+	//
+	// CombineVerdicts sets it.
 	Family string `json:"family,omitempty"`
 }
 
