@@ -21,6 +21,7 @@ func Classify(obs Observations) Result {
 		r.Servers = append(r.Servers, sr)
 	}
 	c := classifier{obs: obs, r: &r}
+	c.nat64()
 	c.udp()
 	if !r.UDP {
 		c.paths()
@@ -243,4 +244,19 @@ func TypeOf(mapping, filtering Behavior, varies Tri) Type {
 // address and port, in the same address family.
 func UsableOther(p, a netip.AddrPort) bool {
 	return a.IsValid() && p.IsValid() && a.Addr() != p.Addr() && a.Port() != p.Port() && a.Addr().Is4() == p.Addr().Is4()
+}
+
+// nat64 copies what the engine found out about NAT64 and explains it.
+func (c *classifier) nat64() {
+	n := c.obs.NAT64
+	c.r.NAT64 = n
+	if n == nil || !n.Detected {
+		return
+	}
+	c.reason("this host has no IPv4 route, and the resolver synthesizes IPv6 addresses for IPv4-only names (DNS64: %s answered with NAT64 prefix %s, RFC 7050): IPv4 servers are reached through NAT64", IPv4OnlyName, n.Prefix)
+	for _, a := range n.Synthesized {
+		if v4, ok := ExtractNAT64(n.Prefix, a); ok {
+			c.reason("the IPv4-only server %s was probed through NAT64 as %s", v4, a)
+		}
+	}
 }

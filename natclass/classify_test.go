@@ -413,7 +413,7 @@ func TestTypeOf(t *testing.T) {
 
 func TestJSONVocabulary(t *testing.T) {
 	r := Result{Family: "ipv4", Mapping: BehaviorAddressAndPortDependent, Filtering: BehaviorUnknown, Type: TypePortRestrictedCone,
-		ALG: TriUnknown, Hairpin: TriYes, CGNAT: TriNo, Verdict: Verdict{DirectUDP: LikelihoodPossible, Peers: []PeerRoute{{PeerSymmetric, RouteProbablyDirect}}}}
+		ALG: TriUnknown, Hairpin: TriYes, CGNAT: TriNo, Verdict: Verdict{DirectUDP: LikelihoodPossible, Peers: []PeerRoute{{Peer: PeerSymmetric, Route: RouteProbablyDirect}}}}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)

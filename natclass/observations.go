@@ -129,6 +129,10 @@ type Observations struct {
 	Extra []Transaction `json:"extra,omitempty"`
 	// Paths are the Binding requests sent over TCP and TLS.
 	Paths []Attempt `json:"paths,omitempty"`
+	// NAT64 is what the engine found out about NAT64 on an IPv6-only
+	// network (IPv6 observations only); nil when it did not look (IPv4 has
+	// a route, or IPv4 was not asked for).
+	NAT64 *NAT64 `json:"nat64,omitempty"`
 }
 
 // Path transports.

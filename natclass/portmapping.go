@@ -137,16 +137,25 @@ func JudgePortMapping(p PortMapping, public netip.Addr) PortMappingJudgement {
 
 // FoldPortMapping folds a verified port mapping into v: every peer that
 // can send UDP reaches this host directly (a peer whose UDP is blocked
-// still needs its relay). Without a verified mapping v is unchanged.
+// still needs its relay). Without a verified mapping v is unchanged. The
+// mapping is an IPv4 one: in a verdict over both families (rows that name
+// their family) the rows it makes direct name IPv4.
 func FoldPortMapping(v Verdict, j PortMappingJudgement) Verdict {
 	if j.Verified == "" || j.ExternalNotPublic == TriYes || v.Peers == nil {
 		return v
+	}
+	combined := false // a verdict over both families names them
+	for _, p := range v.Peers {
+		combined = combined || p.Family != ""
 	}
 	peers := make([]PeerRoute, len(v.Peers))
 	for i, p := range v.Peers {
 		peers[i] = p
 		if p.Peer != PeerUDPBlocked {
 			peers[i].Route = RouteDirect
+			if combined {
+				peers[i].Family = FamilyIPv4 // the mappings are IPv4's
+			}
 		}
 	}
 	v.Peers = peers

@@ -44,15 +44,24 @@ func TestJudgePortMapping(t *testing.T) {
 
 func TestFoldPortMapping(t *testing.T) {
 	sym := Verdict{Summary: "Direct UDP unlikely: symmetric NAT.", Peers: []PeerRoute{
-		{PeerOpen, RouteDirect}, {PeerPortRestrictedCone, RouteRelay}, {PeerSymmetric, RouteRelay}, {PeerUDPBlocked, RouteRelay}}}
+		{Peer: PeerOpen, Route: RouteDirect}, {Peer: PeerPortRestrictedCone, Route: RouteRelay}, {Peer: PeerSymmetric, Route: RouteRelay}, {Peer: PeerUDPBlocked, Route: RouteRelay}}}
 	orig := slices.Clone(sym.Peers)
 	v := FoldPortMapping(sym, PortMappingJudgement{Verified: PortMapNATPMP, ExternalNotPublic: TriNo})
-	want := []PeerRoute{{PeerOpen, RouteDirect}, {PeerPortRestrictedCone, RouteDirect}, {PeerSymmetric, RouteDirect}, {PeerUDPBlocked, RouteRelay}}
+	want := []PeerRoute{{Peer: PeerOpen, Route: RouteDirect}, {Peer: PeerPortRestrictedCone, Route: RouteDirect}, {Peer: PeerSymmetric, Route: RouteDirect}, {Peer: PeerUDPBlocked, Route: RouteRelay}}
 	if !slices.Equal(v.Peers, want) || !strings.Contains(v.Summary, "browsers' WebRTC does not") {
 		t.Fatalf("got %+v", v)
 	}
 	if !slices.Equal(sym.Peers, orig) {
 		t.Fatal("the input verdict's peers changed")
+	}
+	// In a verdict over both families, the rows made direct name IPv4.
+	both := Verdict{Peers: []PeerRoute{{Peer: PeerOpen, Route: RouteDirect, Family: "ipv4"},
+		{Peer: PeerPortRestrictedCone, Route: RouteProbablyDirect, Family: "ipv6"}, {Peer: PeerUDPBlocked, Route: RouteRelay, Family: "ipv6"}}}
+	v = FoldPortMapping(both, PortMappingJudgement{Verified: PortMapPCP, ExternalNotPublic: TriNo})
+	want = []PeerRoute{{Peer: PeerOpen, Route: RouteDirect, Family: "ipv4"},
+		{Peer: PeerPortRestrictedCone, Route: RouteDirect, Family: "ipv4"}, {Peer: PeerUDPBlocked, Route: RouteRelay, Family: "ipv6"}}
+	if !slices.Equal(v.Peers, want) {
+		t.Errorf("both families: got %+v; want %+v", v.Peers, want)
 	}
 	for _, j := range []PortMappingJudgement{{}, {Verified: PortMapUPnP, ExternalNotPublic: TriYes}} {
 		if v := FoldPortMapping(sym, j); !slices.Equal(v.Peers, orig) || v.Summary != sym.Summary {

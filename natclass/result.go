@@ -22,6 +22,14 @@ type PeerRoute struct {
 	Peer string `json:"peer"`
 	// Route is how traffic to that kind of peer flows.
 	Route Route `json:"path"`
+	// Family is the address family ("ipv4" or "ipv6") that gives this
+	// path, in the run's verdict when two families were tested and
+	// disagree; absent in a family's own verdict and whenever only one
+	// family was tested or the families agree. A path over IPv6 holds for
+	// peers that have IPv6.
+	//
+	// CombineVerdicts sets it.
+	Family string `json:"family,omitempty"`
 }
 
 // Relay transports a verdict can call for, in ICE's order of preference.
@@ -77,6 +85,12 @@ type WayOut struct {
 	Port int `json:"port,omitempty"`
 	// Cost is what taking this way costs, in plain words.
 	Cost string `json:"cost"`
+	// Family is the address family ("ipv4" or "ipv6") this way out goes
+	// over, in the run's verdict when two families were tested and
+	// disagree; absent otherwise.
+	//
+	// CombineVerdicts sets it.
+	Family string `json:"family,omitempty"`
 }
 
 // ServerResult is what the diagnosis says of one UDP STUN server.
@@ -161,6 +175,8 @@ type Result struct {
 	// of Observations.Servers.
 	Servers []ServerResult `json:"servers"`
 	Verdict Verdict        `json:"verdict"`
+	// NAT64 is Observations.NAT64, copied.
+	NAT64 *NAT64 `json:"nat64,omitempty"`
 	// Reasons explain the diagnosis in plain words, tied to observations.
 	Reasons []string `json:"reasons"`
 }

@@ -114,9 +114,9 @@ func Decide(r Result) Verdict {
 			v.Summary = "Nothing could be measured: no STUN server answered"
 		}
 		for _, p := range peers {
-			v.Peers = append(v.Peers, PeerRoute{p.name, path})
+			v.Peers = append(v.Peers, PeerRoute{Peer: p.name, Route: path})
 		}
-		v.Peers = append(v.Peers, PeerRoute{PeerUDPBlocked, path})
+		v.Peers = append(v.Peers, PeerRoute{Peer: PeerUDPBlocked, Route: path})
 		if r.NotMeasured != "" && r.TCP != TriYes {
 			v.Summary = r.NotMeasured
 		}
@@ -141,10 +141,10 @@ func Decide(r Result) Verdict {
 		for _, lr := range rows {
 			paths = append(paths, punch[lr][p.row])
 		}
-		v.Peers = append(v.Peers, PeerRoute{p.name, combine(paths)})
+		v.Peers = append(v.Peers, PeerRoute{Peer: p.name, Route: combine(paths)})
 	}
 	// A peer whose UDP is blocked can only be reached through its relay.
-	v.Peers = append(v.Peers, PeerRoute{PeerUDPBlocked, RouteRelay})
+	v.Peers = append(v.Peers, PeerRoute{Peer: PeerUDPBlocked, Route: RouteRelay})
 
 	symOnly := len(rows) == 1 && rows[0] == rowSym
 	eimOnly := !symOnly

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -137,7 +138,10 @@ func retransmitEvery(rtt time.Duration) time.Duration {
 
 // Measure resolves the servers once and probes each requested family in
 // parallel. With families empty it probes IPv4 and IPv6, skipping a family
-// the host or the servers do not have.
+// the host or the servers do not have; then, when the host has no IPv4
+// route, it looks for NAT64 (lookForNAT64), records what it found in the
+// IPv6 run's observations, and probes IPv4 literals through the NAT64
+// prefix.
 func Measure(ctx context.Context, cfg Config, families ...Family) []Run {
 	explicit := len(families) > 0
 	if !explicit {
@@ -150,6 +154,10 @@ func Measure(ctx context.Context, cfg Config, families ...Family) []Run {
 		families = families[:1]
 		explicit = true
 	}
+	var nat64 *natclass.NAT64
+	if !explicit && slices.Contains(families, IPv4) && slices.Contains(families, IPv6) {
+		nat64 = lookForNAT64(ctx, cfg, res)
+	}
 	runs := make([]Run, len(families))
 	var wg sync.WaitGroup
 	for i, fam := range families {
@@ -160,6 +168,11 @@ func Measure(ctx context.Context, cfg Config, families ...Family) []Run {
 		}()
 	}
 	wg.Wait()
+	for i := range runs {
+		if runs[i].Family == IPv6 {
+			runs[i].Observations.NAT64 = nat64
+		}
+	}
 	return runs
 }
 

@@ -19,7 +19,11 @@ import (
 
 // SchemaVersion is the version of the JSON report. Fields are only ever
 // added; a removal or a change of meaning bumps it.
-const SchemaVersion = 1
+//
+// Version 2: the top-level verdict is the verdict over both address
+// families (the best path to each kind of peer over either family, with
+// its family), no longer the leading family's; nat64 was added.
+const SchemaVersion = 2
 
 // Report is the result of one natcheck run (natcheck --json, --format
 // json-line).
@@ -45,7 +49,7 @@ type Report struct {
 	// answered).
 	UDPLoss *natclass.Loss `json:"udp_loss"`
 	// Family is the leading family, the one that nat, public_addresses,
-	// verdict and reasons describe: a family whose UDP got out leads one
+	// udp_loss and reasons describe: a family whose UDP got out leads one
 	// whose UDP did not, and between equals ipv4 leads; empty when no
 	// family was tested. Every family's own result is in families.
 	Family string `json:"family"`
@@ -55,9 +59,23 @@ type Report struct {
 	// leading family's mapping socket: one under an endpoint-independent
 	// NAT, several under a symmetric one.
 	PublicAddresses []string `json:"public_addresses"`
-	// Verdict is how real-time traffic gets through from here, for the
-	// leading family.
+	// Verdict is how real-time traffic gets through from here, over every
+	// family tested (since schema version 2; before, the leading family's
+	// verdict). When two families were tested and their verdicts differ,
+	// each peer row is the best path over either family and names it in
+	// family, as does way_out; direct_udp, relay and way_out are those of
+	// the family with the best answer; and the summary gives that family's
+	// answer first, then the other's. A path over IPv6 holds for peers
+	// that have IPv6 too. When only one family was tested, or the families
+	// agree, or one measured nothing, it is the leading family's verdict
+	// unchanged, without family fields. The families' own verdicts, in
+	// families, never name a family.
 	Verdict natclass.Verdict `json:"verdict"`
+	// NAT64 is what the run found out about NAT64 on an IPv6-only network
+	// (no IPv4 route): whether a DNS64 resolver revealed a NAT64 prefix
+	// (RFC 7050), and which IPv4-only STUN servers were probed through it;
+	// absent when IPv4 has a route or only one family was asked for.
+	NAT64 *natclass.NAT64 `json:"nat64,omitempty"`
 	// Reasons are the diagnosis explained in plain words, tied to
 	// observations.
 	Reasons []string `json:"reasons"`
@@ -301,6 +319,7 @@ func Build(version string, started time.Time, duration time.Duration, in []Input
 		UDP:           all.UDP,
 		Measured:      all.Measured,
 		Verdict:       all.Verdict,
+		NAT64:         all.NAT64,
 	}
 	for _, f := range in {
 		fr := FamilyResult{Family: f.Result.Family, Skipped: f.Result.Skipped, Tests: []Test{}}

@@ -67,12 +67,25 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 		fmt.Fprintln(&b, "Path to each kind of peer: "+p.warn.Sprint("unknown"))
 	default:
 		fmt.Fprintln(&b)
+		// A verdict over both families whose families disagree names the
+		// family of each path (natclass.CombineVerdicts).
+		named := false
+		for _, pp := range r.Verdict.Peers {
+			named = named || pp.Family != ""
+		}
 		rows := make([][]string, 0, len(r.Verdict.Peers))
 		for _, pp := range r.Verdict.Peers {
-			rows = append(rows, []string{pp.Peer, p.path(pp.Route).Sprint(pp.Route.String())})
+			row := []string{pp.Peer, p.path(pp.Route).Sprint(pp.Route.String())}
+			if named {
+				row = append(row, familyName(pp.Family))
+			}
+			rows = append(rows, row)
 		}
 		head := []string{"peer behind", "path from here"}
-		if r.Family != "" && testedFamilies(r) > 1 {
+		switch {
+		case named:
+			head = append(head, "over")
+		case r.Family != "" && testedFamilies(r) > 1:
 			head[1] = "path from here (" + familyName(r.Family) + ")"
 		}
 		if err := renderTable(&b, head, rows); err != nil {
@@ -103,6 +116,9 @@ func WriteText(w io.Writer, r Report, o TextOptions) error {
 			c = p.bad
 		case natclass.WayTURNUDP, natclass.WayTURNTCP, natclass.WayTURNTLS:
 			c = p.warn
+		}
+		if w.Family != "" {
+			way += " over " + familyName(w.Family)
 		}
 		fmt.Fprintf(&b, "Way out: %s", c.Sprint(way))
 		if w.Cost != "" {

@@ -99,7 +99,7 @@ func TestJSONAgainstLoopbackServer(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
 	}
-	if r.SchemaVersion != 1 || !r.UDP || r.NAT.Mapping != "none" || r.NAT.Filtering != "none" || r.NAT.Type != "open-internet" || r.Verdict.DirectUDP != "likely" {
+	if r.SchemaVersion != 2 || !r.UDP || r.NAT.Mapping != "none" || r.NAT.Filtering != "none" || r.NAT.Type != "open-internet" || r.Verdict.DirectUDP != "likely" {
 		t.Errorf("report %+v", r)
 	}
 	if len(r.Servers) != 1 || r.Servers[0].RTTMS == nil || r.Servers[0].RFC5780 == nil || !*r.Servers[0].RFC5780 || r.DurationMS == nil {

@@ -21,7 +21,7 @@ func Run(ctx context.Context, cfg probe.Config, version string, families ...prob
 	in := make([]report.Input, 0, len(runs))
 	results := make([]natclass.Result, 0, len(runs))
 	for _, run := range runs {
-		res := natclass.Result{Family: string(run.Family), Skipped: run.Skipped}
+		res := natclass.Result{Family: string(run.Family), Skipped: run.Skipped, NAT64: run.Observations.NAT64}
 		if run.Skipped == "" {
 			res = natclass.Classify(run.Observations)
 		}

@@ -38,7 +38,7 @@ func RunWith(ctx context.Context, cfg probe.Config, pm PortMap, version string, 
 	in := make([]report.Input, 0, len(runs))
 	results := make([]natclass.Result, 0, len(runs))
 	for _, run := range runs {
-		res := natclass.Result{Family: string(run.Family), Skipped: run.Skipped}
+		res := natclass.Result{Family: string(run.Family), Skipped: run.Skipped, NAT64: run.Observations.NAT64}
 		if run.Skipped == "" {
 			res = natclass.Classify(run.Observations)
 		}

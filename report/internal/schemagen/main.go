@@ -183,7 +183,8 @@ func packages(roots []reflect.Type) []string {
 }
 
 // walk calls f once for each struct type of the JSON reachable from roots,
-// depth first, in field order. time.Time is a string, not a struct.
+// depth first, in field order. time.Time is a string, not a struct, and
+// so is every type mapper maps (netip's).
 func walk(roots []reflect.Type, f func(reflect.Type)) {
 	seen := map[reflect.Type]bool{}
 	var visit func(t reflect.Type)
@@ -191,7 +192,7 @@ func walk(roots []reflect.Type, f func(reflect.Type)) {
 		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
 			t = t.Elem()
 		}
-		if t.Kind() != reflect.Struct || t == timeType || seen[t] {
+		if t.Kind() != reflect.Struct || t == timeType || seen[t] || mapper(t) != nil {
 			return
 		}
 		seen[t] = true

@@ -32,6 +32,20 @@ the old version's fields would keep their meaning in it. So:
 Yes/no answers that may be unknown (` + "`true | false | null`" + `) use ` + "`null`" + ` for "not tested" or "could not
 tell", never for "no". Times are milliseconds (` + "`_ms`" + `) unless named otherwise; addresses are
 ` + "`IP:port`" + ` with IPv6 in brackets.
+
+### Changes
+
+- **2**: the top-level ` + "`verdict`" + ` is the verdict over both address families, no longer the
+  leading family's. When IPv4 and IPv6 were both tested and their verdicts differ, each entry of
+  ` + "`verdict.peers`" + ` is the best path to that kind of peer over either family and names it in
+  ` + "`family`" + ` (a path over IPv6 holds for peers that have IPv6 too; between equal paths the
+  leading family is named); ` + "`verdict.way_out`" + `, ` + "`direct_udp`" + ` and ` + "`relay`" + ` are those of the family with
+  the best answer, ` + "`way_out.family`" + ` naming it; and the summary gives that family's answer first,
+  then the other's. With one family tested, with families that agree, or with a family that
+  measured nothing, the verdict is the leading family's, unchanged and without ` + "`family`" + ` fields,
+  as in version 1. Version 1's verdict is the ` + "`families[]`" + ` entry whose ` + "`family`" + ` is the
+  top-level ` + "`family`" + `; the families' own verdicts never carry ` + "`family`" + `. ` + "`nat64`" + ` was added
+  (an IPv6-only network with NAT64).
 `
 
 // markdown returns docs/json.md: a table of fields for each object of the

@@ -203,10 +203,11 @@ var vocabularies = map[reflect.Type]map[string][]string{
 		"ChangeRequest": {"change-ip|change-port", "change-ip", "change-port"},
 	},
 	reflect.TypeFor[natclass.PeerRoute](): {"Peer": {natclass.PeerOpen, natclass.PeerFullCone, natclass.PeerRestrictedCone,
-		natclass.PeerPortRestrictedCone, natclass.PeerSymmetric, natclass.PeerUDPBlocked}},
+		natclass.PeerPortRestrictedCone, natclass.PeerSymmetric, natclass.PeerUDPBlocked}, "Family": families},
+	reflect.TypeFor[natclass.NAT64]():   {"Source": {natclass.NAT64SourceDNS64}},
 	reflect.TypeFor[natclass.Verdict](): {"Relay": relays, "RelayVerified": relays},
 	reflect.TypeFor[natclass.WayOut](): {"Via": {natclass.WayDirectUDP, natclass.WayTURNUDP, natclass.WayTURNTCP,
-		natclass.WayTURNTLS, natclass.WayNone, natclass.WayUnknown, ""}},
+		natclass.WayTURNTLS, natclass.WayNone, natclass.WayUnknown, ""}, "Family": families},
 	reflect.TypeFor[report.TURNReport](): {"RelayVerified": relays},
 	reflect.TypeFor[report.TURNResult](): {
 		"Transport": {natclass.TURNTransportUDP, natclass.TURNTransportTCP, natclass.TURNTransportTLS},

@@ -1,0 +1,85 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"net/netip"
+
+	"github.com/pion/transport/v4/stdnet"
+
+	"github.com/natcheck/natcheck/natclass"
+)
+
+// ipv4Probe is where the IPv4 route check dials when no server has an IPv4
+// address: 192.0.0.170 of ipv4only.arpa (RFC 7050). A UDP dial sends
+// nothing; it only asks the routing table.
+var ipv4Probe = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 0, 170}), DefaultPort)
+
+// lookForNAT64 is run when both families are probed: if the host has no
+// IPv4 route, it asks the resolver for the AAAA records of ipv4only.arpa
+// (RFC 7050) and, when they reveal a NAT64 prefix, points the IPv6 run at
+// each IPv4-only server given as an IPv4 literal through that prefix (RFC
+// 6052), rather than leaving it unreachable. It returns nil when the host
+// has an IPv4 route (nothing to look for).
+func lookForNAT64(ctx context.Context, cfg Config, res map[Family][]resolved) *natclass.NAT64 {
+	if hasIPv4Route(cfg, res[IPv4]) {
+		return nil
+	}
+	r := cfg.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	addrs, _ := r.LookupNetIP(ctx, "ip6", natclass.IPv4OnlyName) // no answer: no DNS64
+	return synthesize(natclass.NAT64Prefixes(addrs), res)
+}
+
+// synthesize records the NAT64 prefix found (none: not detected) and gives
+// the IPv6 run the synthesized address of every server given as an IPv4
+// literal.
+func synthesize(prefixes []netip.Prefix, res map[Family][]resolved) *natclass.NAT64 {
+	n := &natclass.NAT64{}
+	if len(prefixes) == 0 {
+		return n
+	}
+	n.Detected, n.Prefix, n.Source = true, prefixes[0], natclass.NAT64SourceDNS64
+	for i, rr := range res[IPv6] {
+		a, err := netip.ParseAddr(rr.target.Host)
+		if err != nil || !a.Unmap().Is4() || rr.addr.IsValid() {
+			continue
+		}
+		s, err := natclass.SynthesizeNAT64(n.Prefix, a)
+		if err != nil {
+			continue
+		}
+		res[IPv6][i] = resolved{target: rr.target, addr: s}
+		n.Synthesized = append(n.Synthesized, s)
+	}
+	return n
+}
+
+// hasIPv4Route reports whether the host can send to an IPv4 server (the
+// first resolved one, else ipv4Probe).
+func hasIPv4Route(cfg Config, res []resolved) bool {
+	n := cfg.Net
+	if n == nil {
+		var err error
+		if n, err = stdnet.NewNet(); err != nil {
+			return true // cannot tell: do not look for NAT64
+		}
+	}
+	dest := ipv4Probe
+	for _, r := range res {
+		if r.addr.IsValid() {
+			dest = netip.AddrPortFrom(r.addr, r.target.Port)
+			break
+		}
+	}
+	c, err := n.Dial("udp4", dest.String())
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
