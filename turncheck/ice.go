@@ -101,6 +101,9 @@ func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
 	budget := 4 * o.stepTimeout()
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	if server, err := resolveServer(ctx, s.URL, o); err == nil && useTURNClients(server, o) {
+		return endToEndClients(ctx, s, server, o)
+	}
 	start := time.Now()
 
 	user, pw, _ := s.Credentials.Resolve(o.now())
