@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/stunserver"
+	"github.com/natcheck/natcheck/stunserver/stuntest"
 	"github.com/natcheck/natcheck/turncheck/turntest"
 )
 
@@ -92,4 +94,33 @@ func TestCheckRelayFamily(t *testing.T) {
 			t.Errorf("relayed %q, warnings %q: want an IPv6 relay and a warning that IPv4 was asked for", res.RelayedFamily, res.Warnings)
 		}
 	})
+}
+
+// TestGatherIPv6 gathers server-reflexive candidates from a STUN server on
+// [::1], and says why a TURN server on [::1] gives no relay candidate.
+func TestGatherIPv6(t *testing.T) {
+	t.Parallel()
+	turntest.SkipWithoutIPv6(t)
+	st := stuntest.StartSingle(t, stunserver.Config{Primary: netip.MustParseAddrPort("[::1]:0")})
+	srv := turntest.NewServer(t, turntest.Options{IPv6: true})
+	stunAddr := st.Primary()
+	g := Gather(context.Background(), []string{stunAddr.String()}, []Server{{URL: mustURL(t, srv.URLs()[0]), Credentials: longTerm()}}, Options{StepTimeout: 2 * time.Second})
+	t.Logf("%+v", g)
+	srflx6 := 0
+	for _, c := range g.Candidates {
+		if c.Family != Family(c.Address) || c.Family == "" {
+			t.Errorf("candidate %+v: family %q for address %v", c, c.Family, c.Address)
+		}
+		if c.Type == "srflx" && c.Family == "ipv6" && c.Server == "stun:"+stunAddr.String() {
+			srflx6++
+		}
+	}
+	if srflx6 == 0 {
+		t.Errorf("no IPv6 srflx candidate from stun:%s in %+v", stunAddr, g.Candidates)
+	}
+	for _, s := range g.Servers {
+		if s.Want == "relay" && (s.Produced != 0 || !strings.Contains(s.Error, "no relay candidates over IPv6")) {
+			t.Errorf("TURN server %+v: want no relay and the reason", s)
+		}
+	}
 }
