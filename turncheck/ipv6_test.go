@@ -124,3 +124,33 @@ func TestGatherIPv6(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCoturnIPv6 checks a real coturn listening and relaying on ::1
+// over UDP, TCP and TLS.
+func TestCheckCoturnIPv6(t *testing.T) {
+	t.Parallel()
+	c := turntest.StartCoturn(t, turntest.CoturnOptions{IPv6: true})
+	pool, err := LoadCAFile(c.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range c.URLs() {
+		u := mustURL(t, raw)
+		t.Run(u.Transport, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res := Check(ctx, Server{URL: u, Credentials: longTerm()}, Options{RootCAs: pool, EndToEnd: true})
+			t.Logf("%+v data=%+v e2e=%+v", res, res.Data, res.EndToEnd)
+			if !res.OK {
+				t.Fatalf("check failed at %s: %s (%s)", res.FailedStep, res.Error, res.Hint)
+			}
+			if res.Family != "ipv6" || res.RelayedFamily != "ipv6" || res.Relayed.Addr() != loop6 {
+				t.Errorf("family %q relayed %q at %v; want an IPv6 relay on ::1", res.Family, res.RelayedFamily, res.Relayed)
+			}
+			if e := res.EndToEnd; e == nil || !e.Connected {
+				t.Errorf("end-to-end %+v", e)
+			}
+		})
+	}
+}
