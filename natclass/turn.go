@@ -89,6 +89,9 @@ type TURNCheck struct {
 	Transport string         `json:"transport"`
 	Server    netip.AddrPort `json:"server,omitzero"` // the address connected to
 	Local     netip.AddrPort `json:"local,omitzero"`  // our end of the control connection
+	// Family is the address family of the transport to the server:
+	// "ipv4" or "ipv6"; empty when the name did not resolve.
+	Family string `json:"family,omitempty"`
 	// Auth is "long-term" or "rest" (time-limited, from a shared secret).
 	Auth string `json:"auth"`
 	User string `json:"user,omitempty"`
@@ -103,8 +106,11 @@ type TURNCheck struct {
 	AllocateRTT time.Duration  `json:"-"` // round trip of the authenticated Allocate request
 	Realm       string         `json:"realm,omitempty"`
 	Relayed     netip.AddrPort `json:"relayed,omitzero"` // XOR-RELAYED-ADDRESS
-	Mapped      netip.AddrPort `json:"mapped,omitzero"`  // XOR-MAPPED-ADDRESS of the Allocate response
-	Lifetime    time.Duration  `json:"-"`
+	// RelayedFamily is the family of the relayed address, "ipv4" or
+	// "ipv6" (RFC 6156); empty without an allocation.
+	RelayedFamily string         `json:"relayed_family,omitempty"`
+	Mapped        netip.AddrPort `json:"mapped,omitzero"` // XOR-MAPPED-ADDRESS of the Allocate response
+	Lifetime      time.Duration  `json:"-"`
 
 	Permission time.Duration `json:"-"`
 	Data       *RelayData    `json:"data,omitempty"`
@@ -205,9 +211,11 @@ func FoldTURN(v Verdict, checks []TURNCheck) Verdict {
 
 // Candidate is one ICE candidate gathered from here.
 type Candidate struct {
-	Type        string     `json:"type"`
-	Protocol    string     `json:"protocol"`
-	Address     netip.Addr `json:"address"`
+	Type     string     `json:"type"`
+	Protocol string     `json:"protocol"`
+	Address  netip.Addr `json:"address"`
+	// Family is the address's family: "ipv4" or "ipv6".
+	Family      string     `json:"family"`
 	Port        int        `json:"port"`
 	RelatedAddr netip.Addr `json:"related_address,omitzero"`
 	RelatedPort int        `json:"related_port,omitempty"`

@@ -680,9 +680,11 @@ func (s *session) newAgent(ctx context.Context, phase string) (*ice.Agent, error
 	if cfg.server != nil {
 		return cfg.server.newAgent(opts)
 	}
-	networks := []ice.NetworkType{ice.NetworkTypeUDP4}
+	// Both families: a pair symmetric over IPv4 may connect directly over
+	// IPv6. Relays stay on IPv4 (pion/ice v4.4.1 gathers none over IPv6).
+	networks := []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}
 	if cfg.ActiveTCP && phase == report.PhaseDirect {
-		networks = append(networks, ice.NetworkTypeTCP4)
+		networks = append(networks, ice.NetworkTypeTCP4, ice.NetworkTypeTCP6)
 	}
 	opts = append(opts, ice.WithNetworkTypes(networks))
 	if phase == report.PhaseRelay && len(cfg.TURN) > 0 {

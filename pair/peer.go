@@ -89,11 +89,11 @@ type serverSide struct {
 func (s *serverSide) newAgent(opts []ice.AgentOption) (*ice.Agent, error) {
 	var networks []ice.NetworkType
 	if s.pc.UDPMux != nil {
-		networks = append(networks, ice.NetworkTypeUDP4)
+		networks = append(networks, ice.NetworkTypeUDP4, ice.NetworkTypeUDP6)
 		opts = append(opts, ice.WithUDPMux(s.pc.UDPMux))
 	}
 	if s.pc.TCPMux != nil {
-		networks = append(networks, ice.NetworkTypeTCP4)
+		networks = append(networks, ice.NetworkTypeTCP4, ice.NetworkTypeTCP6)
 		opts = append(opts, ice.WithTCPMux(s.pc.TCPMux))
 	}
 	remote := s.remote
@@ -201,10 +201,21 @@ type PeerServerConfig struct {
 }
 
 // ListenPeer opens the server peer's UDP socket and TCP listener on addr
-// (a specific IPv4 address: ICE candidates carry it).
+// (a specific IPv4 or IPv6 address, as ICE candidates carry it; an
+// IPv4-mapped IPv6 address means its IPv4 address). Clients reach it over
+// addr's family: those that reach the rendezvous over the other family
+// get no pair (checks go only to the address the rendezvous saw).
 func ListenPeer(addr netip.AddrPort, c PeerServerConfig) (*PeerServer, error) {
-	if !addr.Addr().Is4() || addr.Addr().IsUnspecified() {
-		return nil, fmt.Errorf("--pair-ice %s: give a specific IPv4 address and port, as the peer's candidates carry it", addr)
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	switch a := addr.Addr(); {
+	case !a.IsValid() || a.IsUnspecified() || a.IsMulticast():
+		return nil, fmt.Errorf("--pair-ice %s: give a specific IPv4 address or IPv6 address and port, as the peer's candidates carry it", addr)
+	case a.Zone() != "" || a.IsLinkLocalUnicast():
+		return nil, fmt.Errorf("--pair-ice %s: a link-local address reaches only its own link: give a global (or unique local) address", addr)
+	}
+	udpNet, tcpNet := "udp4", "tcp4"
+	if addr.Addr().Is6() {
+		udpNet, tcpNet = "udp6", "tcp6"
 	}
 	lf := c.LoggerFactory
 	if lf == nil {
@@ -225,7 +236,7 @@ func ListenPeer(addr netip.AddrPort, c PeerServerConfig) (*PeerServer, error) {
 		nw = std
 	}
 	if !c.NoUDP {
-		udp, err := nw.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		udp, err := nw.ListenUDP(udpNet, net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			return nil, fmt.Errorf("server peer: %w", err)
 		}
@@ -233,7 +244,7 @@ func ListenPeer(addr netip.AddrPort, c PeerServerConfig) (*PeerServer, error) {
 		p.pc.UDPMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: lf.NewLogger("udpmux"), Net: nw})
 	}
 	if !c.NoTCP {
-		tcp, err := nw.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
+		tcp, err := nw.ListenTCP(tcpNet, net.TCPAddrFromAddrPort(addr))
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("server peer: %w", err)

@@ -59,6 +59,9 @@ func Check(ctx context.Context, s Server, o Options) natclass.TURNCheck {
 	if (c.res.OK || peerCutOff) && o.EndToEnd && ctx.Err() == nil {
 		e2e := EndToEndCheck(ctx, s, o)
 		c.res.EndToEnd = &e2e
+		if useTURNClients(c.res.Server, o) {
+			c.warn("the end-to-end check ran between two TURN clients' relayed addresses, not two ICE agents: %s", iceRelaysIPv6)
+		}
 		switch {
 		case e2e.Connected && peerCutOff:
 			c.res.OK, c.res.FailedStep = true, ""
@@ -118,6 +121,7 @@ func (c *checker) run(ctx context.Context) {
 		return
 	}
 	c.res.Server = server
+	c.res.Family = Family(server.Addr())
 
 	token := make([]byte, 8)
 	rand.Read(token)
@@ -135,6 +139,9 @@ func (c *checker) run(ctx context.Context) {
 		Password:       c.password.Reveal(),
 		Software:       "natcheck",
 		LoggerFactory:  newLogFactory(c.password.Reveal()),
+		// RFC 6156: IPv6 sends REQUESTED-ADDRESS-FAMILY; 0 lets pion
+		// infer the family of the connection (IPv6 over IPv6).
+		RequestedAddressFamily: requestedFamily(c.o.RelayFamily),
 
 		PermissionRefreshInterval: c.o.Soak.permissionRefresh(),
 	})
@@ -178,6 +185,10 @@ func (c *checker) run(ctx context.Context) {
 	if ua, ok := relay.LocalAddr().(*net.UDPAddr); ok {
 		c.res.Relayed = natstun.AddrPortOf(ua)
 	}
+	c.res.RelayedFamily = Family(c.res.Relayed.Addr())
+	if want := familyName(c.o.RelayFamily); want != "" && c.res.RelayedFamily != "" && want != c.res.RelayedFamily {
+		c.warn("asked for an %s relayed address, the server gave %s %s (RFC 6156: the server may not relay %s)", want, c.res.RelayedFamily, c.res.Relayed.Addr(), want)
+	}
 	c.checkRelayedAddress(server)
 
 	released := false
@@ -209,26 +220,74 @@ func (c *checker) run(ctx context.Context) {
 	c.res.OK = true
 }
 
-// resolveServer looks up u's host with o's resolver. ICE gathers relays
-// over IPv4 only (pion/ice v4.4.1): it prefers an IPv4 address.
+// resolveServer looks up u's host with o's resolver, and picks an address
+// of o.Family; with no family asked, it prefers IPv4.
 func resolveServer(ctx context.Context, u URL, o Options) (netip.AddrPort, error) {
 	rctx, cancel := context.WithTimeout(ctx, o.stepTimeout())
 	defer cancel()
-	addrs, err := o.resolver().LookupNetIP(rctx, "ip", u.Host)
+	network := "ip"
+	switch o.Family {
+	case 4:
+		network = "ip4"
+	case 6:
+		network = "ip6"
+	}
+	addrs, err := o.resolver().LookupNetIP(rctx, network, u.Host)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	if len(addrs) == 0 {
-		return netip.AddrPort{}, errors.New("no address")
-	}
-	ip := addrs[0]
+	var ip netip.Addr
 	for _, a := range addrs {
-		if a.Unmap().Is4() {
+		a = a.Unmap()
+		switch {
+		case o.Family == 6 && !a.Is6(), o.Family == 4 && !a.Is4():
+			continue
+		case !ip.IsValid(), a.Is4() && !ip.Is4():
 			ip = a
-			break
 		}
 	}
-	return netip.AddrPortFrom(ip.Unmap(), uint16(u.Port)), nil
+	if !ip.IsValid() {
+		if name := familyName(o.Family); name != "" {
+			return netip.AddrPort{}, fmt.Errorf("no %s address", name)
+		}
+		return netip.AddrPort{}, errors.New("no address")
+	}
+	return netip.AddrPortFrom(ip, uint16(u.Port)), nil
+}
+
+// Family is the address family of a: "ipv4" (IPv4-mapped IPv6 included),
+// "ipv6", or "" for the zero Addr.
+func Family(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return ""
+	case a.Unmap().Is4():
+		return "ipv4"
+	}
+	return "ipv6"
+}
+
+// familyName is Family's name of 4 or 6, and "" for anything else.
+func familyName(f int) string {
+	switch f {
+	case 4:
+		return "ipv4"
+	case 6:
+		return "ipv6"
+	}
+	return ""
+}
+
+// requestedFamily is pion's REQUESTED-ADDRESS-FAMILY for 4 or 6; 0 lets
+// pion infer it from the connection.
+func requestedFamily(f int) turn.RequestedAddressFamily {
+	switch f {
+	case 4:
+		return turn.RequestedAddressFamilyIPv4
+	case 6:
+		return turn.RequestedAddressFamilyIPv6
+	}
+	return 0
 }
 
 // connect opens the control connection: a connected UDP socket (so that an

@@ -145,6 +145,17 @@ func explain(step string, err error, c *checker) explanation {
 	case int(stun.CodeInsufficientCapacity):
 		e.msg = "508 Insufficient Capacity: the server has no relay ports left"
 		e.hint = "widen the relay port range (coturn min-port, max-port) or add servers"
+		if f := familyName(c.o.RelayFamily); f != "" {
+			e.msg = fmt.Sprintf("508 Insufficient Capacity to an Allocate asking for an %s relayed address", f)
+			e.hint = fmt.Sprintf("the server may have no %s relay address (servers built on pion/turn answer 508, not 440, for a family they do not relay; coturn: relay-ip of that family), or no relay ports left", f)
+		}
+	case int(stun.CodeAddrFamilyNotSupported):
+		f := familyName(c.o.RelayFamily)
+		if f == "" {
+			f = Family(c.res.Server.Addr())
+		}
+		e.msg = fmt.Sprintf("440 Address Family not Supported: the server does not relay %s (RFC 6156)", f)
+		e.hint = "ask for the other family, or give the server a relay address of this one (coturn relay-ip)"
 	case int(stun.CodeTryAlternate):
 		e.msg = "300 Try Alternate: the server redirects clients elsewhere"
 		e.hint = "check the ALTERNATE-SERVER the server advertises, and use it"

@@ -91,7 +91,9 @@ func agentOptions(typ ice.CandidateType, urls []*stun.URI, logs *logFactory, o O
 // EndToEndCheck connects two local ICE agents, restricted to relayed
 // candidates (RFC 8445 section 5.1.1.2) from the same TURN server, to each
 // other, and sends data both ways: the proof that two browsers could relay
-// media through the server. It returns the selected candidate pair.
+// media through the server. It returns the selected candidate pair. Over
+// an IPv6 transport, or for IPv6 relayed addresses (o.RelayFamily 6), two
+// TURN clients take the agents' place (iceRelaysIPv6).
 func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
 	var res natclass.EndToEnd
 	if err := s.Credentials.Validate(); err != nil {
@@ -101,6 +103,9 @@ func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
 	budget := 4 * o.stepTimeout()
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	if server, err := resolveServer(ctx, s.URL, o); err == nil && useTURNClients(server, o) {
+		return endToEndClients(ctx, s, server, o)
+	}
 	start := time.Now()
 
 	user, pw, _ := s.Credentials.Resolve(o.now())
@@ -344,7 +349,10 @@ func Gather(ctx context.Context, stunServers []string, turnServers []Server, o O
 		cs := natclass.CandidateServer{URL: label, Want: typ.String()}
 		logs := newLogFactory(secrets...)
 		opts := agentOptions(typ, urls, logs, o)
-		if typ == ice.CandidateTypeHost {
+		if typ != ice.CandidateTypeRelay {
+			// Host and server-reflexive candidates of both families:
+			// pion/ice gathers srflx over UDP only. Relays stay on IPv4
+			// (iceRelaysIPv6).
 			opts[2] = ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6})
 		}
 		if d != nil {
@@ -419,6 +427,11 @@ func Gather(ctx context.Context, stunServers []string, turnServers []Server, o O
 				results[k] = natclass.CandidateServer{URL: s.URL.String(), Want: "relay", Error: err.Error()}
 				return
 			}
+			if a, err := netip.ParseAddr(s.URL.Host); err == nil && a.Unmap().Is6() {
+				results[k] = natclass.CandidateServer{URL: s.URL.String(), Want: "relay",
+					Error: iceRelaysIPv6 + " (the TURN check itself runs over IPv6)"}
+				return
+			}
 			user, pw, _ := s.Credentials.Resolve(o.now())
 			var d *proxyDialer
 			if s.URL.Transport != natclass.TURNTransportUDP {
@@ -466,6 +479,7 @@ func convertCandidate(c ice.Candidate, start time.Time) natclass.Candidate {
 	}
 	if a, err := netip.ParseAddr(c.Address()); err == nil {
 		nc.Address = a.Unmap()
+		nc.Family = Family(nc.Address)
 	}
 	if ra := c.RelatedAddress(); ra != nil {
 		if a, err := netip.ParseAddr(ra.Address); err == nil {

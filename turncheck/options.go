@@ -27,6 +27,18 @@ type Options struct {
 	Interval time.Duration
 	// EndToEnd also connects two relay-only ICE agents through the server.
 	EndToEnd bool
+	// Family picks the server's address when its name has both an IPv4
+	// and an IPv6 one: 4 or 6; 0 prefers IPv4. With 4 or 6, a name without
+	// an address of that family fails the resolve step.
+	Family int
+	// RelayFamily is the family of the relayed address to ask for: 6 sends
+	// REQUESTED-ADDRESS-FAMILY IPv6 (RFC 6156 section 4.1.1); 4 sends none,
+	// which means IPv4 by RFC 6156 (pion/turn's client never sends the
+	// attribute for IPv4, and servers built on pion/turn then allocate in
+	// the family of the transport); 0 asks for the family of the
+	// transport to the server. A relayed address of another family than
+	// asked is a warning.
+	RelayFamily int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Trace, if set, is called for every STUN/TURN message of every check,

@@ -39,6 +39,10 @@ func TestParseURL(t *testing.T) {
 		{"turns:example.com:443?transport=tcp", "example.com", 443, natclass.TURNTransportTLS, "turns:example.com:443"},
 		{"turn:[2001:db8::1]:3479?transport=TCP", "2001:db8::1", 3479, natclass.TURNTransportTCP, "turn:[2001:db8::1]:3479?transport=tcp"},
 		{"turn:[::1]", "::1", 3478, natclass.TURNTransportUDP, "turn:[::1]:3478"},
+		{"turn:[::1]:3478?transport=udp", "::1", 3478, natclass.TURNTransportUDP, "turn:[::1]:3478"},
+		{"turn:[2001:db8::1]:3478", "2001:db8::1", 3478, natclass.TURNTransportUDP, "turn:[2001:db8::1]:3478"},
+		// An IPv4-mapped address means its IPv4 address.
+		{"turn:[::ffff:192.0.2.1]:3478?transport=tcp", "192.0.2.1", 3478, natclass.TURNTransportTCP, "turn:192.0.2.1:3478?transport=tcp"},
 	} {
 		u, err := ParseURL(tc.in)
 		if err != nil {
@@ -62,6 +66,12 @@ func TestParseURL(t *testing.T) {
 		"turn:2001:db8::1":                             "brackets",
 		"turn:[2001:db8::1":                            "missing ]",
 		"turn:[example.com]":                           "not an IPv6 address",
+		"turn:[192.0.2.1]":                             "not an IPv6 address",
+		"turn:[fe80::1%25eth0]:3478":                   "zoned address",
+		"turn:[fe80::1%eth0]:3478":                     "zoned address",
+		"turn:[fe80::1]:3478":                          "link-local",
+		"turn:[::]:3478":                               "not a server's address",
+		"turn:[ff02::1]:3478":                          "not a server's address",
 		"turn:alice:hunter2@example.com":               "credentials do not belong",
 		"turns:alice:hunter2@example.com:1":            "credentials do not belong",
 		"turn:example.com?transport=udp&transport=tcp": "more than once",

@@ -18,7 +18,18 @@ import (
 // its address as the relay sees it), then sends packets through the relay
 // to the peer, which echoes them back.
 func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
+	// The peer socket is on our end of the control connection, or, when
+	// the relayed address is of the other family (RFC 6156), on the
+	// address this host sends to the relayed address from.
 	local := c.res.Local.Addr()
+	sameFamily := Family(local) == Family(c.res.Relayed.Addr())
+	if !sameFamily {
+		var err error
+		if local, err = sourceFor(c.res.Relayed); err != nil {
+			c.fail(natclass.TURNStepPermission, fmt.Errorf("opening the local peer socket: no %s route to the relayed address %s: %w", Family(c.res.Relayed.Addr()), c.res.Relayed, err))
+			return false
+		}
+	}
 	peer, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
 	if err != nil {
 		c.fail(natclass.TURNStepPermission, fmt.Errorf("opening the local peer socket: %w", err))
@@ -27,9 +38,9 @@ func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
 	defer peer.Close()
 	peerLocal := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	// Permissions are per IP address (RFC 8656 section 9): our address as
-	// the server sees it.
+	// the server sees it (XOR-MAPPED-ADDRESS is of the transport's family).
 	permIP := local
-	if c.res.Mapped.IsValid() {
+	if c.res.Mapped.IsValid() && sameFamily {
 		permIP = c.res.Mapped.Addr()
 	}
 	t0 := time.Now()
@@ -225,4 +236,15 @@ collect:
 		c.warn("the peer's first packet to the relayed address did not come through; data flowed anyway")
 	}
 	return true
+}
+
+// sourceFor is the address this host sends to ap from: a UDP socket
+// connected to ap, which sends nothing, tells the route's source.
+func sourceFor(ap netip.AddrPort) (netip.Addr, error) {
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer conn.Close()
+	return conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
 }

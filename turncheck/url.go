@@ -25,7 +25,10 @@ const (
 //	turn:HOST[:PORT][?transport=udp|tcp]
 //	turns:HOST[:PORT][?transport=tcp]
 //
-// An IPv6 address goes in brackets. It holds no credentials.
+// An IPv6 address goes in brackets. An IPv4-mapped IPv6 address
+// ([::ffff:192.0.2.1]) means its IPv4 address; zoned, link-local,
+// unspecified and multicast addresses are refused. It holds no
+// credentials.
 type URL struct {
 	Secure    bool   // turns:
 	Host      string // name or address, without brackets
@@ -106,8 +109,22 @@ func ParseURL(s string) (URL, error) {
 		default:
 			return u, fmt.Errorf("turn URL %q: unexpected %q after the IPv6 address", shown, after)
 		}
-		if _, err := netip.ParseAddr(host); err != nil {
+		if strings.Contains(host, "%") {
+			return u, fmt.Errorf("turn URL %q: a zoned address (%%zone) names a link on this host only: give the server's global IPv6 address or its name", shown)
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil || !a.Is6() {
 			return u, fmt.Errorf("turn URL %q: %q is not an IPv6 address", shown, host)
+		}
+		switch {
+		case a.Is4In6():
+			// An IPv4-mapped address (::ffff:a.b.c.d) means its IPv4
+			// address: the check runs over IPv4, and the URL shows it so.
+			host = a.Unmap().String()
+		case a.IsLinkLocalUnicast():
+			return u, fmt.Errorf("turn URL %q: %s is link-local: it needs a zone and reaches one link only; give the server's global IPv6 address or its name", shown, a)
+		case a.IsUnspecified() || a.IsMulticast():
+			return u, fmt.Errorf("turn URL %q: %s is not a server's address", shown, a)
 		}
 	} else if i := strings.LastIndex(hostport, ":"); i >= 0 {
 		host, port = hostport[:i], hostport[i+1:]

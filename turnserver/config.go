@@ -64,7 +64,10 @@ type Config struct {
 	// Relays are the addresses relayed transport addresses are made on,
 	// at most one per address family. A listener's relays are on the
 	// Relay of its family, or on the listener's own address when there
-	// is none.
+	// is none; a client that asks for the other family with
+	// REQUESTED-ADDRESS-FAMILY (RFC 6156) gets a relay on the Relay of
+	// that family, and 508 Insufficient Capacity when there is none
+	// (pion/turn answers a failed relay so, not with 440).
 	Relays []Relay
 
 	// RelayMinPort and RelayMaxPort are the range relay ports are chosen

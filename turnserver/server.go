@@ -118,8 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			_ = l.Listener.Close()
 		}
 	}
-	gen := func(ip netip.Addr) *turn.RelayAddressGeneratorPortRange {
-		r, _ := relayFor(cfg.Relays, ip) // checked by validate
+	portRange := func(r Relay) *turn.RelayAddressGeneratorPortRange {
 		return &turn.RelayAddressGeneratorPortRange{
 			RelayAddress: r.Public.AsSlice(),
 			Address:      r.Local.String(),
@@ -128,6 +127,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			MaxRetries:   relayRetries,
 			Net:          nw,
 		}
+	}
+	// A listener relays in its own family, and in the other one when a
+	// Relay of that family is configured (RFC 6156 REQUESTED-ADDRESS-FAMILY).
+	gen := func(ip netip.Addr) turn.RelayAddressGenerator {
+		r, _ := relayFor(cfg.Relays, ip) // checked by validate
+		g := familyGen{}
+		g.set(r.Public, portRange(r))
+		for _, o := range cfg.Relays {
+			if o.Public.Unmap().Is4() != r.Public.Is4() {
+				o, _ = relayFor(cfg.Relays, o.Public)
+				g.set(o.Public, portRange(o))
+			}
+		}
+		return g
 	}
 	allow, deny := cfg.AllowPeers, cfg.DenyPeers
 	own := &ownAddrs{nw: nw, static: configAddrs(cfg)}
@@ -414,4 +427,65 @@ func network(proto string, ip netip.Addr) string {
 		return proto + "4"
 	}
 	return proto + "6"
+}
+
+// familyGen makes relays of the family pion asks for (its network ends in
+// 4 or 6); a family without a generator fails the allocation, which
+// pion/turn answers with 508 Insufficient Capacity (not RFC 6156's 440).
+type familyGen struct {
+	v4, v6 *turn.RelayAddressGeneratorPortRange
+}
+
+func (g *familyGen) set(ip netip.Addr, r *turn.RelayAddressGeneratorPortRange) {
+	if ip.Unmap().Is4() {
+		g.v4 = r
+	} else {
+		g.v6 = r
+	}
+}
+
+func (g familyGen) pick(network string) (*turn.RelayAddressGeneratorPortRange, error) {
+	r := g.v4
+	if strings.HasSuffix(network, "6") {
+		r = g.v6
+	}
+	if r == nil {
+		return nil, fmt.Errorf("turnserver: no relay address of the family of %s", network)
+	}
+	return r, nil
+}
+
+func (g familyGen) Validate() error {
+	for _, r := range []*turn.RelayAddressGeneratorPortRange{g.v4, g.v6} {
+		if r != nil {
+			if err := r.Validate(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (g familyGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	r, err := g.pick(c.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.AllocatePacketConn(c)
+}
+
+func (g familyGen) AllocateListener(c turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	r, err := g.pick(c.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.AllocateListener(c)
+}
+
+func (g familyGen) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
+	r, err := g.pick(c.Network)
+	if err != nil {
+		return nil, err
+	}
+	return r.AllocateConn(c)
 }

@@ -25,11 +25,15 @@ type CoturnOptions struct {
 	DenyLoopbackPeers bool
 	// Extra are more configuration lines, such as "max-allocate-lifetime=4".
 	Extra []string
+	// IPv6 makes coturn listen and relay on ::1 (listening-ip=::1,
+	// relay-ip=::1) instead of 127.0.0.1; the test is skipped without ::1.
+	IPv6 bool
 }
 
 // Coturn is a turnserver process on 127.0.0.1.
 type Coturn struct {
-	Port    int // UDP and TCP
+	Host    string // 127.0.0.1, or ::1
+	Port    int    // UDP and TCP
 	TLSPort int
 	CAFile  string
 	Log     string
@@ -37,10 +41,11 @@ type Coturn struct {
 
 // URLs returns turn: URLs for UDP, TCP and TLS, in that order.
 func (c *Coturn) URLs() []string {
+	hp := func(p int) string { return net.JoinHostPort(c.Host, fmt.Sprint(p)) }
 	return []string{
-		fmt.Sprintf("turn:127.0.0.1:%d", c.Port),
-		fmt.Sprintf("turn:127.0.0.1:%d?transport=tcp", c.Port),
-		fmt.Sprintf("turns:127.0.0.1:%d", c.TLSPort),
+		"turn:" + hp(c.Port),
+		"turn:" + hp(c.Port) + "?transport=tcp",
+		"turns:" + hp(c.TLSPort),
 	}
 }
 
@@ -53,13 +58,18 @@ func StartCoturn(tb testing.TB, o CoturnOptions) *Coturn {
 	if err != nil {
 		tb.Skip("turnserver not installed (Debian package coturn): skipping the coturn test")
 	}
+	host := "127.0.0.1"
+	if o.IPv6 {
+		SkipWithoutIPv6(tb)
+		host = "::1"
+	}
 	dir := tb.TempDir()
 	ca := NewCA(tb)
-	c := &Coturn{Port: FreePort(tb), TLSPort: FreePort(tb), CAFile: ca.File, Log: filepath.Join(dir, "turn.log")}
+	c := &Coturn{Host: host, Port: FreePort(tb), TLSPort: FreePort(tb), CAFile: ca.File, Log: filepath.Join(dir, "turn.log")}
 	minPort := 20000 + rand.IntN(30000)
 	conf := []string{
-		"listening-ip=127.0.0.1",
-		"relay-ip=127.0.0.1",
+		"listening-ip=" + host,
+		"relay-ip=" + host,
 		fmt.Sprintf("listening-port=%d", c.Port),
 		fmt.Sprintf("alt-listening-port=%d", c.Port+1),
 		fmt.Sprintf("tls-listening-port=%d", c.TLSPort),
@@ -121,7 +131,7 @@ func StartCoturn(tb testing.TB, o CoturnOptions) *Coturn {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, p := range []int{c.Port, c.TLSPort} {
-		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p)).String()
+		addr := netip.AddrPortFrom(netip.MustParseAddr(host), uint16(p)).String()
 		for {
 			conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 			if err == nil {

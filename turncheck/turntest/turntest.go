@@ -48,15 +48,35 @@ type Options struct {
 	// between here and the relay were blocked. Relayed addresses still
 	// talk to each other.
 	PeersCutOff bool
+	// IPv6 puts the listeners on [::1]: allocations over IPv6, with
+	// relays on ::1 (and peers on ::1 allowed). The test is skipped when
+	// this host has no ::1.
+	IPv6 bool
+	// BothFamilies gives the listeners relays of both families, 127.0.0.1
+	// and ::1, so that a client can ask for the other family than its
+	// transport's (RFC 6156 REQUESTED-ADDRESS-FAMILY).
+	BothFamilies bool
 }
 
-// Server is a turnserver.Server on 127.0.0.1 with a UDP, a TCP and a TLS
-// listener. It accepts User/Password (long-term credentials) and REST
-// credentials made from Secret, and relays to peers on 127.0.0.0/8.
+// SkipWithoutIPv6 skips the test, with one line, when this host cannot
+// bind ::1.
+func SkipWithoutIPv6(tb testing.TB) {
+	tb.Helper()
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		tb.Skipf("no IPv6 loopback (::1) on this host: %v", err)
+	}
+	pc.Close()
+}
+
+// Server is a turnserver.Server on 127.0.0.1 (or [::1]) with a UDP, a TCP
+// and a TLS listener. It accepts User/Password (long-term credentials) and
+// REST credentials made from Secret, and relays to peers on 127.0.0.0/8
+// and ::1.
 type Server struct {
 	UDP, TCP, TLS netip.AddrPort
 	// CAFile holds the PEM certificate of the CA that signed the TLS
-	// certificate (names "localhost" and 127.0.0.1); CAPool holds it too.
+	// certificate (names "localhost", 127.0.0.1 and ::1); CAPool holds it too.
 	CAFile string
 	CAPool *x509.CertPool
 }
@@ -79,6 +99,12 @@ func NewServer(tb testing.TB, o Options) *Server {
 		tb.Fatal(err)
 	}
 	loopback := netip.MustParseAddrPort("127.0.0.1:0")
+	if o.IPv6 || o.BothFamilies {
+		SkipWithoutIPv6(tb)
+	}
+	if o.IPv6 {
+		loopback = netip.MustParseAddrPort("[::1]:0")
+	}
 	cfg := turnserver.Config{
 		Net: relayNet{std, o},
 		UDP: []netip.AddrPort{loopback}, TCP: []netip.AddrPort{loopback}, TLS: []netip.AddrPort{loopback},
@@ -86,7 +112,7 @@ func NewServer(tb testing.TB, o Options) *Server {
 		Realm:          Realm,
 		Users:          map[string][]byte{User: turn.GenerateAuthKey(User, Realm, Password)},
 		Secret:         Secret,
-		AllowPeers:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		AllowPeers:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		MaxAllocations: 10000,
 		UserQuota:      10000,
 	}
@@ -96,6 +122,12 @@ func NewServer(tb testing.TB, o Options) *Server {
 	}
 	if o.PeersCutOff {
 		cfg.Relays = []turnserver.Relay{{Public: cutOff2, Local: cutOff2}}
+	}
+	if o.BothFamilies {
+		cfg.Relays = append(cfg.Relays, turnserver.Relay{Public: netip.MustParseAddr("::1")})
+		if !o.PeersCutOff {
+			cfg.Relays = append(cfg.Relays, turnserver.Relay{Public: netip.MustParseAddr("127.0.0.1")})
+		}
 	}
 	if o.Quota {
 		cfg.MaxAllocations = 1
@@ -229,7 +261,7 @@ func (c cutOffConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 // CA is a test certificate authority and a server certificate it signed
-// for "localhost" and 127.0.0.1.
+// for "localhost", 127.0.0.1 and ::1.
 type CA struct {
 	File     string // CA certificate, PEM
 	Pool     *x509.CertPool
@@ -249,7 +281,7 @@ func NewCA(tb testing.TB) *CA {
 	}
 	root, err := testcert.NewCA("natcheck test CA")
 	must(err)
-	c, err := root.Issue("localhost", "localhost", "127.0.0.1")
+	c, err := root.Issue("localhost", "localhost", "127.0.0.1", "::1")
 	must(err)
 	keyPEM, err := c.KeyPEM()
 	must(err)
