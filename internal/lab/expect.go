@@ -107,8 +107,8 @@ func (e Expectation) CheckNatcheck(r NatcheckResult, lossy bool) []string {
 	if !slices.Contains(codes, r.ExitCode) {
 		bad = append(bad, fmt.Sprintf("exit code %d, want one of %v", r.ExitCode, codes))
 	}
-	if e.UDP && r.SchemaVersion != 1 {
-		bad = append(bad, fmt.Sprintf("schema_version %d, want 1", r.SchemaVersion))
+	if e.UDP && r.SchemaVersion != 2 {
+		bad = append(bad, fmt.Sprintf("schema_version %d, want 2", r.SchemaVersion))
 	}
 	if r.UDP != e.UDP {
 		bad = append(bad, fmt.Sprintf("udp %v, want %v", r.UDP, e.UDP))

@@ -271,8 +271,8 @@ func checkPair(c pairCase, p *PairLab, ra, rb PairResult) []string {
 		peer := p.Peer(s)
 		where := fmt.Sprintf("site %s (%s/%s, peer %s/%s)", s.Name, s.Mode, s.Input, peer.Mode, peer.Input)
 		out := r.Pair.Outcome
-		if r.SchemaVersion != 1 {
-			bad = append(bad, fmt.Sprintf("%s: schema_version %d, want 1", where, r.SchemaVersion))
+		if r.SchemaVersion != 2 {
+			bad = append(bad, fmt.Sprintf("%s: schema_version %d, want 2", where, r.SchemaVersion))
 		}
 		wantExit := 0
 		if out == "failed" {
