@@ -25,6 +25,10 @@ import (
 // unsolicited packet addressed to itself, as carriers' NATs do. The
 // internet namespace is a Lab's: coturn and the plain STUN server.
 //
+// With DMZ the CGN is rather an ISP modem with the router as its exposed
+// host: it sends every unsolicited packet on to the router, and the
+// router's own mappings work from the internet.
+//
 // The embedded Lab's Router is the home router (StartMiniupnpd runs there);
 // PublicAddr is the CGN's address.
 type CGNATLab struct {
@@ -34,6 +38,10 @@ type CGNATLab struct {
 	// RouterWAN is the home router's WAN address; CGNInside the CGN's
 	// address on that network (the router's default route).
 	RouterWAN, CGNInside netip.Addr
+	// DMZ: the outer NAT forwards every unsolicited packet to the router
+	// (CGNATOptions.DMZ).
+	DMZ    bool
+	inside netip.Prefix
 }
 
 // CGNATOptions configures a CGNATLab.
@@ -43,6 +51,11 @@ type CGNATOptions struct {
 	// 100.64.0.0/24, in the shared address space of RFC 6598 that
 	// carriers use for it.
 	Inside netip.Prefix
+	// DMZ makes the outer NAT forward every unsolicited UDP and TCP
+	// packet arriving on its public address to the router's WAN address,
+	// port for port, as an ISP modem's "exposed host" (DMZ) setting does:
+	// a double NAT through which the router's own mappings do work.
+	DMZ bool
 	// Dir and Logf are as in Options.
 	Dir  string
 	Logf func(format string, args ...any)
@@ -128,7 +141,7 @@ func StartCGNAT(ctx context.Context, opts CGNATOptions) (c *CGNATLab, err error)
 		}
 		l.Dir, l.ownDir = d, true
 	}
-	c = &CGNATLab{Lab: l, CGN: prefix + "-cgn"}
+	c = &CGNATLab{Lab: l, CGN: prefix + "-cgn", DMZ: opts.DMZ, inside: inside}
 	c.CGNInside = inside.Addr().Next()
 	c.RouterWAN = c.CGNInside.Next()
 	defer func() {
@@ -184,7 +197,7 @@ func (c *CGNATLab) buildNetwork(ctx context.Context, inside netip.Prefix) error 
 	if _, err := nsexec(ctx, c.CGN, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
 		return err
 	}
-	rules := c.CGNRuleset(inside)
+	rules := c.CGNRuleset()
 	file := filepath.Join(l.Dir, "cgn.nft")
 	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
 		return err
@@ -192,8 +205,8 @@ func (c *CGNATLab) buildNetwork(ctx context.Context, inside netip.Prefix) error 
 	if _, err := nsexec(ctx, c.CGN, "nft", "-f", file); err != nil {
 		return fmt.Errorf("loading %s: %w", file, err)
 	}
-	l.logf("lab: %s: double NAT: router masquerade/accept, WAN %v behind CGN %v (%v) masquerading to %v; namespaces %s/%s/%s/%s",
-		l.prefix, c.RouterWAN, c.CGNInside, inside, RouterWANAddr, l.Client, l.Router, c.CGN, l.Internet)
+	l.logf("lab: %s: double NAT: router masquerade/accept, WAN %v behind CGN %v (%v) masquerading to %v, DMZ %v; namespaces %s/%s/%s/%s",
+		l.prefix, c.RouterWAN, c.CGNInside, inside, RouterWANAddr, c.DMZ, l.Client, l.Router, c.CGN, l.Internet)
 	return nil
 }
 
@@ -201,8 +214,18 @@ func (c *CGNATLab) buildNetwork(ctx context.Context, inside netip.Prefix) error 
 // network to its WAN address, a stateful forward filter, and every
 // unsolicited packet addressed to the CGN itself dropped (counted as
 // "unsolicited"), as is every unsolicited packet from the internet it
-// would forward ("inbound").
-func (c *CGNATLab) CGNRuleset(inside netip.Prefix) string {
+// would forward ("inbound"). With DMZ, unsolicited UDP and TCP to its
+// address go to the router's WAN address instead (counted as "dmz").
+func (c *CGNATLab) CGNRuleset() string {
+	var pre, fwd string
+	if c.DMZ {
+		pre = fmt.Sprintf(`	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname %q meta l4proto { tcp, udp } counter dnat to %s comment "dmz"
+	}
+`, cgnWANIf, c.RouterWAN)
+		fwd = "\t\tct status dnat accept\n"
+	}
 	return fmt.Sprintf(`# natcheck lab carrier-grade NAT
 flush ruleset
 table inet cgn {
@@ -216,22 +239,23 @@ table inet cgn {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept
 		ct state invalid drop
-		iifname %[1]q oifname %[2]q ip saddr %[3]s accept
+%[4]s		iifname %[1]q oifname %[2]q ip saddr %[3]s accept
 		counter drop comment "inbound"
 	}
 }
 table ip cgnnat {
-	chain postrouting {
+%[5]s	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname %[2]q ip saddr %[3]s masquerade
 	}
 }
-`, cgnInsideIf, cgnWANIf, inside)
+`, cgnInsideIf, cgnWANIf, c.inside, fwd, pre)
 }
 
 // CGNCounters returns the packet counts of the CGN's commented rules:
-// "unsolicited" (addressed to the CGN itself, belonging to no connection)
-// and "inbound" (to be forwarded inside without a connection).
+// "unsolicited" (addressed to the CGN itself, belonging to no connection),
+// "inbound" (to be forwarded inside without a connection) and, with DMZ,
+// "dmz" (sent on to the router).
 func (c *CGNATLab) CGNCounters(ctx context.Context) (map[string]int64, error) {
 	return routerCounters(ctx, c.CGN)
 }
