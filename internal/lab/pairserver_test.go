@@ -24,7 +24,9 @@ type serverPeerCase struct {
 	// a relay phase (the one TURN a tls443only router lets out).
 	turn bool
 	// want is the outcome: "direct", "relay" or "failed"; proto the
-	// selected pair's protocol when direct.
+	// selected pair's protocol when direct: "tcp" where only TCP gets
+	// out, "udp" where UDP does (where TCP gets out too, ICE may still
+	// nominate its ICE-TCP pair: see TestPairServerPeer).
 	want, proto string
 	why         string
 }
@@ -107,6 +109,23 @@ func TestPairServerPeer(t *testing.T) {
 	})
 	if len(rows) == 0 {
 		return
+	}
+	// Where UDP gets out, most cases must select the UDP pair. An ICE-TCP
+	// pair nominated first now and then comes from how natcheck sets up
+	// pion (active ICE-TCP beside UDP, the first valid host pair
+	// nominated at once; seen in 2 of about 40 such runs); UDP selected
+	// in few or none of them would be a fault in UDP.
+	var udpCases, udpSelected int
+	for _, r := range rows {
+		if r.want == "direct/udp" {
+			udpCases++
+			if strings.Contains(r.selected, "host/udp") {
+				udpSelected++
+			}
+		}
+	}
+	if udpCases > 0 && 2*udpSelected <= udpCases {
+		t.Errorf("only %d of %d cases where UDP gets out selected a UDP pair", udpSelected, udpCases)
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
 	var b strings.Builder
@@ -222,7 +241,14 @@ func checkServerPeer(c serverPeerCase, r PairResult) []string {
 	if sel.Local.Type == "relay" || sel.Remote.Type == "relay" {
 		bad = append(bad, fmt.Sprintf("%s: direct over a relay candidate: %s", where, selectedString(r)))
 	}
-	if !strings.EqualFold(sel.Local.Protocol, c.proto) || !strings.EqualFold(sel.Remote.Protocol, c.proto) {
+	okProto := func(p string) bool {
+		// Where UDP gets out, TCP does too (every mode but tls443only lets
+		// TCP out), and pion nominates the first host pair that succeeds
+		// (no host acceptance wait): now and then that is the ICE-TCP
+		// pair. TestPairServerPeer requires UDP in most of these cases.
+		return strings.EqualFold(p, c.proto) || c.proto == "udp" && strings.EqualFold(p, "tcp")
+	}
+	if !okProto(sel.Local.Protocol) || !strings.EqualFold(sel.Local.Protocol, sel.Remote.Protocol) {
 		bad = append(bad, fmt.Sprintf("%s: selected %s, want %s on both ends: %s", where, selectedString(r), c.proto, c.why))
 	}
 	if remote, err := netip.ParseAddrPort(sel.Remote.Address); err != nil || remote != RendezvousICE {
