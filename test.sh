@@ -14,8 +14,9 @@ cd "$(dirname "$0")"
 # The lab's cases (internal/lab, counted()): TestModes 8 modes x 2 input
 # policies x 3, TestHairpin 3, TestLoss 4, TestPathsOut 5,
 # TestCoturnResponsePort 6, TestRemoveStale 1, TestTURN 5, TestLifetime 2 (no loss, 20% loss),
-# TestPairLab 15, TestPair 23, TestPortmapNoGateway 1, TestPortmapMiniupnpd 6.
-lab_min_cases=119
+# TestPairLab 15, TestPair 23, TestPairServerPeer 11, TestPortmapNoGateway 1,
+# TestPortmapMiniupnpd 6, TestPortmapCGNAT 5.
+lab_min_cases=135
 
 go test -race -count=1 -timeout 30m -json $(go list ./... | grep -v '/internal/lab$') "$@" | go run ./.ci/testlog
 

@@ -202,8 +202,8 @@ func checkServerPeer(c serverPeerCase, r PairResult) []string {
 	var bad []string
 	pr := r.Pair
 	where := c.name()
-	if r.SchemaVersion != 1 {
-		bad = append(bad, fmt.Sprintf("%s: schema_version %d, want 1", where, r.SchemaVersion))
+	if r.SchemaVersion != 2 {
+		bad = append(bad, fmt.Sprintf("%s: schema_version %d, want 2", where, r.SchemaVersion))
 	}
 	if pr.Outcome != c.want {
 		bad = append(bad, fmt.Sprintf("%s: outcome %q, the kernel gives %s: %s", where, pr.Outcome, c.want, c.why))
