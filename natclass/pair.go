@@ -21,6 +21,11 @@ type PairSide struct {
 	// ICETCPPort is the port of a passive ICE-TCP candidate this side
 	// offers at a public address (natcheck serve as the peer); 0 for none.
 	ICETCPPort int
+	// ReachesPeerICETCP: a TCP connection from this side to the peer's
+	// ICE-TCP port (the other side's ICETCPPort) was tried before the
+	// prediction and connected (yes) or did not (no); unknown when not
+	// tried.
+	ReachesPeerICETCP Tri
 }
 
 // Pair predictions.
@@ -101,6 +106,10 @@ func predictWithoutUDP(local, remote PairSide) PairPrediction {
 	// public peer, if its TCP gets out to that port.
 	if o.ICETCPPort != 0 {
 		switch {
+		case b.ReachesPeerICETCP == TriYes:
+			return PairPrediction{PredictDirect, true, fmt.Sprintf("%s, but a TCP connection to port %d, where %s offers ICE-TCP, got through", why, o.ICETCPPort, other)}
+		case b.ReachesPeerICETCP == TriNo:
+			return PairPrediction{PredictRelay, true, fmt.Sprintf("%s, and a TCP connection to port %d, where %s offers ICE-TCP, did not get through: only a TURN relay the blocked side reaches can help", why, o.ICETCPPort, other)}
 		case b.TCP == TriNo:
 			return PairPrediction{PredictRelay, true, why + ", and TCP does not get out either: only a TURN relay the blocked side reaches can help"}
 		case b.TCP == TriYes && slices.Contains(b.TCPPortsOpen, o.ICETCPPort):

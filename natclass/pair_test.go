@@ -22,6 +22,10 @@ func TestPredictPair(t *testing.T) {
 		blockedTCP   = PairSide{TCP: TriYes, TCPPortsOpen: []int{443, 3480}}
 		blocked443   = PairSide{TCP: TriYes, TCPPortsOpen: []int{443}}
 		blockedNoTCP = PairSide{TCP: TriNo}
+		// blocked443Reached/Refused: only 443 was tested, but a TCP
+		// connection to the peer's ICE-TCP port was tried.
+		blocked443Reached = PairSide{TCP: TriYes, TCPPortsOpen: []int{443}, ReachesPeerICETCP: TriYes}
+		blocked443Refused = PairSide{TCP: TriYes, TCPPortsOpen: []int{443}, ReachesPeerICETCP: TriNo}
 	)
 	tests := []struct {
 		name      string
@@ -48,6 +52,8 @@ func TestPredictPair(t *testing.T) {
 		{"udp blocked, tcp to the ICE-TCP port x server", blockedTCP, server, "direct", true, "offers ICE-TCP there"},
 		{"udp blocked, only 443 tested x server", blocked443, server, "unknown", false, "was not tested"},
 		{"udp and tcp blocked x server", blockedNoTCP, server, "relay", true, "TCP does not get out either"},
+		{"udp blocked, ICE-TCP port reached x server", blocked443Reached, server, "direct", true, "got through"},
+		{"udp blocked, ICE-TCP port not reached x server", blocked443Refused, server, "relay", true, "did not get through"},
 		{"udp blocked both", blockedTCP, blockedNoTCP, "relay", true, "neither side"},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -402,8 +403,15 @@ func (s *session) run(ctx context.Context, res *Result) error {
 	wcancel()
 	res.Peer = s.peer
 
-	// 2. The prediction, before connecting.
-	p := predictPair(cfg.Summary, *s.peer)
+	// 2. The prediction, before connecting. Towards the server peer, one
+	// TCP connection to its ICE-TCP port first: the diagnosis tested other
+	// ports, and whether this one gets out decides ICE-TCP.
+	local := cfg.Summary
+	if cfg.ActiveTCP && s.peer.ServerPeer && s.peer.ICETCPPort != 0 {
+		local.ReachesPeerICETCP = s.reachICETCP(ctx, *s.peer)
+		res.Local.ReachesPeerICETCP = local.ReachesPeerICETCP
+	}
+	p := predictPair(local, *s.peer)
 	res.Predicted, res.PredictionCertain, res.PredictionRule = p.Predicted, p.Certain, p.Rule
 
 	// 3. The phases.
@@ -429,8 +437,11 @@ func (s *session) run(ctx context.Context, res *Result) error {
 			res.PresentToConnectedMS = &ms
 		}
 		// Both sides decide alike: relay when either has TURN and the
-		// direct phase did not connect on both.
-		if phase == report.PhaseDirect && (len(cfg.TURN) > 0 || s.peer.HasTURN) &&
+		// direct phase did not connect on both. Never with the server
+		// peer: it takes candidates only at its client's own address, so
+		// a relayed candidate could not connect.
+		serverPeer := cfg.server != nil || s.peer.ServerPeer
+		if phase == report.PhaseDirect && (len(cfg.TURN) > 0 || s.peer.HasTURN) && !serverPeer &&
 			!(pr.Connected && pr.PeerConnected == natclass.TriYes) {
 			phases = append(phases, report.PhaseRelay)
 		}
@@ -685,6 +696,10 @@ func (s *session) newAgent(ctx context.Context, phase string) (*ice.Agent, error
 	networks := []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}
 	if cfg.ActiveTCP && phase == report.PhaseDirect {
 		networks = append(networks, ice.NetworkTypeTCP4, ice.NetworkTypeTCP6)
+		// pion nominates the first host pair that works; give UDP, whose
+		// pairs rank higher, time to be that pair, so ICE-TCP is chosen
+		// only where UDP does not get through (as a browser would).
+		opts = append(opts, ice.WithHostAcceptanceMinWait(iceTCPWait))
 	}
 	opts = append(opts, ice.WithNetworkTypes(networks))
 	if phase == report.PhaseRelay && len(cfg.TURN) > 0 {
@@ -723,4 +738,38 @@ func closeAgent(a *ice.Agent) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+}
+
+// iceTCPWait is how long the controlling agent waits before nominating a
+// host pair when ICE-TCP is offered beside UDP.
+const iceTCPWait = 500 * time.Millisecond
+
+// reachICETCP tries one TCP connection to the server peer's ICE-TCP port,
+// at the IP of its first public address, for at most 3 s.
+func (s *session) reachICETCP(ctx context.Context, peer Summary) natclass.Tri {
+	if len(peer.PublicAddresses) == 0 {
+		return natclass.TriUnknown
+	}
+	ap, err := netip.ParseAddrPort(peer.PublicAddresses[0])
+	if err != nil {
+		return natclass.TriUnknown
+	}
+	addr := netip.AddrPortFrom(ap.Addr(), uint16(peer.ICETCPPort)).String()
+	s.progress("trying TCP to the server peer's ICE-TCP port " + addr)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var c net.Conn
+	if s.cfg.Net != nil {
+		c, err = s.cfg.Net.CreateDialer(&net.Dialer{Timeout: 3 * time.Second}).Dial("tcp", addr)
+	} else {
+		c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
+	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return natclass.TriUnknown
+	}
+	if err != nil {
+		return natclass.TriNo
+	}
+	c.Close()
+	return natclass.TriYes
 }

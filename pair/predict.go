@@ -9,6 +9,7 @@ func side(s Summary) natclass.PairSide {
 	return natclass.PairSide{
 		UDP: s.UDP, Mapping: s.Mapping, Filtering: s.Filtering, MappingVaries: s.MappingVaries,
 		TCP: s.TCP, TCPPortsOpen: s.TCPPortsOpen, ICETCPPort: s.ICETCPPort,
+		ReachesPeerICETCP: s.ReachesPeerICETCP,
 	}
 }
 

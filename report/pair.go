@@ -52,6 +52,10 @@ type PairSummary struct {
 	// ServerPeer is true when that side is natcheck serve acting as the
 	// second peer (natcheck pair --peer server).
 	ServerPeer bool `json:"server_peer,omitempty"`
+	// ReachesPeerICETCP: before predicting, this side tried one TCP
+	// connection to the server peer's ICE-TCP port: yes it connected, no
+	// it did not; null when not tried (no server peer).
+	ReachesPeerICETCP natclass.Tri `json:"reaches_peer_ice_tcp"`
 }
 
 // PairCandidate is one end of the selected ICE candidate pair.
