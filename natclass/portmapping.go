@@ -26,6 +26,9 @@ type PortMappingProtocol struct {
 	InboundVerified Tri
 	// Error says why the protocol did not answer or what failed.
 	Error string
+	// ResultCode is the NAT-PMP or PCP result code of a refusal; 0
+	// otherwise.
+	ResultCode int
 }
 
 // PortMapping is what port mapping detection (and, with --portmap, a
@@ -41,6 +44,9 @@ type PortMapping struct {
 	// NoGateway says why no gateway was asked.
 	NoGateway string
 }
+
+// natpmpNetworkFailure is NAT-PMP's result code 3 (RFC 6886 section 3.5).
+const natpmpNetworkFailure = 3
 
 // Protocols returns the three results with their names, in report order.
 func (p PortMapping) Protocols() []struct {
@@ -97,18 +103,32 @@ func JudgePortMapping(p PortMapping, public netip.Addr) PortMappingJudgement {
 		}
 	}
 	public = public.Unmap()
+	// A mapping on a gateway behind another NAT helps nobody on the
+	// internet, unless that NAT forwards to the gateway (a modem with an
+	// exposed host): then the inbound test, sent from beyond both NATs,
+	// got through, and that proof wins over the claim.
+	consequence := "so a mapping on it helps nobody on the internet"
+	if j.Verified != "" {
+		consequence = "yet a packet from outside came in through the mapping, so that NAT forwards to the gateway (an exposed host or DMZ) and the mapping works"
+	}
 	switch {
 	case !j.Claimed.IsValid():
 	case public.IsValid() && j.Claimed != public:
 		j.ExternalNotPublic = TriYes
-		j.Reasons = append(j.Reasons, fmt.Sprintf("The gateway claims external address %s, but STUN servers see %s: another NAT (double NAT or carrier-grade NAT) lies beyond the gateway, so a mapping on it helps nobody on the internet", j.Claimed, public))
+		j.Reasons = append(j.Reasons, fmt.Sprintf("The gateway claims external address %s, but STUN servers see %s: another NAT (double NAT or carrier-grade NAT) lies beyond the gateway, %s", j.Claimed, public, consequence))
 	case public.IsValid():
 		// The address STUN servers see: whatever its range, it is the one
 		// peers reach.
 		j.ExternalNotPublic = TriNo
 	case !publicAddr(j.Claimed):
 		j.ExternalNotPublic = TriYes
-		j.Reasons = append(j.Reasons, fmt.Sprintf("The gateway claims external address %s, which is not a public address: another NAT lies beyond it, so a mapping on it helps nobody on the internet", j.Claimed))
+		j.Reasons = append(j.Reasons, fmt.Sprintf("The gateway claims external address %s, which is not a public address: another NAT lies beyond it, %s", j.Claimed, consequence))
+	}
+	if !j.Claimed.IsValid() && p.NATPMP.Answered && p.NATPMP.ResultCode == natpmpNetworkFailure {
+		// RFC 6886 section 3.5: result 3, "Network Failure", e.g. the
+		// gateway has no public address itself; miniupnpd answers so when
+		// its own WAN address is private.
+		j.Reasons = append(j.Reasons, "The gateway answered NAT-PMP with \"network failure\" and claims no external address: gateways answer so when their own WAN address is private, so another NAT (double NAT or carrier-grade NAT) probably lies beyond it")
 	}
 	switch {
 	case len(j.Answered) == 0:
@@ -137,11 +157,13 @@ func JudgePortMapping(p PortMapping, public netip.Addr) PortMappingJudgement {
 
 // FoldPortMapping folds a verified port mapping into v: every peer that
 // can send UDP reaches this host directly (a peer whose UDP is blocked
-// still needs its relay). Without a verified mapping v is unchanged. The
+// still needs its relay). Without a verified mapping v is unchanged; a
+// verified one counts even where the gateway's external address is not
+// the public one (the inbound test came from beyond both NATs). The
 // mapping is an IPv4 one: in a verdict over both families (rows that name
 // their family) the rows it makes direct name IPv4.
 func FoldPortMapping(v Verdict, j PortMappingJudgement) Verdict {
-	if j.Verified == "" || j.ExternalNotPublic == TriYes || v.Peers == nil {
+	if j.Verified == "" || v.Peers == nil {
 		return v
 	}
 	combined := false // a verdict over both families names them

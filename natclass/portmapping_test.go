@@ -29,6 +29,12 @@ func TestJudgePortMapping(t *testing.T) {
 			"the gateway answers upnp"},
 		{"verified", PortMapping{PCP: PortMappingProtocol{Answered: true, External: pub, InboundVerified: TriYes}, Mapped: PortMapPCP}, pub, TriNo, PortMapPCP,
 			"the gateway answers pcp; a pcp mapping let a stranger's packet in"},
+		// An exposed host behind a modem: the claim is not public, but the
+		// inbound test came from beyond both NATs.
+		{"verified behind another NAT", PortMapping{PCP: PortMappingProtocol{Answered: true, External: netip.MustParseAddr("100.64.0.2"), InboundVerified: TriYes}, Mapped: PortMapPCP}, pub, TriYes, PortMapPCP,
+			"the gateway answers pcp; a pcp mapping let a stranger's packet in; its external address is not the public one"},
+		{"network failure", PortMapping{NATPMP: PortMappingProtocol{Answered: true, ResultCode: 3, Error: "the gateway refused: nat-pmp result 3 (network failure)"}}, pub, TriUnknown, "",
+			"the gateway answers nat-pmp"},
 		{"not verified", PortMapping{UPnP: PortMappingProtocol{Answered: true, External: pub, InboundVerified: TriNo}, Mapped: PortMapUPnP}, pub, TriNo, "",
 			"the gateway answers upnp; a upnp mapping was made, but no stranger's packet came through it"},
 	}
@@ -37,6 +43,13 @@ func TestJudgePortMapping(t *testing.T) {
 			j := JudgePortMapping(c.pm, c.public)
 			if j.ExternalNotPublic != c.notPublic || j.Verified != c.verified || j.Summary != c.summary {
 				t.Fatalf("got %+v", j)
+			}
+			reasons := strings.Join(j.Reasons, "\n")
+			if c.verified != "" && strings.Contains(reasons, "helps nobody") {
+				t.Errorf("a verified mapping, yet the reasons say it helps nobody: %s", reasons)
+			}
+			if c.name == "network failure" && !strings.Contains(reasons, "probably lies beyond it") {
+				t.Errorf("NAT-PMP network failure without the double NAT hint: %q", reasons)
 			}
 		})
 	}
@@ -63,9 +76,12 @@ func TestFoldPortMapping(t *testing.T) {
 	if !slices.Equal(v.Peers, want) {
 		t.Errorf("both families: got %+v; want %+v", v.Peers, want)
 	}
-	for _, j := range []PortMappingJudgement{{}, {Verified: PortMapUPnP, ExternalNotPublic: TriYes}} {
-		if v := FoldPortMapping(sym, j); !slices.Equal(v.Peers, orig) || v.Summary != sym.Summary {
-			t.Fatalf("%+v changed the verdict: %+v", j, v)
-		}
+	if v := FoldPortMapping(sym, PortMappingJudgement{}); !slices.Equal(v.Peers, orig) || v.Summary != sym.Summary {
+		t.Fatalf("no mapping changed the verdict: %+v", v)
+	}
+	// Verified behind another NAT (an exposed host): the proof came from
+	// beyond both NATs, so it folds all the same.
+	if v := FoldPortMapping(sym, PortMappingJudgement{Verified: PortMapUPnP, ExternalNotPublic: TriYes}); !slices.Equal(v.Peers, []PeerRoute{{Peer: PeerOpen, Route: RouteDirect}, {Peer: PeerPortRestrictedCone, Route: RouteDirect}, {Peer: PeerSymmetric, Route: RouteDirect}, {Peer: PeerUDPBlocked, Route: RouteRelay}}) {
+		t.Fatalf("verified behind another NAT: got %+v", v.Peers)
 	}
 }

@@ -101,6 +101,9 @@ type ProtocolResult struct {
 	External netip.Addr
 	// Error says why the protocol did not answer or what failed.
 	Error string
+	// ResultCode is the NAT-PMP or PCP result code of a refusal (for
+	// example NAT-PMP 3, network failure); 0 otherwise.
+	ResultCode int
 }
 
 // Result is what Detect found.
@@ -196,6 +199,10 @@ func detectNATPMP(ctx context.Context, cfg Config, gw netip.Addr) ProtocolResult
 	}
 	if err != nil {
 		res.Error = err.Error()
+		var re *ResultError
+		if errors.As(err, &re) {
+			res.ResultCode = re.Code
+		}
 	}
 	return res
 }
@@ -244,6 +251,10 @@ func announcePCP(ctx context.Context, cfg Config, gw netip.Addr) ProtocolResult 
 	}
 	if err != nil {
 		res.Error = err.Error()
+		var re *ResultError
+		if errors.As(err, &re) {
+			res.ResultCode = re.Code
+		}
 	}
 	return res
 }

@@ -69,7 +69,7 @@ func RunWith(ctx context.Context, cfg probe.Config, pm PortMap, version string, 
 
 func portMapping(d portmap.Result) natclass.PortMapping {
 	conv := func(x portmap.ProtocolResult) natclass.PortMappingProtocol {
-		return natclass.PortMappingProtocol{Answered: x.Answered, External: x.External, Error: x.Error}
+		return natclass.PortMappingProtocol{Answered: x.Answered, External: x.External, Error: x.Error, ResultCode: x.ResultCode}
 	}
 	return natclass.PortMapping{UPnP: conv(d.UPnP), NATPMP: conv(d.NATPMP), PCP: conv(d.PCP), NoGateway: d.NoGateway}
 }
