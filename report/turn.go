@@ -65,8 +65,18 @@ type TURNResult struct {
 	AllocateRTTMS *float64 `json:"allocate_rtt_ms"`
 	// Realm is the REALM of the server.
 	Realm string `json:"realm,omitempty"`
+	// Family is the address family of the transport to the server; absent
+	// when the name did not resolve.
+	//
+	// It is ipv4 or ipv6.
+	Family string `json:"family,omitempty"`
 	// RelayedAddress is XOR-RELAYED-ADDRESS: the relay's address for peers.
 	RelayedAddress string `json:"relayed_address,omitempty"`
+	// RelayedFamily is the family of the relayed address (RFC 6156); absent
+	// without an allocation.
+	//
+	// It is ipv4 or ipv6.
+	RelayedFamily string `json:"relayed_family,omitempty"`
 	// MappedAddress is XOR-MAPPED-ADDRESS of the Allocate response.
 	MappedAddress string `json:"mapped_address,omitempty"`
 	// LifetimeS is the allocation lifetime granted, in seconds.
@@ -227,6 +237,10 @@ type Candidate struct {
 	Protocol string `json:"protocol"`
 	// Address is the candidate IP address.
 	Address string `json:"address"`
+	// Family is the address's family.
+	//
+	// It is ipv4 or ipv6.
+	Family string `json:"family,omitempty"`
 	// Port is the candidate port.
 	Port int `json:"port"`
 	// RelatedAddress is the related address (the base of a srflx or relay
@@ -315,6 +329,7 @@ func TURNResults(checks []natclass.TURNCheck) []TURNResult {
 			ConnectMS: msIf(c.Connect), TLSHandshakeMS: msIf(c.TLSHandshake),
 			AllocateMS: msIf(c.Allocate), AllocateRTTMS: msIf(c.AllocateRTT), Realm: c.Realm,
 			RelayedAddress: str(c.Relayed), MappedAddress: str(c.Mapped), LifetimeS: int(c.Lifetime.Seconds()),
+			Family: c.Family, RelayedFamily: c.RelayedFamily,
 			PermissionMS: msIf(c.Permission), Released: c.Released, DurationMS: msIf(c.Duration),
 		}
 		if t.Warnings == nil {
@@ -380,7 +395,7 @@ func CandidatesOf(g natclass.Gathering) *Candidates {
 	}
 	for _, x := range g.Candidates {
 		c.Gathered = append(c.Gathered, Candidate{
-			Type: x.Type, Protocol: x.Protocol, Address: addrStr(x.Address), Port: x.Port,
+			Type: x.Type, Protocol: x.Protocol, Address: addrStr(x.Address), Family: x.Family, Port: x.Port,
 			RelatedAddress: addrStr(x.RelatedAddr), RelatedPort: x.RelatedPort, Priority: x.Priority,
 			Server: x.Server, RelayProtocol: x.RelayProtocol, TimeMS: *ms(x.Time),
 		})

@@ -125,3 +125,16 @@ func addTURN(r *Report, checks []natclass.TURNCheck, g *natclass.Gathering) {
 	r.Verdict = natclass.FoldTURN(r.Verdict, checks)
 	r.AddTURN(checks, g)
 }
+
+// The families of a TURN check and of a gathered candidate reach the JSON.
+func TestTURNFamilies(t *testing.T) {
+	res := TURNResults([]natclass.TURNCheck{{URL: "turn:[::1]:3478?transport=udp", Transport: "udp", Family: "ipv6", RelayedFamily: "ipv4"}})
+	if res[0].Family != "ipv6" || res[0].RelayedFamily != "ipv4" {
+		t.Errorf("family %q, relayed family %q; want ipv6, ipv4", res[0].Family, res[0].RelayedFamily)
+	}
+	var r Report
+	r.AddTURN(nil, &natclass.Gathering{Candidates: []natclass.Candidate{{Type: "host", Protocol: "udp", Address: netip.MustParseAddr("2001:db8::1"), Family: "ipv6", Port: 5000}}})
+	if r.Candidates == nil || len(r.Candidates.Gathered) != 1 || r.Candidates.Gathered[0].Family != "ipv6" {
+		t.Errorf("candidates %+v; want one with family ipv6", r.Candidates)
+	}
+}
