@@ -46,6 +46,40 @@ type PairPrediction struct {
 	Certain bool
 	// Rule says which rule gave the prediction, with both sides' behaviour.
 	Rule string
+	// Family is the address family the prediction is for, when both
+	// families were weighed (PredictPairFamilies); empty otherwise.
+	Family string
+}
+
+// PredictPairFamilies predicts over both address families: v4 are the
+// sides' IPv4 diagnoses, v6 their IPv6 ones (nil when either side has no
+// IPv6 diagnosis, or no UDP over IPv6). ICE tries both families at once,
+// so the better prediction wins: direct for certain, then direct not for
+// certain, then unknown, then relay; between equals, IPv4. Its rule
+// names both families.
+func PredictPairFamilies(local4, remote4 PairSide, local6, remote6 *PairSide) PairPrediction {
+	p4 := PredictPair(local4, remote4)
+	if local6 == nil || remote6 == nil || !local6.UDP || !remote6.UDP {
+		return p4
+	}
+	p6 := PredictPair(*local6, *remote6)
+	rank := func(p PairPrediction) int {
+		switch {
+		case p.Predicted == PredictDirect && p.Certain:
+			return 3
+		case p.Predicted == PredictDirect:
+			return 2
+		case p.Predicted == PredictUnknown:
+			return 1
+		}
+		return 0
+	}
+	if rank(p6) > rank(p4) {
+		p6.Family, p6.Rule = "ipv6", "over IPv6, "+p6.Rule+"; over IPv4 "+p4.Predicted
+		return p6
+	}
+	p4.Family, p4.Rule = "ipv4", "over IPv4, "+p4.Rule+"; over IPv6 "+p6.Predicted
+	return p4
 }
 
 // PredictPair predicts the path ICE will find between two peers from their
@@ -68,9 +102,9 @@ func PredictPair(local, remote PairSide) PairPrediction {
 	sides := fmt.Sprintf("here %s, at the peer %s", describeRows(lrows), describeRows(rrows))
 	switch combine(paths) {
 	case RouteDirect:
-		return PairPrediction{PredictDirect, true, sides + ": " + whyDirect(lrows, rrows)}
+		return PairPrediction{Predicted: PredictDirect, Certain: true, Rule: sides + ": " + whyDirect(lrows, rrows)}
 	case RouteRelay:
-		return PairPrediction{PredictRelay, true, sides + ": " + whyRelay(lrows, rrows)}
+		return PairPrediction{Predicted: PredictRelay, Certain: true, Rule: sides + ": " + whyRelay(lrows, rrows)}
 	case RouteProbablyDirect:
 		why := "both sides let in only the address and port they sent to, so each side's checks open the way for the other's"
 		if len(lrows) > 1 || len(rrows) > 1 {
@@ -80,12 +114,12 @@ func PredictPair(local, remote PairSide) PairPrediction {
 			// Without a NAT on either side no port can change: a check
 			// that arrives first is dropped, and the next one passes
 			// once the other side has sent (simultaneous open).
-			return PairPrediction{PredictDirect, true, sides + ": " + why + "; neither side has a NAT, so no router can give a port away"}
+			return PairPrediction{Predicted: PredictDirect, Certain: true, Rule: sides + ": " + why + "; neither side has a NAT, so no router can give a port away"}
 		}
-		return PairPrediction{PredictDirect, false, sides + ": " + why +
+		return PairPrediction{Predicted: PredictDirect, Certain: false, Rule: sides + ": " + why +
 			"; not certain: a router that accepts unsolicited packets itself (Linux masquerade with an input policy of accept, as on Docker hosts) keeps the other side's early check as its own connection and gives this mapping another port, and then only a relay connects"}
 	default:
-		return PairPrediction{PredictUnknown, false, sides + ": some behaviours the diagnoses allow punch through and others need a relay"}
+		return PairPrediction{Predicted: PredictUnknown, Certain: false, Rule: sides + ": some behaviours the diagnoses allow punch through and others need a relay"}
 	}
 }
 
@@ -107,20 +141,20 @@ func predictWithoutUDP(local, remote PairSide) PairPrediction {
 	if o.ICETCPPort != 0 {
 		switch {
 		case b.ReachesPeerICETCP == TriYes:
-			return PairPrediction{PredictDirect, true, fmt.Sprintf("%s, but a TCP connection to port %d, where %s offers ICE-TCP, got through", why, o.ICETCPPort, other)}
+			return PairPrediction{Predicted: PredictDirect, Certain: true, Rule: fmt.Sprintf("%s, but a TCP connection to port %d, where %s offers ICE-TCP, got through", why, o.ICETCPPort, other)}
 		case b.ReachesPeerICETCP == TriNo:
-			return PairPrediction{PredictRelay, true, fmt.Sprintf("%s, and a TCP connection to port %d, where %s offers ICE-TCP, did not get through: only a TURN relay the blocked side reaches can help", why, o.ICETCPPort, other)}
+			return PairPrediction{Predicted: PredictRelay, Certain: true, Rule: fmt.Sprintf("%s, and a TCP connection to port %d, where %s offers ICE-TCP, did not get through: only a TURN relay the blocked side reaches can help", why, o.ICETCPPort, other)}
 		case b.TCP == TriNo:
-			return PairPrediction{PredictRelay, true, why + ", and TCP does not get out either: only a TURN relay the blocked side reaches can help"}
+			return PairPrediction{Predicted: PredictRelay, Certain: true, Rule: why + ", and TCP does not get out either: only a TURN relay the blocked side reaches can help"}
 		case b.TCP == TriYes && slices.Contains(b.TCPPortsOpen, o.ICETCPPort):
-			return PairPrediction{PredictDirect, true, fmt.Sprintf("%s, but TCP to port %d gets out and %s offers ICE-TCP there", why, o.ICETCPPort, other)}
+			return PairPrediction{Predicted: PredictDirect, Certain: true, Rule: fmt.Sprintf("%s, but TCP to port %d gets out and %s offers ICE-TCP there", why, o.ICETCPPort, other)}
 		case b.TCP == TriYes:
-			return PairPrediction{PredictUnknown, false, fmt.Sprintf("%s; TCP gets out, but port %d, where %s offers ICE-TCP, was not tested", why, o.ICETCPPort, other)}
+			return PairPrediction{Predicted: PredictUnknown, Certain: false, Rule: fmt.Sprintf("%s; TCP gets out, but port %d, where %s offers ICE-TCP, was not tested", why, o.ICETCPPort, other)}
 		default:
-			return PairPrediction{PredictUnknown, false, why + ", and whether TCP gets out is unknown"}
+			return PairPrediction{Predicted: PredictUnknown, Certain: false, Rule: why + ", and whether TCP gets out is unknown"}
 		}
 	}
-	return PairPrediction{PredictRelay, true, why + ": ICE between two peers needs UDP, or TCP to a public peer, so only a TURN relay (over TCP or TLS for the blocked side) connects"}
+	return PairPrediction{Predicted: PredictRelay, Certain: true, Rule: why + ": ICE between two peers needs UDP, or TCP to a public peer, so only a TURN relay (over TCP or TLS for the blocked side) connects"}
 }
 
 var rowNames = [...]string{

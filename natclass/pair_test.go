@@ -70,3 +70,37 @@ func TestPredictPair(t *testing.T) {
 		})
 	}
 }
+
+func TestPredictPairFamilies(t *testing.T) {
+	var (
+		symmetric = PairSide{UDP: true, Mapping: BehaviorAddressAndPortDependent, Filtering: BehaviorAddressAndPortDependent, MappingVaries: TriYes}
+		portRestr = PairSide{UDP: true, Mapping: BehaviorEndpointIndependent, Filtering: BehaviorAddressAndPortDependent, MappingVaries: TriNo}
+		firewall  = PairSide{UDP: true, Mapping: BehaviorNone, Filtering: BehaviorAddressAndPortDependent, MappingVaries: TriNo}
+		open      = PairSide{UDP: true, Mapping: BehaviorNone, Filtering: BehaviorNone, MappingVaries: TriNo}
+		blocked   = PairSide{TCP: TriNo}
+	)
+	tests := []struct {
+		name              string
+		l4, r4            PairSide
+		l6, r6            *PairSide
+		predicted, family string
+		certain           bool
+		rule              string
+	}{
+		{"IPv4 only", symmetric, symmetric, nil, nil, "relay", "", true, "both NATs"},
+		{"IPv6 on one side only", symmetric, symmetric, &firewall, nil, "relay", "", true, "both NATs"},
+		{"IPv6 firewalls beat IPv4 symmetric", symmetric, symmetric, &firewall, &firewall, "direct", "ipv6", true, "over IPv6, "},
+		{"IPv4 certain beats IPv6 uncertain", open, portRestr, &portRestr, &portRestr, "direct", "ipv4", true, "over IPv6 direct"},
+		{"IPv6 uncertain beats IPv4 relay", symmetric, portRestr, &portRestr, &portRestr, "direct", "ipv6", false, "over IPv4 relay"},
+		{"equal: IPv4", open, open, &open, &open, "direct", "ipv4", true, "over IPv4, "},
+		{"IPv6 UDP blocked on one side", symmetric, symmetric, &blocked, &open, "relay", "", true, "both NATs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := PredictPairFamilies(tt.l4, tt.r4, tt.l6, tt.r6)
+			if got.Predicted != tt.predicted || got.Family != tt.family || got.Certain != tt.certain || !strings.Contains(got.Rule, tt.rule) {
+				t.Errorf("got %s over %q (certain %v), rule %q; want %s over %q (certain %v), rule with %q", got.Predicted, got.Family, got.Certain, got.Rule, tt.predicted, tt.family, tt.certain, tt.rule)
+			}
+		})
+	}
+}

@@ -412,7 +412,7 @@ func (s *session) run(ctx context.Context, res *Result) error {
 		res.Local.ReachesPeerICETCP = local.ReachesPeerICETCP
 	}
 	p := predictPair(local, *s.peer)
-	res.Predicted, res.PredictionCertain, res.PredictionRule = p.Predicted, p.Certain, p.Rule
+	res.Predicted, res.PredictionCertain, res.PredictionRule, res.PredictedFamily = p.Predicted, p.Certain, p.Rule, p.Family
 
 	// 3. The phases.
 	phases := []string{report.PhaseDirect}
@@ -435,6 +435,14 @@ func (s *session) run(ctx context.Context, res *Result) error {
 			}
 			ms := s.connected[phase].Sub(since).Milliseconds()
 			res.PresentToConnectedMS = &ms
+			if pr.Selected != nil {
+				if ap, err := netip.ParseAddrPort(pr.Selected.Remote.Address); err == nil {
+					res.OutcomeFamily = "ipv4"
+					if ap.Addr().Unmap().Is6() {
+						res.OutcomeFamily = "ipv6"
+					}
+				}
+			}
 		}
 		// Both sides decide alike: relay when either has TURN and the
 		// direct phase did not connect on both. Never with the server

@@ -13,9 +13,18 @@ func side(s Summary) natclass.PairSide {
 	}
 }
 
-// predictPair is natclass.PredictPair over two summaries.
+// side6 is what the prediction needs of a summary's IPv6 part; nil
+// without one.
+func side6(s Summary) *natclass.PairSide {
+	if s.IPv6 == nil {
+		return nil
+	}
+	return &natclass.PairSide{UDP: s.IPv6.UDP, Mapping: s.IPv6.Mapping, Filtering: s.IPv6.Filtering, MappingVaries: s.IPv6.MappingVaries}
+}
+
+// predictPair is natclass.PredictPairFamilies over two summaries.
 func predictPair(local, remote Summary) natclass.PairPrediction {
-	return natclass.PredictPair(side(local), side(remote))
+	return natclass.PredictPairFamilies(side(local), side(remote), side6(local), side6(remote))
 }
 
 // matched says whether the outcome bore the prediction out: the outcome

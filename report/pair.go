@@ -52,10 +52,33 @@ type PairSummary struct {
 	// ServerPeer is true when that side is natcheck serve acting as the
 	// second peer (natcheck pair --peer server).
 	ServerPeer bool `json:"server_peer,omitempty"`
+	// Family is the address family of the fields above (NAT type to
+	// public addresses): ipv4 when IPv4 was tested.
+	Family string `json:"family,omitempty"`
+	// IPv6 is that side's IPv6 diagnosis in short, beside the IPv4 one
+	// above; absent when IPv6 was not tested.
+	IPv6 *PairFamilySummary `json:"ipv6,omitempty"`
 	// ReachesPeerICETCP: before predicting, this side tried one TCP
 	// connection to the server peer's ICE-TCP port: yes it connected, no
 	// it did not; null when not tried (no server peer).
 	ReachesPeerICETCP natclass.Tri `json:"reaches_peer_ice_tcp"`
+}
+
+// PairFamilySummary is one address family's diagnosis in a PairSummary.
+type PairFamilySummary struct {
+	// UDP is true when a UDP STUN reply arrived in this family.
+	UDP bool `json:"udp"`
+	// NATType is the classic (RFC 3489) NAT type name.
+	NATType natclass.Type `json:"nat_type"`
+	// Mapping is the mapping behaviour (RFC 4787 section 4.1).
+	Mapping natclass.Behavior `json:"mapping"`
+	// Filtering is the filtering behaviour (RFC 4787 section 5).
+	Filtering natclass.Behavior `json:"filtering"`
+	// MappingVaries: one socket got different public addresses from
+	// servers on different IP addresses.
+	MappingVaries natclass.Tri `json:"mapping_varies"`
+	// PublicAddresses are the public addresses (IP:port) STUN servers saw.
+	PublicAddresses []string `json:"public_addresses"`
 }
 
 // PairCandidate is one end of the selected ICE candidate pair.
@@ -119,6 +142,12 @@ type Pair struct {
 	// PredictionRule says which rule gave the prediction, with both sides'
 	// behaviour.
 	PredictionRule string `json:"prediction_rule"`
+	// PredictedFamily is the address family the prediction is for, when
+	// both sides had an IPv6 diagnosis with UDP and both families were
+	// weighed (ICE tries both at once); absent otherwise (IPv4).
+	//
+	// It is ipv4 or ipv6.
+	PredictedFamily string `json:"predicted_family,omitempty"`
 	// Outcome is direct when the direct phase connected, relay when only
 	// the relay phase did, failed otherwise.
 	Outcome string `json:"outcome"`
@@ -128,6 +157,11 @@ type Pair struct {
 	// Selected is the candidate pair of the phase that gave the outcome;
 	// absent when it failed.
 	Selected *PairSelected `json:"selected,omitempty"`
+	// OutcomeFamily is the address family of the selected pair; absent
+	// when it failed.
+	//
+	// It is ipv4 or ipv6.
+	OutcomeFamily string `json:"outcome_family,omitempty"`
 	// ConnectMS is that phase's time from the offer to ICE connected;
 	// absent when it failed.
 	ConnectMS *int64 `json:"connect_ms,omitempty"`

@@ -65,6 +65,14 @@ func TestPairText(t *testing.T) {
 		{pairReport(PairFailed, "unknown", false),
 			"No connection (direct: ICE did not connect within 10s); predicted unknown: nothing to check", ""},
 	}
+	// Direct over IPv6 where IPv6 was predicted: both say the family.
+	v6 := pairReport(PairDirect, "direct", true)
+	v6.Pair.PredictedFamily, v6.Pair.OutcomeFamily = "ipv6", "ipv6"
+	cases = append(cases, struct {
+		r        Report
+		first    string
+		mismatch string
+	}{v6, "Connected directly over IPv6 (host/udp <-> srflx/udp) in 412 ms, rtt 3.1 ms, 0% loss; predicted direct over IPv6: matched", ""})
 	for _, c := range cases {
 		var b bytes.Buffer
 		if err := WritePairText(&b, c.r, TextOptions{}); err != nil {

@@ -90,6 +90,9 @@ func pairAnswer(p palette, pr *Pair) string {
 		if pr.Outcome == PairRelay {
 			how = "Connected only through a TURN relay"
 		}
+		if pr.OutcomeFamily == "ipv6" {
+			how += " over IPv6"
+		}
 		s = fmt.Sprintf("%s (%s)", how, candidatePair(pr.Selected, false))
 		if pr.ConnectMS != nil {
 			s += fmt.Sprintf(" in %d ms", *pr.ConnectMS)
@@ -123,7 +126,11 @@ func pairAnswer(p palette, pr *Pair) string {
 	case !pr.Matched:
 		verdict = "MISMATCH"
 	}
-	line := fmt.Sprintf("%s; predicted %s: %s", s, dash(pr.Predicted), verdict)
+	predicted := dash(pr.Predicted)
+	if pr.PredictedFamily == "ipv6" {
+		predicted += " over IPv6"
+	}
+	line := fmt.Sprintf("%s; predicted %s: %s", s, predicted, verdict)
 	switch {
 	case pr.Outcome == PairFailed:
 		return p.bad.Sprint(line)

@@ -233,7 +233,9 @@ func runPair(ctx context.Context, args []string, stdout, stderr io.Writer, e env
 		cfg.TLS = &tls.Config{RootCAs: o.turn.opts.RootCAs}
 	}
 	start := time.Now()
-	r := diagnose.Run(ctx, cfg, version, probe.IPv4)
+	// Both families: ICE tries both at once, and a pair symmetric over
+	// IPv4 may connect directly over IPv6.
+	r := diagnose.Run(ctx, cfg, version)
 
 	// 3. The pair.
 	var stunUDP []string
