@@ -457,9 +457,11 @@ type PairResult struct {
 			Remote PairCandidate `json:"remote"`
 		} `json:"selected"`
 		ConnectMS *float64 `json:"connect_ms"`
-		RTTMS     *float64 `json:"rtt_ms"`
-		Loss      *float64 `json:"loss"`
-		Phases    []struct {
+		// PresentToConnectedMS: from both peers in the room to connected.
+		PresentToConnectedMS *float64 `json:"present_to_connected_ms"`
+		RTTMS                *float64 `json:"rtt_ms"`
+		Loss                 *float64 `json:"loss"`
+		Phases               []struct {
 			Phase     string   `json:"phase"`
 			Connected bool     `json:"connected"`
 			ConnectMS *float64 `json:"connect_ms"`

@@ -153,7 +153,7 @@ func pairBinary(t *testing.T) string {
 type pairRow struct {
 	name, want, predicted, outcome string
 	certain, matched               bool
-	connectMS                      string
+	connectMS, presentMS           string
 }
 
 // TestPair runs `natcheck pair` between the two sites of a PairLab for
@@ -186,13 +186,13 @@ func TestPair(t *testing.T) {
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
 	var b strings.Builder
-	fmt.Fprintf(&b, "lab: pair matrix (%d cases)\n| sites | kernel | predicted | outcome | matched | connect_ms |\n|---|---|---|---|---|---|\n", len(rows))
+	fmt.Fprintf(&b, "lab: pair matrix (%d cases)\n| sites | kernel | predicted | outcome | matched | connect_ms A / B | present_to_connected_ms A / B |\n|---|---|---|---|---|---|---|\n", len(rows))
 	for _, r := range rows {
 		pred := r.predicted
 		if !r.certain {
 			pred += " (not certain)"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %v | %s |\n", r.name, r.want, pred, r.outcome, r.matched, r.connectMS)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %v | %s | %s |\n", r.name, r.want, pred, r.outcome, r.matched, r.connectMS, r.presentMS)
 	}
 	t.Log(b.String())
 }
@@ -252,7 +252,8 @@ func testPairCase(t *testing.T, c pairCase, bin string) pairRow {
 	}
 	return pairRow{name: c.name(), want: string(c.want), predicted: ra.Pair.Predicted, outcome: ra.Pair.Outcome,
 		certain: ra.Pair.PredictionCertain, matched: ra.Pair.Matched && rb.Pair.Matched,
-		connectMS: msString(ra.Pair.ConnectMS) + " / " + msString(rb.Pair.ConnectMS)}
+		connectMS: msString(ra.Pair.ConnectMS) + " / " + msString(rb.Pair.ConnectMS),
+		presentMS: msString(ra.Pair.PresentToConnectedMS) + " / " + msString(rb.Pair.PresentToConnectedMS)}
 }
 
 // checkPair returns what is wrong with the two sides' reports of case c.
