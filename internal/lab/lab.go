@@ -129,6 +129,8 @@ const (
 // drops unsolicited input, without loss.
 type Options struct {
 	Mode Mode
+	// Mode6 is the router's IPv6 behaviour; "" means no IPv6 at all.
+	Mode6 Mode6
 	// Input is the router's policy for unsolicited packets addressed to
 	// itself; "" means InputDrop.
 	Input InputPolicy
@@ -145,6 +147,7 @@ type Options struct {
 // Lab is a running topology. Its fields are read-only.
 type Lab struct {
 	Mode        Mode
+	Mode6       Mode6       // "" when the lab has no IPv6
 	Input       InputPolicy // never "": InputDrop or InputAccept
 	LossPercent int
 
@@ -158,6 +161,12 @@ type Lab struct {
 	// STUN is coturn's primary RFC 5780 address, STUNAlt its alternate
 	// (other) address, PlainSTUN the server without RFC 5780.
 	STUN, STUNAlt, PlainSTUN netip.AddrPort
+
+	// With a Mode6: the client's own IPv6 address (ClientAddr6For), its
+	// IPv6 address as the internet sees it (PublicAddr6For), and coturn's
+	// and the plain server's IPv6 endpoints; all invalid without IPv6.
+	ClientAddr6, PublicAddr6    netip.Addr
+	STUN6, STUN6Alt, PlainSTUN6 netip.AddrPort
 
 	// TURN describes coturn's TURN service.
 	TURN TURNServer
@@ -266,6 +275,9 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if !validMode(opts.Mode) {
 		return nil, fmt.Errorf("unknown mode %q", opts.Mode)
 	}
+	if !validMode6(opts.Mode6) {
+		return nil, fmt.Errorf("unknown IPv6 mode %q", opts.Mode6)
+	}
 	if !validInput(opts.Input) {
 		return nil, fmt.Errorf("unknown input policy %q", opts.Input)
 	}
@@ -285,6 +297,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	prefix := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), randomHex(3))
 	l = &Lab{
 		Mode:        opts.Mode,
+		Mode6:       opts.Mode6,
 		Input:       opts.Input,
 		LossPercent: opts.LossPercent,
 		Client:      prefix + "-client",
@@ -305,6 +318,12 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		l.Dir, l.ownDir = d, true
 	}
 	l.PublicAddr = DefaultSite.PublicAddr(opts.Mode)
+	if opts.Mode6 != "" {
+		l.ClientAddr6, l.PublicAddr6 = ClientAddr6For(opts.Mode6), PublicAddr6For(opts.Mode6)
+		l.STUN6 = netip.AddrPortFrom(STUNAddr6, STUNPort)
+		l.STUN6Alt = netip.AddrPortFrom(STUNAltAddr6, STUNAltPort)
+		l.PlainSTUN6 = netip.AddrPortFrom(PlainSTUNAddr6, STUNPort)
+	}
 	defer func() {
 		if err != nil {
 			l.DumpLogs(logf)
