@@ -2,8 +2,11 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
+	"time"
 )
 
 // Mode6 is the router's IPv6 behaviour, beside its IPv4 Mode. The zero
@@ -156,12 +159,6 @@ func (l *Lab) buildIPv6(ctx context.Context) error {
 	if l.Mode6.usesULA() {
 		client, routerLANAddr = ClientULA6, RouterULA6
 	}
-	for _, ns := range []string{l.Client, l.Router, l.Internet} {
-		if _, err := nsexec(ctx, ns, "sh", "-c",
-			"echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad; echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad"); err != nil {
-			return err
-		}
-	}
 	steps := [][]string{
 		{l.Client, "-6", "addr", "add", client.String() + "/64", "dev", clientIf, "nodad"},
 		{l.Client, "-6", "route", "add", "default", "via", routerLANAddr.String()},
@@ -182,5 +179,44 @@ func (l *Lab) buildIPv6(ctx context.Context) error {
 	if _, err := nsexec(ctx, l.Router, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"); err != nil {
 		return err
 	}
-	return nil
+	return waitNoTentative(ctx, l.Client, l.Router, l.Internet)
+}
+
+// noDAD turns duplicate address detection off in namespace ns for every
+// interface created afterwards. Without it a link-local address stays
+// tentative for a second or two after the link comes up, and a router
+// whose link-local address is tentative cannot resolve neighbours for
+// packets it forwards: the first IPv6 packets are lost.
+func noDAD(ctx context.Context, ns string) error {
+	_, err := nsexec(ctx, ns, "sh", "-c",
+		"echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad && echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad")
+	return err
+}
+
+// waitNoTentative waits, at most 5 s, until no IPv6 address in the
+// namespaces is tentative (still in duplicate address detection).
+func waitNoTentative(ctx context.Context, namespaces ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for attempt := 0; attempt < 100; attempt++ {
+		var tentative []string
+		for _, ns := range namespaces {
+			out, err := runOut(ctx, "ip", "-n", ns, "-6", "addr", "show", "tentative")
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(out) != "" {
+				tentative = append(tentative, ns+": "+strings.TrimSpace(out))
+			}
+		}
+		if tentative == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("IPv6 addresses still tentative: %s", strings.Join(tentative, "; "))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.New("IPv6 addresses still tentative")
 }

@@ -124,6 +124,13 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		if err := l.addNetns(ctx, ns); err != nil {
 			return err
 		}
+		if l.Mode6 != "" {
+			// Before any interface exists: no DAD on link-local addresses
+			// either (see noDAD).
+			if err := noDAD(ctx, ns); err != nil {
+				return err
+			}
+		}
 	}
 	err := buildRouter(ctx, router{
 		client: l.Client, router: l.Router, internet: l.Internet, inetIf: internetIf,
