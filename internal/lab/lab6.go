@@ -220,3 +220,72 @@ func waitNoTentative(ctx context.Context, namespaces ...string) error {
 	}
 	return errors.New("IPv6 addresses still tentative")
 }
+
+// natcheck serve's IPv6 addresses in the internet namespace (StartServe).
+var (
+	ServeAddr6    = netip.MustParseAddr("2001:2:0:100::5")
+	ServeAltAddr6 = netip.MustParseAddr("2001:2:0:100::6")
+)
+
+// StartServe starts `natcheck serve` (binary) in the internet namespace as
+// a second RFC 5780 server: --primary 198.19.0.5 --alternate 198.19.0.6
+// (RendezvousAddr, RendezvousAltAddr), and with a Mode6 also --primary
+// 2001:2:0:100::5 --alternate 2001:2:0:100::6, on ports 3478 and 3479. It
+// waits, at most 15 s, until every primary answers a Binding request, and
+// returns the primaries, IPv4 first. Close stops it.
+func (l *Lab) StartServe(ctx context.Context, binary string) ([]netip.AddrPort, error) {
+	pairs := [][2]netip.Addr{{RendezvousAddr, RendezvousAltAddr}}
+	if l.Mode6 != "" {
+		pairs = append(pairs, [2]netip.Addr{ServeAddr6, ServeAltAddr6})
+	}
+	var args []string
+	var primaries []netip.AddrPort
+	for _, p := range pairs {
+		for _, a := range p {
+			bits := 32
+			if a.Is6() {
+				bits = 128
+			}
+			cmd := []string{"addr", "add", fmt.Sprintf("%s/%d", a, bits), "dev", internetIf}
+			if a.Is6() {
+				cmd = append([]string{"-6"}, append(cmd, "nodad")...)
+			}
+			if err := ipns(ctx, l.Internet, cmd...); err != nil {
+				return nil, err
+			}
+		}
+		args = append(args, "--primary", netip.AddrPortFrom(p[0], STUNPort).String(), "--alternate", netip.AddrPortFrom(p[1], STUNAltPort).String())
+		primaries = append(primaries, netip.AddrPortFrom(p[0], STUNPort))
+	}
+	if err := l.startProc("serve", l.Internet, nil, binary, append([]string{"serve"}, args...)...); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	for attempt := 0; attempt < 150; attempt++ {
+		var err error
+		for _, p := range primaries {
+			local := netip.AddrPortFrom(PlainSTUNAddr, 0)
+			if p.Addr().Is6() {
+				local = netip.AddrPortFrom(PlainSTUNAddr6, 0)
+			}
+			if _, err = l.Binding(l.Internet, local, p, 300*time.Millisecond); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			l.logf("lab: natcheck serve on %v answers after %v", primaries, time.Since(start).Round(time.Millisecond))
+			return primaries, nil
+		}
+		if exited := l.exitedProc(); exited != "" {
+			return nil, fmt.Errorf("%s exited: %v", exited, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natcheck serve not ready after %v: %w", time.Since(start).Round(time.Millisecond), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, errors.New("natcheck serve not ready")
+}

@@ -303,67 +303,85 @@ func TestModes6(t *testing.T) {
 			l := New(t, Options{Mode: c.v4, Mode6: c.v6})
 			counted(t)
 			testTopology6(t, l)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			r, err := l.RunNatcheckWith(ctx, nil, bin, l.natcheckArgs6()...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var rep report6
-			if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
-				t.Fatalf("decoding report: %v\n%s", err, r.Stdout)
+			checkModes6Run(t, l, c, "coturn", r)
+			// natcheck serve as the RFC 5780 server of both families,
+			// with the plain server as second address.
+			serve, err := l.StartServe(ctx, bin)
+			if err != nil {
+				t.Fatal(err)
 			}
-			var bad []string
-			if r.ExitCode != 0 {
-				bad = append(bad, fmt.Sprintf("exit code %d, want 0", r.ExitCode))
+			r, err = l.RunNatcheckWith(ctx, nil, bin, "--stun", serve[0].String(), "--stun", l.PlainSTUN.String(),
+				"--stun", serve[1].String(), "--stun", l.PlainSTUN6.String(), "--json", "--timeout", "5s")
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, fam := range []struct {
-				name string
-				want Expectation
-			}{{"ipv4", Expect(c.v4)}, {"ipv6", Expect6(c.v6)}} {
-				f, extra, ok := rep.family(fam.name, r.SchemaVersion)
-				if !ok || extra.Skipped != "" {
-					bad = append(bad, fmt.Sprintf("families[%s] missing or skipped (%q)", fam.name, extra.Skipped))
-					continue
-				}
-				t.Logf("%s: udp=%v mapping=%s filtering=%s type=%s port_preservation=%v public=%v direct_udp=%s way_out=%s/%d: %s",
-					fam.name, f.UDP, f.NAT.Mapping, f.NAT.Filtering, f.NAT.Type, deref(extra.PortPreservation), extra.PublicAddresses,
-					f.Verdict.DirectUDP, f.Verdict.WayOut.Via, f.Verdict.WayOut.Port, f.Verdict.Summary)
-				for _, b := range fam.want.CheckNatcheck(f, false) {
-					bad = append(bad, fam.name+": "+b)
-				}
-				if fam.name == "ipv6" && f.UDP {
-					want := l.PublicAddr6.String()
-					if len(extra.PublicAddresses) != 1 || !strings.HasPrefix(extra.PublicAddresses[0], "["+want+"]:") {
-						bad = append(bad, fmt.Sprintf("ipv6: public addresses %q, want one on %s", extra.PublicAddresses, want))
-					}
-					// No NAT: natcheck must say so (firewall told apart
-					// from NAT); NPTv6 keeps ports.
-					behind := c.v6 == NPTv6 || c.v6 == NAT66
-					if extra.BehindNAT == nil || *extra.BehindNAT != behind {
-						bad = append(bad, fmt.Sprintf("ipv6: behind_nat %v, want %v", deref(extra.BehindNAT), behind))
-					}
-					if c.v6 == NPTv6 && (extra.PortPreservation == nil || !*extra.PortPreservation) {
-						bad = append(bad, fmt.Sprintf("ipv6: port_preservation %v behind NPTv6, want true", deref(extra.PortPreservation)))
-					}
-				}
-			}
-			fam := make([]string, 0, len(rep.Verdict.Peers))
-			for _, p := range rep.Verdict.Peers {
-				f := ""
-				if p.Family != nil {
-					f = "/" + *p.Family
-				}
-				fam = append(fam, p.Peer+"="+p.Path+f)
-			}
-			t.Logf("combined: family %s, peers %v, direct_udp %s, way_out %s/%v: %s (natcheck ran %v)",
-				rep.Family, fam, rep.Verdict.DirectUDP, rep.Verdict.WayOut.Via, deref(rep.Verdict.WayOut.Family), rep.Verdict.Summary,
-				r.Duration.Round(time.Millisecond))
-			bad = append(bad, c.check(rep)...)
-			if bad != nil {
-				t.Errorf("natcheck on a %s + %s site (%s) is wrong: %q\nstdout: %s\nstderr: %s", c.v4, c.v6, c.why, bad, r.Stdout, r.Stderr)
-			}
+			checkModes6Run(t, l, c, "natcheck serve", r)
 		})
+	}
+}
+
+// checkModes6Run checks one natcheck run of TestModes6 against c.
+func checkModes6Run(t *testing.T, l *Lab, c combined6, servers string, r NatcheckResult) {
+	t.Helper()
+	var rep report6
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("decoding report: %v\n%s", err, r.Stdout)
+	}
+	var bad []string
+	if r.ExitCode != 0 {
+		bad = append(bad, fmt.Sprintf("exit code %d, want 0", r.ExitCode))
+	}
+	for _, fam := range []struct {
+		name string
+		want Expectation
+	}{{"ipv4", Expect(c.v4)}, {"ipv6", Expect6(c.v6)}} {
+		f, extra, ok := rep.family(fam.name, r.SchemaVersion)
+		if !ok || extra.Skipped != "" {
+			bad = append(bad, fmt.Sprintf("families[%s] missing or skipped (%q)", fam.name, extra.Skipped))
+			continue
+		}
+		t.Logf("%s: %s: udp=%v mapping=%s filtering=%s type=%s port_preservation=%v public=%v direct_udp=%s way_out=%s/%d: %s",
+			servers, fam.name, f.UDP, f.NAT.Mapping, f.NAT.Filtering, f.NAT.Type, deref(extra.PortPreservation), extra.PublicAddresses,
+			f.Verdict.DirectUDP, f.Verdict.WayOut.Via, f.Verdict.WayOut.Port, f.Verdict.Summary)
+		for _, b := range fam.want.CheckNatcheck(f, false) {
+			bad = append(bad, fam.name+": "+b)
+		}
+		if fam.name == "ipv6" && f.UDP {
+			want := l.PublicAddr6.String()
+			if len(extra.PublicAddresses) != 1 || !strings.HasPrefix(extra.PublicAddresses[0], "["+want+"]:") {
+				bad = append(bad, fmt.Sprintf("ipv6: public addresses %q, want one on %s", extra.PublicAddresses, want))
+			}
+			// No NAT: natcheck must say so (firewall told apart
+			// from NAT); NPTv6 keeps ports.
+			behind := c.v6 == NPTv6 || c.v6 == NAT66
+			if extra.BehindNAT == nil || *extra.BehindNAT != behind {
+				bad = append(bad, fmt.Sprintf("ipv6: behind_nat %v, want %v", deref(extra.BehindNAT), behind))
+			}
+			if c.v6 == NPTv6 && (extra.PortPreservation == nil || !*extra.PortPreservation) {
+				bad = append(bad, fmt.Sprintf("ipv6: port_preservation %v behind NPTv6, want true", deref(extra.PortPreservation)))
+			}
+		}
+	}
+	fam := make([]string, 0, len(rep.Verdict.Peers))
+	for _, p := range rep.Verdict.Peers {
+		f := ""
+		if p.Family != nil {
+			f = "/" + *p.Family
+		}
+		fam = append(fam, p.Peer+"="+p.Path+f)
+	}
+	t.Logf("%s: combined: family %s, peers %v, direct_udp %s, way_out %s/%v: %s (natcheck ran %v)",
+		servers, rep.Family, fam, rep.Verdict.DirectUDP, rep.Verdict.WayOut.Via, deref(rep.Verdict.WayOut.Family), rep.Verdict.Summary,
+		r.Duration.Round(time.Millisecond))
+	bad = append(bad, c.check(rep)...)
+	if bad != nil {
+		t.Errorf("natcheck with %s on a %s + %s site (%s) is wrong: %q\nstdout: %s\nstderr: %s", servers, c.v4, c.v6, c.why, bad, r.Stdout, r.Stderr)
 	}
 }
 
