@@ -131,6 +131,10 @@ type Options struct {
 	Mode Mode
 	// Mode6 is the router's IPv6 behaviour; "" means no IPv6 at all.
 	Mode6 Mode6
+	// NAT64 makes the client IPv6-only behind a NAT64 (tayga) with a
+	// DNS64 answer for ipv4only.arpa (see nat64.go); needs a Mode6 other
+	// than Blocked6.
+	NAT64 bool
 	// Input is the router's policy for unsolicited packets addressed to
 	// itself; "" means InputDrop.
 	Input InputPolicy
@@ -148,6 +152,7 @@ type Options struct {
 type Lab struct {
 	Mode        Mode
 	Mode6       Mode6       // "" when the lab has no IPv6
+	NAT64       bool        // the client is IPv6-only behind NAT64
 	Input       InputPolicy // never "": InputDrop or InputAccept
 	LossPercent int
 
@@ -181,6 +186,9 @@ type Lab struct {
 	procs   []*proc
 	closed  bool
 	created []string // namespaces created, in order
+	// etcNetns are the /etc/netns/<namespace> directories written
+	// (resolv.conf), removed by Close.
+	etcNetns []string
 }
 
 // TURNServer is coturn's TURN service in the lab.
@@ -278,6 +286,9 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if !validMode6(opts.Mode6) {
 		return nil, fmt.Errorf("unknown IPv6 mode %q", opts.Mode6)
 	}
+	if opts.NAT64 && (opts.Mode6 == "" || opts.Mode6 == Blocked6) {
+		return nil, fmt.Errorf("NAT64 needs an IPv6 mode that lets UDP through, not %q", opts.Mode6)
+	}
 	if !validInput(opts.Input) {
 		return nil, fmt.Errorf("unknown input policy %q", opts.Input)
 	}
@@ -298,6 +309,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	l = &Lab{
 		Mode:        opts.Mode,
 		Mode6:       opts.Mode6,
+		NAT64:       opts.NAT64,
 		Input:       opts.Input,
 		LossPercent: opts.LossPercent,
 		Client:      prefix + "-client",
@@ -336,6 +348,11 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	}
 	if err := l.startServers(ctx); err != nil {
 		return l, err
+	}
+	if l.NAT64 {
+		if err := l.startNAT64(ctx); err != nil {
+			return l, err
+		}
 	}
 	return l, nil
 }
@@ -410,7 +427,11 @@ func (l *Lab) Close() error {
 	l.closed = true
 	procs := l.procs
 	created := l.created
+	etc := l.etcNetns
 	l.mu.Unlock()
+	for _, dir := range etc {
+		os.RemoveAll(dir)
+	}
 
 	for _, p := range procs {
 		stopProc(p)

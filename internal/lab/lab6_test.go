@@ -494,3 +494,83 @@ func unsolicited6(l *Lab) (bool, error) {
 	}
 	return false, nil
 }
+
+// TestNAT64 puts an IPv6-only client (firewall6) behind tayga's NAT64
+// (prefix 2001:2:0:6464::/96, see nat64.go) with a DNS64 answer for
+// ipv4only.arpa, IPv4 masquerade on the router's
+// WAN, and runs natcheck with coturn's and the plain server's IPv4
+// literals only: it must find no IPv4 route, find the well-known prefix
+// by RFC 7050, and probe both servers through it.
+func TestNAT64(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab: skipped in -short mode")
+	}
+	SkipIfUnavailable(t)
+	if err := NAT64Available(); err != nil {
+		t.Skip("lab: NAT64 needs tayga and dnsmasq: " + err.Error())
+	}
+	t.Parallel()
+	bin := natcheckBinary(t)
+	l := New(t, Options{Mode: Masquerade, Mode6: Firewall6, NAT64: true})
+	counted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := l.RunNatcheckWith(ctx, nil, bin, l.NatcheckArgs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		report6
+		NAT64 *struct {
+			Detected    bool     `json:"detected"`
+			Prefix      string   `json:"prefix"`
+			Source      string   `json:"source"`
+			Synthesized []string `json:"synthesized"`
+		} `json:"nat64"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("decoding report: %v\n%s", err, r.Stdout)
+	}
+	var bad []string
+	if r.ExitCode != 0 {
+		bad = append(bad, fmt.Sprintf("exit code %d, want 0", r.ExitCode))
+	}
+	// By hand: the prefix dnsmasq answers, and coturn's and the plain
+	// server's IPv4 literals in it.
+	wantSynth := []string{"2001:2:0:6464::c613:2", "2001:2:0:6464::c613:4"}
+	switch n := rep.NAT64; {
+	case n == nil:
+		bad = append(bad, "no nat64 in the report")
+	case !n.Detected || n.Prefix != "2001:2:0:6464::/96" || n.Source != "dns64" || !slices.Equal(n.Synthesized, wantSynth):
+		bad = append(bad, fmt.Sprintf("nat64 %+v, want detected, prefix 2001:2:0:6464::/96 from dns64, synthesized %q", *n, wantSynth))
+	}
+	if _, f, ok := rep.family("ipv4", r.SchemaVersion); !ok || !strings.Contains(f.Skipped, "no ipv4 route") {
+		bad = append(bad, fmt.Sprintf("families[ipv4] skipped %q, want no ipv4 route", f.Skipped))
+	}
+	f, extra, ok := rep.family("ipv6", r.SchemaVersion)
+	// tayga maps the client 1:1 into its pool, masquerade then keeps one
+	// public port per socket: endpoint-independent mapping, on the
+	// router's IPv4 address. Filtering stays unknown: coturn's
+	// OTHER-ADDRESS is an IPv4 address, which natcheck does not
+	// synthesize into the prefix.
+	want := Expectation{UDP: true, Mapping: []string{EndpointIndependent}, Filtering: []string{Unknown, AddressAndPortDependent},
+		DirectUDP: []string{"likely"}, WayOut: WayDirectUDP}
+	if !ok {
+		bad = append(bad, "no families[ipv6]")
+	} else {
+		for _, b := range want.CheckNatcheck(f, false) {
+			bad = append(bad, "ipv6: "+b)
+		}
+		if len(extra.PublicAddresses) != 1 || !strings.HasPrefix(extra.PublicAddresses[0], RouterWANAddr.String()+":") {
+			bad = append(bad, fmt.Sprintf("ipv6: public addresses %q, want one on %v (NAT64 then masquerade)", extra.PublicAddresses, RouterWANAddr))
+		}
+	}
+	if !strings.Contains(rep.Verdict.Summary, "NAT64 (2001:2:0:6464::/96)") {
+		bad = append(bad, fmt.Sprintf("summary %q does not name NAT64 and its prefix", rep.Verdict.Summary))
+	}
+	t.Logf("natcheck: exit %d in %v: nat64 %+v; ipv6 udp=%v mapping=%s filtering=%s type=%s public=%v; summary %q",
+		r.ExitCode, r.Duration.Round(time.Millisecond), deref(rep.NAT64), f.UDP, f.NAT.Mapping, f.NAT.Filtering, f.NAT.Type, extra.PublicAddresses, rep.Verdict.Summary)
+	if bad != nil {
+		t.Errorf("natcheck on an IPv6-only client behind NAT64 is wrong: %q\nstdout: %s\nstderr: %s", bad, r.Stdout, r.Stderr)
+	}
+}

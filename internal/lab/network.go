@@ -64,6 +64,7 @@ type router struct {
 	site                     Site
 	mode                     Mode
 	mode6                    Mode6 // "": no IPv6 rules
+	nat64                    bool  // the rules tayga and dnsmasq need
 	input                    InputPolicy
 	loss                     int
 	// defaultVia, if valid, is the router's default route (an address in
@@ -109,7 +110,7 @@ func buildRouter(ctx context.Context, r router) error {
 	if _, err := nsexec(ctx, r.router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
 		return err
 	}
-	rules := r.site.ruleset(r.mode, r.mode6, r.input, r.loss)
+	rules := r.site.ruleset(r.mode, r.mode6, r.nat64, r.input, r.loss)
 	if err := os.WriteFile(r.rulesFile, []byte(rules), 0o644); err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	}
 	err := buildRouter(ctx, router{
 		client: l.Client, router: l.Router, internet: l.Internet, inetIf: internetIf,
-		site: DefaultSite, mode: l.Mode, mode6: l.Mode6, input: l.Input, loss: l.LossPercent,
+		site: DefaultSite, mode: l.Mode, mode6: l.Mode6, nat64: l.NAT64, input: l.Input, loss: l.LossPercent,
 		rulesFile: filepath.Join(l.Dir, "router.nft"),
 	})
 	if err != nil {
@@ -168,7 +169,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 // Ruleset returns the router's nftables ruleset for the lab's mode, input
 // policy and loss.
 func (l *Lab) Ruleset() string {
-	return DefaultSite.ruleset(l.Mode, l.Mode6, l.Input, l.LossPercent)
+	return DefaultSite.ruleset(l.Mode, l.Mode6, l.NAT64, l.Input, l.LossPercent)
 }
 
 // restrictedTimeout is how long the Restricted router remembers an address
@@ -186,15 +187,16 @@ func Ruleset(mode Mode, input InputPolicy, loss int) string {
 // Ruleset returns the nftables ruleset of the site's router for mode,
 // input policy and loss (see the function Ruleset).
 func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
-	return s.ruleset(mode, "", input, loss)
+	return s.ruleset(mode, "", false, input, loss)
 }
 
 // ruleset is Ruleset with the IPv6 behaviour mode6 beside: "" gives the
 // IPv4-only ruleset, unchanged; otherwise the forward chain sends IPv6 to
 // its own chain forward6 (after the loss rule, which applies to both
 // families), the input chain accepts ICMPv6 (neighbour discovery), and
-// NPTv6 and NAT66 get an ip6 nat table.
-func (s Site) ruleset(mode Mode, mode6 Mode6, input InputPolicy, loss int) string {
+// NPTv6 and NAT66 get an ip6 nat table; nat64 adds the rules of
+// nat64Rules.
+func (s Site) ruleset(mode Mode, mode6 Mode6, nat64 bool, input InputPolicy, loss int) string {
 	if input == "" {
 		input = InputDrop
 	}
@@ -206,6 +208,13 @@ func (s Site) ruleset(mode Mode, mode6 Mode6, input InputPolicy, loss int) strin
 	if mode6 != "" {
 		fwd6, sets6, pre6, post6 = ruleset6(mode6)
 		fwd = append(fwd, "meta nfproto ipv6 jump forward6")
+	}
+	var input64 []string
+	if nat64 {
+		f, f6, in := nat64Rules()
+		fwd = append(fwd, f...)
+		fwd6 = append(f6, fwd6...)
+		input64 = in
 	}
 	stateful := []string{
 		"ct state established,related accept",
@@ -272,6 +281,9 @@ func (s Site) ruleset(mode Mode, mode6 Mode6, input InputPolicy, loss int) strin
 	if mode6 != "" {
 		b.WriteString("\t\t# IPv6 neighbour discovery with the router.\n")
 		b.WriteString("\t\tmeta l4proto ipv6-icmp accept\n")
+	}
+	for _, r := range input64 {
+		b.WriteString("\t\t" + r + "\n")
 	}
 	if input == InputAccept {
 		b.WriteString("\t\t# Anything else addressed to the router itself is unsolicited: accepted,\n")
