@@ -71,6 +71,16 @@ func (l *Lab) startServers(ctx context.Context) error {
 	if rfc != "" {
 		main = append(main, rfc)
 	}
+	if l.Mode6 != "" {
+		// RFC 5780 over IPv6 too: coturn pairs each listening address with
+		// another of its family as the alternate; IPv6 relays (RFC 6156)
+		// on the primary IPv6 address.
+		main = append(main,
+			"listening-ip="+STUNAddr6.String(),
+			"listening-ip="+STUNAltAddr6.String(),
+			"relay-ip="+STUNAddr6.String(),
+			"allowed-peer-ip=2001:2::-2001:2:0:ffff:ffff:ffff:ffff:ffff")
+	}
 	plain := []string{
 		"listening-ip=" + PlainSTUNAddr.String(),
 		fmt.Sprintf("listening-port=%d", STUNPort),
@@ -86,6 +96,9 @@ func (l *Lab) startServers(ctx context.Context) error {
 	}
 	if coturnHas("--no-rfc5780") {
 		plain = append(plain, "no-rfc5780")
+	}
+	if l.Mode6 != "" {
+		plain = append(plain, "listening-ip="+PlainSTUNAddr6.String())
 	}
 	if err := l.startTurnserver("coturn", main); err != nil {
 		return err
@@ -178,6 +191,10 @@ func (l *Lab) waitServers(ctx context.Context) error {
 		l.PlainSTUN,
 	}
 	tcp := []netip.AddrPort{l.TURN.TCP, l.TURN.TLS, l.TURN.TLS443, netip.AddrPortFrom(STUNAltAddr, TLS443Port)}
+	if l.Mode6 != "" {
+		udp = append(udp, l.STUN6, netip.AddrPortFrom(STUNAddr6, STUNAltPort), netip.AddrPortFrom(STUNAltAddr6, STUNPort), l.STUN6Alt, l.PlainSTUN6)
+		tcp = append(tcp, l.STUN6, netip.AddrPortFrom(STUNAddr6, TURNTLSPort), netip.AddrPortFrom(STUNAddr6, TLS443Port))
+	}
 	start := time.Now()
 	// At most 150 rounds: 15 s of 100 ms pauses, plus the checks' own
 	// bounded waits; the context ends it at 15 s in any case.
@@ -214,7 +231,11 @@ func (l *Lab) exitedProc() string {
 
 func (l *Lab) checkServers(udp, tcp []netip.AddrPort) error {
 	for _, a := range udp {
-		if _, err := l.Binding(l.Internet, netip.AddrPortFrom(PlainSTUNAddr, 0), a, 300*time.Millisecond); err != nil {
+		local := PlainSTUNAddr
+		if a.Addr().Is6() {
+			local = PlainSTUNAddr6
+		}
+		if _, err := l.Binding(l.Internet, netip.AddrPortFrom(local, 0), a, 300*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -240,7 +261,11 @@ func (l *Lab) writeCerts() error {
 	if err != nil {
 		return err
 	}
-	c, err := ca.Issue(TURNServerName, TURNServerName, STUNAddr.String(), STUNAltAddr.String())
+	names := []string{TURNServerName, STUNAddr.String(), STUNAltAddr.String()}
+	if l.Mode6 != "" {
+		names = append(names, STUNAddr6.String(), STUNAltAddr6.String())
+	}
+	c, err := ca.Issue(TURNServerName, names...)
 	if err != nil {
 		return err
 	}

@@ -51,35 +51,51 @@ func (f filteringSeen) Filtering() (string, error) {
 // 198.19.0.2 and 198.19.0.3 send to the mapped address, every 100 ms. The
 // client never sends to anything but 198.19.0.2:3478.
 func probeFiltering(l *Lab, window time.Duration) (filteringSeen, error) {
+	return probeFilteringAt(l, familyAddrs{client: ClientAddr, primary: STUNAddr, alt: STUNAltAddr}, window)
+}
+
+// familyAddrs are the addresses of one family that probeFilteringAt uses:
+// the client's own, and coturn's primary and alternate.
+type familyAddrs struct {
+	client, primary, alt netip.Addr
+}
+
+// probeFilteringAt is probeFiltering in the family of a (IPv4 or IPv6).
+func probeFilteringAt(l *Lab, a familyAddrs, window time.Duration) (filteringSeen, error) {
 	var seen filteringSeen
+	network := "udp4"
+	if a.client.Is6() {
+		network = "udp6"
+	}
+	primary := netip.AddrPortFrom(a.primary, STUNPort)
 	var c *net.UDPConn
 	if err := InNetns(l.Client, func() error {
 		var err error
-		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ClientAddr, 0)))
+		c, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.client, 0)))
 		return err
 	}); err != nil {
 		return seen, err
 	}
 	defer c.Close()
 	seen.Local = c.LocalAddr().(*net.UDPAddr).AddrPort()
-	mapped, err := bindingOn(c, l.STUN, 2*time.Second)
+	mapped, err := bindingOn(c, primary, 2*time.Second)
 	if err != nil {
 		return seen, err
 	}
 	seen.Mapped = mapped
 
 	senders := make(map[netip.Addr]*net.UDPConn)
-	for _, a := range []netip.Addr{STUNAddr, STUNAltAddr} {
+	for _, addr := range []netip.Addr{a.primary, a.alt} {
 		var s *net.UDPConn
 		if err := InNetns(l.Internet, func() error {
 			var err error
-			s, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
+			s, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
 			return err
 		}); err != nil {
 			return seen, err
 		}
 		defer s.Close()
-		senders[a] = s
+		senders[addr] = s
 	}
 	port, err := stun.Build(stun.TransactionID, stun.BindingRequest, natstun.ChangeRequest{ChangePort: true}, stun.Fingerprint)
 	if err != nil {
@@ -105,13 +121,13 @@ func probeFiltering(l *Lab, window time.Duration) (filteringSeen, error) {
 			m := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
 			mu.Lock()
 			switch {
-			case m.Decode() == nil && m.TransactionID == port.TransactionID && from == netip.AddrPortFrom(STUNAddr, STUNAltPort):
+			case m.Decode() == nil && m.TransactionID == port.TransactionID && from == netip.AddrPortFrom(a.primary, STUNAltPort):
 				seen.ChangePort = true
-			case m.Decode() == nil && m.TransactionID == both.TransactionID && from == l.STUNAlt:
+			case m.Decode() == nil && m.TransactionID == both.TransactionID && from == netip.AddrPortFrom(a.alt, STUNAltPort):
 				seen.ChangeIPPort = true
-			case string(buf[:n]) == "probe" && from.Addr() == STUNAddr && from.Port() != STUNPort && from.Port() != STUNAltPort:
+			case string(buf[:n]) == "probe" && from.Addr() == a.primary && from.Port() != STUNPort && from.Port() != STUNAltPort:
 				seen.SameIP = true
-			case string(buf[:n]) == "probe" && from.Addr() == STUNAltAddr && from.Port() != STUNPort && from.Port() != STUNAltPort:
+			case string(buf[:n]) == "probe" && from.Addr() == a.alt && from.Port() != STUNPort && from.Port() != STUNAltPort:
 				seen.OtherIP = true
 			}
 			mu.Unlock()
@@ -120,7 +136,7 @@ func probeFiltering(l *Lab, window time.Duration) (filteringSeen, error) {
 	deadline := time.Now().Add(window - 100*time.Millisecond)
 	for i := 0; i < 50 && time.Now().Before(deadline); i++ {
 		for _, m := range []*stun.Message{port, both} {
-			if _, err := c.WriteToUDPAddrPort(m.Raw, l.STUN); err != nil {
+			if _, err := c.WriteToUDPAddrPort(m.Raw, primary); err != nil {
 				return seen, err
 			}
 		}

@@ -129,6 +129,12 @@ const (
 // drops unsolicited input, without loss.
 type Options struct {
 	Mode Mode
+	// Mode6 is the router's IPv6 behaviour; "" means no IPv6 at all.
+	Mode6 Mode6
+	// NAT64 makes the client IPv6-only behind a NAT64 (tayga) with a
+	// DNS64 answer for ipv4only.arpa (see nat64.go); needs a Mode6 other
+	// than Blocked6.
+	NAT64 bool
 	// Input is the router's policy for unsolicited packets addressed to
 	// itself; "" means InputDrop.
 	Input InputPolicy
@@ -145,6 +151,8 @@ type Options struct {
 // Lab is a running topology. Its fields are read-only.
 type Lab struct {
 	Mode        Mode
+	Mode6       Mode6       // "" when the lab has no IPv6
+	NAT64       bool        // the client is IPv6-only behind NAT64
 	Input       InputPolicy // never "": InputDrop or InputAccept
 	LossPercent int
 
@@ -159,6 +167,12 @@ type Lab struct {
 	// (other) address, PlainSTUN the server without RFC 5780.
 	STUN, STUNAlt, PlainSTUN netip.AddrPort
 
+	// With a Mode6: the client's own IPv6 address (ClientAddr6For), its
+	// IPv6 address as the internet sees it (PublicAddr6For), and coturn's
+	// and the plain server's IPv6 endpoints; all invalid without IPv6.
+	ClientAddr6, PublicAddr6    netip.Addr
+	STUN6, STUN6Alt, PlainSTUN6 netip.AddrPort
+
 	// TURN describes coturn's TURN service.
 	TURN TURNServer
 
@@ -172,6 +186,9 @@ type Lab struct {
 	procs   []*proc
 	closed  bool
 	created []string // namespaces created, in order
+	// etcNetns are the /etc/netns/<namespace> directories written
+	// (resolv.conf), removed by Close.
+	etcNetns []string
 }
 
 // TURNServer is coturn's TURN service in the lab.
@@ -266,6 +283,12 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if !validMode(opts.Mode) {
 		return nil, fmt.Errorf("unknown mode %q", opts.Mode)
 	}
+	if !validMode6(opts.Mode6) {
+		return nil, fmt.Errorf("unknown IPv6 mode %q", opts.Mode6)
+	}
+	if opts.NAT64 && (opts.Mode6 == "" || opts.Mode6 == Blocked6) {
+		return nil, fmt.Errorf("NAT64 needs an IPv6 mode that lets UDP through, not %q", opts.Mode6)
+	}
 	if !validInput(opts.Input) {
 		return nil, fmt.Errorf("unknown input policy %q", opts.Input)
 	}
@@ -285,6 +308,8 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	prefix := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), randomHex(3))
 	l = &Lab{
 		Mode:        opts.Mode,
+		Mode6:       opts.Mode6,
+		NAT64:       opts.NAT64,
 		Input:       opts.Input,
 		LossPercent: opts.LossPercent,
 		Client:      prefix + "-client",
@@ -305,6 +330,12 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		l.Dir, l.ownDir = d, true
 	}
 	l.PublicAddr = DefaultSite.PublicAddr(opts.Mode)
+	if opts.Mode6 != "" {
+		l.ClientAddr6, l.PublicAddr6 = ClientAddr6For(opts.Mode6), PublicAddr6For(opts.Mode6)
+		l.STUN6 = netip.AddrPortFrom(STUNAddr6, STUNPort)
+		l.STUN6Alt = netip.AddrPortFrom(STUNAltAddr6, STUNAltPort)
+		l.PlainSTUN6 = netip.AddrPortFrom(PlainSTUNAddr6, STUNPort)
+	}
 	defer func() {
 		if err != nil {
 			l.DumpLogs(logf)
@@ -317,6 +348,11 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	}
 	if err := l.startServers(ctx); err != nil {
 		return l, err
+	}
+	if l.NAT64 {
+		if err := l.startNAT64(ctx); err != nil {
+			return l, err
+		}
 	}
 	return l, nil
 }
@@ -391,7 +427,11 @@ func (l *Lab) Close() error {
 	l.closed = true
 	procs := l.procs
 	created := l.created
+	etc := l.etcNetns
 	l.mu.Unlock()
+	for _, dir := range etc {
+		os.RemoveAll(dir)
+	}
 
 	for _, p := range procs {
 		stopProc(p)

@@ -63,6 +63,8 @@ type router struct {
 	inetIf                   string // the WAN veth's end in the internet namespace
 	site                     Site
 	mode                     Mode
+	mode6                    Mode6 // "": no IPv6 rules
+	nat64                    bool  // the rules tayga and dnsmasq need
 	input                    InputPolicy
 	loss                     int
 	// defaultVia, if valid, is the router's default route (an address in
@@ -108,7 +110,7 @@ func buildRouter(ctx context.Context, r router) error {
 	if _, err := nsexec(ctx, r.router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
 		return err
 	}
-	rules := r.site.Ruleset(r.mode, r.input, r.loss)
+	rules := r.site.ruleset(r.mode, r.mode6, r.nat64, r.input, r.loss)
 	if err := os.WriteFile(r.rulesFile, []byte(rules), 0o644); err != nil {
 		return err
 	}
@@ -123,10 +125,17 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		if err := l.addNetns(ctx, ns); err != nil {
 			return err
 		}
+		if l.Mode6 != "" {
+			// Before any interface exists: no DAD on link-local addresses
+			// either (see noDAD).
+			if err := noDAD(ctx, ns); err != nil {
+				return err
+			}
+		}
 	}
 	err := buildRouter(ctx, router{
 		client: l.Client, router: l.Router, internet: l.Internet, inetIf: internetIf,
-		site: DefaultSite, mode: l.Mode, input: l.Input, loss: l.LossPercent,
+		site: DefaultSite, mode: l.Mode, mode6: l.Mode6, nat64: l.NAT64, input: l.Input, loss: l.LossPercent,
 		rulesFile: filepath.Join(l.Dir, "router.nft"),
 	})
 	if err != nil {
@@ -147,6 +156,12 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 			return err
 		}
 	}
+	if l.Mode6 != "" {
+		if err := l.buildIPv6(ctx); err != nil {
+			return err
+		}
+		l.logf("lab: %s: IPv6 mode %s", l.prefix, l.Mode6)
+	}
 	l.logf("lab: %s: router mode %s, input %s, loss %d%%, namespaces %s/%s/%s", l.prefix, l.Mode, l.Input, l.LossPercent, l.Client, l.Router, l.Internet)
 	return nil
 }
@@ -154,7 +169,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 // Ruleset returns the router's nftables ruleset for the lab's mode, input
 // policy and loss.
 func (l *Lab) Ruleset() string {
-	return Ruleset(l.Mode, l.Input, l.LossPercent)
+	return DefaultSite.ruleset(l.Mode, l.Mode6, l.NAT64, l.Input, l.LossPercent)
 }
 
 // restrictedTimeout is how long the Restricted router remembers an address
@@ -172,12 +187,34 @@ func Ruleset(mode Mode, input InputPolicy, loss int) string {
 // Ruleset returns the nftables ruleset of the site's router for mode,
 // input policy and loss (see the function Ruleset).
 func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
+	return s.ruleset(mode, "", false, input, loss)
+}
+
+// ruleset is Ruleset with the IPv6 behaviour mode6 beside: "" gives the
+// IPv4-only ruleset, unchanged; otherwise the forward chain sends IPv6 to
+// its own chain forward6 (after the loss rule, which applies to both
+// families), the input chain accepts ICMPv6 (neighbour discovery), and
+// NPTv6 and NAT66 get an ip6 nat table; nat64 adds the rules of
+// nat64Rules.
+func (s Site) ruleset(mode Mode, mode6 Mode6, nat64 bool, input InputPolicy, loss int) string {
 	if input == "" {
 		input = InputDrop
 	}
 	var fwd, pre, post, sets []string
 	if loss > 0 {
 		fwd = append(fwd, fmt.Sprintf("meta l4proto udp numgen random mod 100 < %d counter drop comment \"loss\"", loss))
+	}
+	var fwd6, sets6, pre6, post6 []string
+	if mode6 != "" {
+		fwd6, sets6, pre6, post6 = ruleset6(mode6)
+		fwd = append(fwd, "meta nfproto ipv6 jump forward6")
+	}
+	var input64 []string
+	if nat64 {
+		f, f6, in := nat64Rules()
+		fwd = append(fwd, f...)
+		fwd6 = append(f6, fwd6...)
+		input64 = in
 	}
 	stateful := []string{
 		"ct state established,related accept",
@@ -235,12 +272,19 @@ func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
 	fmt.Fprintf(&b, "# natcheck lab router, mode %s, input %s, loss %d%%\n", mode, input, loss)
 	b.WriteString("flush ruleset\n")
 	b.WriteString("table inet lab {\n")
-	for _, set := range sets {
+	for _, set := range append(sets, sets6...) {
 		b.WriteString("\t" + set + "\n")
 	}
 	fmt.Fprintf(&b, "\tchain input {\n\t\ttype filter hook input priority filter; policy %s;\n", input)
 	b.WriteString("\t\tiif \"lo\" accept\n")
 	b.WriteString("\t\tct state established,related accept\n")
+	if mode6 != "" {
+		b.WriteString("\t\t# IPv6 neighbour discovery with the router.\n")
+		b.WriteString("\t\tmeta l4proto ipv6-icmp accept\n")
+	}
+	for _, r := range input64 {
+		b.WriteString("\t\t" + r + "\n")
+	}
 	if input == InputAccept {
 		b.WriteString("\t\t# Anything else addressed to the router itself is unsolicited: accepted,\n")
 		b.WriteString("\t\t# as on a bare Linux box or a Docker host. conntrack then records an\n")
@@ -259,6 +303,14 @@ func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
 		b.WriteString("\t\t" + r + "\n")
 	}
 	b.WriteString("\t\tcounter drop\n\t}\n")
+	if mode6 != "" {
+		fmt.Fprintf(&b, "\t# IPv6, mode %s.\n", mode6)
+		b.WriteString("\tchain forward6 {\n")
+		for _, r := range fwd6 {
+			b.WriteString("\t\t" + r + "\n")
+		}
+		b.WriteString("\t}\n")
+	}
 	b.WriteString("}\n")
 	if len(pre)+len(post) > 0 {
 		b.WriteString("table ip labnat {\n")
@@ -269,6 +321,20 @@ func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
 		b.WriteString("\t}\n")
 		b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
 		for _, r := range post {
+			b.WriteString("\t\t" + r + "\n")
+		}
+		b.WriteString("\t}\n")
+		b.WriteString("}\n")
+	}
+	if len(pre6)+len(post6) > 0 {
+		b.WriteString("table ip6 labnat6 {\n")
+		b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n")
+		for _, r := range pre6 {
+			b.WriteString("\t\t" + r + "\n")
+		}
+		b.WriteString("\t}\n")
+		b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
+		for _, r := range post6 {
 			b.WriteString("\t\t" + r + "\n")
 		}
 		b.WriteString("\t}\n")

@@ -20,12 +20,17 @@ type BindingResult struct {
 
 // Binding sends one STUN Binding request from a fresh UDP socket bound to
 // local inside namespace ns to server, and waits at most timeout for the
-// response, retransmitting every 100 ms.
+// response, retransmitting every 100 ms. The socket is IPv6 when local
+// is an IPv6 address, IPv4 otherwise.
 func (l *Lab) Binding(ns string, local, server netip.AddrPort, timeout time.Duration) (BindingResult, error) {
 	var c *net.UDPConn
+	network := "udp4"
+	if local.Addr().Is6() && !local.Addr().Is4In6() {
+		network = "udp6"
+	}
 	err := InNetns(ns, func() error {
 		var err error
-		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(local))
+		c, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(local))
 		return err
 	})
 	if err != nil {
