@@ -68,14 +68,14 @@ func TestCombineVerdicts(t *testing.T) {
 			name: "v4 port-restricted, v6 open", in: []Result{v4prc, v6open}, same: -1,
 			peers:  []row{{D, "ipv4"}, {D, "ipv4"}, {D, "ipv4"}, {D, "ipv6"}, {D, "ipv6"}, {R, "ipv4"}},
 			direct: LikelihoodLikely, via: WayDirectUDP, family: "ipv6",
-			summary: "Over IPv6 (to peers that have IPv6): Direct UDP likely: this host has a public address and nothing filters inbound UDP. " +
+			summary: "Over IPv6 (to peers that have IPv6): Direct UDP likely: this host has a public address, and a port that has sent takes UDP from any address. " +
 				"Over IPv4: Direct UDP likely: port-restricted cone NAT; peers behind symmetric NATs need a TURN relay",
 		},
 		{
 			name: "v4 UDP blocked, v6 works", in: []Result{v4blocked, v6open}, same: -1,
 			peers:  []row{{D, "ipv6"}, {D, "ipv6"}, {D, "ipv6"}, {D, "ipv6"}, {D, "ipv6"}, {R, "ipv6"}},
 			direct: LikelihoodLikely, via: WayDirectUDP, family: "ipv6",
-			summary: "Over IPv6 (to peers that have IPv6): Direct UDP likely: this host has a public address and nothing filters inbound UDP. " +
+			summary: "Over IPv6 (to peers that have IPv6): Direct UDP likely: this host has a public address, and a port that has sent takes UDP from any address. " +
 				"Over IPv4: UDP is blocked here; TURN over TCP on port 443 gets out",
 		},
 		{

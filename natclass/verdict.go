@@ -170,7 +170,7 @@ func summary(r Result, v Verdict) string {
 	name := r.Type.String()
 	switch r.Type {
 	case TypeOpenInternet:
-		return "Direct UDP likely: this host has a public address and nothing filters inbound UDP"
+		return "Direct UDP likely: this host has a public address, and a port that has sent takes UDP from any address"
 	case TypeFirewall:
 		return fmt.Sprintf("Direct UDP likely: no NAT, but a firewall filters inbound UDP (%s)", r.Filtering)
 	case TypeFullCone, TypeRestrictedCone:
