@@ -164,7 +164,11 @@ func Measure(ctx context.Context, cfg Config, families ...Family) []Run {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runs[i] = runFamily(ctx, cfg, fam, res[fam], explicit)
+			var prefix netip.Prefix // NAT64's, for the IPv6 run
+			if fam == IPv6 && nat64 != nil && nat64.Detected {
+				prefix = nat64.Prefix
+			}
+			runs[i] = runFamily(ctx, cfg, fam, res[fam], explicit, prefix)
 		}()
 	}
 	wg.Wait()
@@ -178,10 +182,14 @@ func Measure(ctx context.Context, cfg Config, families ...Family) []Run {
 
 // engine holds the state of one family's run.
 type engine struct {
-	cfg      Config
-	net      transport.Net
-	fam      Family
-	localIP  netip.Addr
+	cfg     Config
+	net     transport.Net
+	fam     Family
+	localIP netip.Addr
+	// nat64 is the NAT64 prefix of an IPv6 run on an IPv6-only network
+	// (invalid otherwise): a server reached through it names its alternate
+	// address in IPv4, which the run reaches through the prefix too.
+	nat64    netip.Prefix
 	deadline time.Time // budget end: windows end by then
 	first    *firstWindow
 	paths    *pathRunner // nil when the path probes are off
@@ -255,7 +263,7 @@ func (w *firstWindow) answered(rtt time.Duration) {
 	}
 }
 
-func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, explicit bool) Run {
+func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, explicit bool, nat64 netip.Prefix) Run {
 	run := Run{Family: fam, Observations: natclass.Observations{Family: string(fam)}}
 	obs := &run.Observations
 	var first netip.Addr
@@ -287,7 +295,7 @@ func runFamily(ctx context.Context, cfg Config, fam Family, res []resolved, expl
 			return run
 		}
 	}
-	e := &engine{cfg: cfg, net: n, fam: fam}
+	e := &engine{cfg: cfg, net: n, fam: fam, nat64: nat64}
 	defer e.closeAll()
 	if !first.IsValid() {
 		return run // explicit family, nothing resolved: the classifier explains
@@ -439,6 +447,13 @@ func (e *engine) probe(ctx context.Context, obs *natclass.Observations) {
 			})
 			if !srv.Binding.Replied() {
 				return
+			}
+			if o := srv.Binding.Other; e.nat64.IsValid() && o.Addr().Unmap().Is4() && e.nat64.Contains(srv.Address.Addr()) {
+				// RFC 6052: the IPv4 OTHER-ADDRESS of a server behind
+				// NAT64 is reached at its synthesized address.
+				if a, err := natclass.SynthesizeNAT64(e.nat64, o.Addr().Unmap()); err == nil {
+					srv.Binding.Other = netip.AddrPortFrom(a, o.Port())
+				}
 			}
 			fw.answered(srv.Binding.PathRTT())
 			if natclass.UsableOther(srv.Address, srv.Binding.Other) {

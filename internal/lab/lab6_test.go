@@ -550,10 +550,10 @@ func TestNAT64(t *testing.T) {
 	f, extra, ok := rep.family("ipv6", r.SchemaVersion)
 	// tayga maps the client 1:1 into its pool, masquerade then keeps one
 	// public port per socket: endpoint-independent mapping, on the
-	// router's IPv4 address. Filtering stays unknown: coturn's
-	// OTHER-ADDRESS is an IPv4 address, which natcheck does not
-	// synthesize into the prefix.
-	want := Expectation{UDP: true, Mapping: []string{EndpointIndependent}, Filtering: []string{Unknown, AddressAndPortDependent},
+	// router's IPv4 address; the masquerade's conntrack filters by
+	// address and port. coturn's OTHER-ADDRESS is an IPv4 address, which
+	// natcheck reaches through the prefix too (RFC 6052).
+	want := Expectation{UDP: true, Mapping: []string{EndpointIndependent}, Filtering: []string{AddressAndPortDependent},
 		DirectUDP: []string{"likely"}, WayOut: WayDirectUDP}
 	if !ok {
 		bad = append(bad, "no families[ipv6]")
