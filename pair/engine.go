@@ -15,8 +15,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/rendezvous"

@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/internal/syncbuf"
