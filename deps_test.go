@@ -119,3 +119,33 @@ func TestDependencyRules(t *testing.T) {
 	},
 		"report does no network I/O; it depends on")
 }
+
+// TestOnePionMajor holds that the binary carries one major version of each
+// pion library (pion/ice v4.4.9 needs pion/stun/v4 and pion/transport/v5;
+// a stun/v3 or transport/v4 beside them would be a second copy of each).
+func TestOnePionMajor(t *testing.T) {
+	majors := map[string]map[string]bool{} // github.com/pion/NAME -> majors
+	for path := range listDeps(t) {
+		parts := strings.Split(path, "/")
+		if len(parts) < 3 || parts[0] != "github.com" || parts[1] != "pion" {
+			continue
+		}
+		major := "v0/v1"
+		if len(parts) > 3 && len(parts[3]) > 1 && parts[3][0] == 'v' && strings.Trim(parts[3][1:], "0123456789") == "" {
+			major = parts[3]
+		}
+		lib := strings.Join(parts[:3], "/")
+		if majors[lib] == nil {
+			majors[lib] = map[string]bool{}
+		}
+		majors[lib][major] = true
+	}
+	if len(majors) == 0 {
+		t.Fatal("go list showed no pion library")
+	}
+	for lib, m := range majors {
+		if len(m) > 1 {
+			t.Errorf("%s in %d major versions: %v", lib, len(m), m)
+		}
+	}
+}

@@ -7,7 +7,8 @@ require (
 	github.com/huin/goupnp v1.3.1
 	github.com/invopop/jsonschema v0.14.0
 	github.com/pion/sdp/v3 v3.0.20
-	github.com/pion/stun/v3 v3.1.6
+	github.com/pion/stun/v4 v4.0.1
+	github.com/pion/transport/v5 v5.1.5
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.66.1
@@ -44,13 +45,12 @@ require (
 	github.com/olekukonko/errors v1.2.0 // indirect
 	github.com/olekukonko/ll v0.1.6 // indirect
 	github.com/olekukonko/tablewriter v1.1.5
-	github.com/pion/dtls/v3 v3.1.5 // indirect
-	github.com/pion/ice/v4 v4.4.1
+	github.com/pion/dtls/v3 v3.1.9 // indirect
+	github.com/pion/ice/v4 v4.4.9
 	github.com/pion/logging v0.2.4
-	github.com/pion/mdns/v2 v2.1.0 // indirect
+	github.com/pion/mdns/v2 v2.2.2 // indirect
 	github.com/pion/randutil v0.1.0 // indirect
-	github.com/pion/transport/v4 v4.1.0
-	github.com/pion/turn/v5 v5.0.12
+	github.com/pion/turn/v5 v5.1.3
 	github.com/wlynxg/anet v0.0.5 // indirect
 	golang.org/x/crypto v0.48.0 // indirect
 	golang.org/x/net v0.49.0 // indirect

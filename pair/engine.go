@@ -15,8 +15,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/rendezvous"
@@ -700,7 +700,8 @@ func (s *session) newAgent(ctx context.Context, phase string) (*ice.Agent, error
 		return cfg.server.newAgent(opts)
 	}
 	// Both families: a pair symmetric over IPv4 may connect directly over
-	// IPv6. Relays stay on IPv4 (pion/ice v4.4.1 gathers none over IPv6).
+	// IPv6. Relays stay on IPv4: the TURN servers are reached over IPv4
+	// only, as before pion/ice v4.4.9 (which can also relay over IPv6).
 	networks := []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}
 	if cfg.ActiveTCP && phase == report.PhaseDirect {
 		networks = append(networks, ice.NetworkTypeTCP4, ice.NetworkTypeTCP6)
@@ -709,7 +710,8 @@ func (s *session) newAgent(ctx context.Context, phase string) (*ice.Agent, error
 		// only where UDP does not get through (as a browser would).
 		opts = append(opts, ice.WithHostAcceptanceMinWait(iceTCPWait))
 	}
-	opts = append(opts, ice.WithNetworkTypes(networks))
+	opts = append(opts, ice.WithNetworkTypes(networks),
+		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}))
 	if phase == report.PhaseRelay && len(cfg.TURN) > 0 {
 		urls, dialer, err := turncheck.ICERelay(ctx, cfg.TURN, cfg.TURNOptions)
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 )
 
 // own6 returns an IPv6 address of this host that pion/ice offers as a
-// host candidate: neither loopback (pion/ice v4.4.1 drops ::1 as an
+// host candidate: neither loopback (pion/ice v4.4.9 drops ::1 as an
 // "IPv4-compatible" address) nor link-local. Traffic to it stays on this
 // host. It skips the test, with one line, when there is none.
 func own6(t *testing.T) netip.Addr {

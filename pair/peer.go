@@ -11,8 +11,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
-	"github.com/pion/transport/v4"
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
 	"github.com/natcheck/natcheck/natclass"

@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	"github.com/natcheck/natcheck/natclass"
 	natstun "github.com/natcheck/natcheck/stun"

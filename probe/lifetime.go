@@ -20,9 +20,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4"
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 
 	"github.com/natcheck/natcheck/natclass"
 	natstun "github.com/natcheck/natcheck/stun"

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5/vnet"
 
 	"github.com/natcheck/natcheck/internal/vnettest"
 	"github.com/natcheck/natcheck/natclass"

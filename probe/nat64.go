@@ -5,7 +5,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/transport/v5/stdnet"
 
 	"github.com/natcheck/natcheck/natclass"
 )

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	"github.com/natcheck/natcheck/natclass"
 	"github.com/natcheck/natcheck/stunserver"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/transport/v5/vnet"
 
 	"github.com/natcheck/natcheck/internal/vnettest"
 	"github.com/natcheck/natcheck/natclass"

@@ -1,5 +1,5 @@
 // Package stun is the STUN codec that natcheck's client (package probe) and
-// servers (package stunserver) share, on top of github.com/pion/stun/v3,
+// servers (package stunserver) share, on top of github.com/pion/stun/v4,
 // which encodes and decodes messages and the attributes of RFC 8489.
 //
 // It adds what pion leaves to its callers and both ends need alike:
@@ -29,7 +29,7 @@
 // pion and imports this one as natstun:
 //
 //	import (
-//		"github.com/pion/stun/v3"
+//		"github.com/pion/stun/v4"
 //
 //		natstun "github.com/natcheck/natcheck/stun"
 //	)

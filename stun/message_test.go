@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // header returns a 20-byte header of type t with the given length and

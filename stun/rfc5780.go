@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // Flags of the CHANGE-REQUEST value, RFC 5780 section 7.2.

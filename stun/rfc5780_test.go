@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 func TestChangeRequestRoundTrip(t *testing.T) {

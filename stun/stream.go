@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // Over TCP and TLS, STUN messages follow each other on the stream with

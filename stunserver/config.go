@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/internal/udpbudget"
 	natstun "github.com/natcheck/natcheck/stun"

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	natstun "github.com/natcheck/natcheck/stun"
 )

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	natstun "github.com/natcheck/natcheck/stun"
 )

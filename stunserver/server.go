@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/transport/v4"
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
 	"github.com/natcheck/natcheck/internal/udpbudget"

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	"github.com/natcheck/natcheck/internal/testcert"
 	natstun "github.com/natcheck/natcheck/stun"

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/internal/udpbatch"
 	"github.com/natcheck/natcheck/internal/udpbudget"

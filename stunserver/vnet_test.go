@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5/vnet"
 
 	"github.com/natcheck/natcheck/internal/vnettest"
 	natstun "github.com/natcheck/natcheck/stun"

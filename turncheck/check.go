@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/natclass"
@@ -60,7 +60,7 @@ func Check(ctx context.Context, s Server, o Options) natclass.TURNCheck {
 		e2e := EndToEndCheck(ctx, s, o)
 		c.res.EndToEnd = &e2e
 		if useTURNClients(c.res.Server, o) {
-			c.warn("the end-to-end check ran between two TURN clients' relayed addresses, not two ICE agents: %s", iceRelaysIPv6)
+			c.warn("the end-to-end check ran between two TURN clients' relayed addresses, not two ICE agents: %s", relayOverTURNClients)
 		}
 		switch {
 		case e2e.Connected && peerCutOff:

@@ -13,18 +13,18 @@ import (
 	"github.com/natcheck/natcheck/natclass"
 )
 
-// iceRelaysIPv6 is why the end-to-end check over IPv6 uses two TURN
-// clients: pion/ice v4.4.1 gathers relay candidates over IPv4 transports
-// only (it skips udp6 and tcp6 for relays) and never asks for a relayed
-// address family. pion/ice v4.4.3 and later do both, but need pion/stun/v4
-// and pion/transport/v5.
-const iceRelaysIPv6 = "pion/ice v4.4.1 gathers no relay candidates over IPv6"
+// relayOverTURNClients is why the end-to-end check for an IPv4 relay over
+// an IPv6 transport uses two TURN clients: pion/ice (v4.4.9) announces
+// relayed candidates of its network types only, and pion/turn (v5.1.3)
+// sends no REQUESTED-ADDRESS-FAMILY for IPv4, so a server that relays in
+// its transport's family gives ICE agents nothing they may announce.
+const relayOverTURNClients = "pion/turn asks for no IPv4 relayed address over IPv6, so two ICE agents would gather no relay candidate"
 
 // useTURNClients reports whether the end-to-end check to server needs two
-// TURN clients instead of two ICE agents: over an IPv6 transport, or for
-// IPv6 relayed addresses.
+// TURN clients instead of two ICE agents: for IPv4 relayed addresses over
+// an IPv6 transport.
 func useTURNClients(server netip.AddrPort, o Options) bool {
-	return server.Addr().Unmap().Is6() || o.RelayFamily == 6
+	return server.Addr().Unmap().Is6() && o.RelayFamily == 4
 }
 
 // endToEndClients is the end-to-end check done by two TURN clients, each

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	"github.com/natcheck/natcheck/natclass"
 )

@@ -61,11 +61,11 @@ func TestCheckFailuresPion(t *testing.T) {
 		o    Options
 		want want
 	}{
-		// pion/turn servers answer 400 where RFC 8656 says 401.
-		{"wrong-password-udp", udp, wrong, ca, want{natclass.TURNStepAllocate, 400, "rejected the credentials", "check the user name"}},
-		{"wrong-password-tcp", tcp, wrong, ca, want{natclass.TURNStepAllocate, 400, "rejected the credentials", "check the user name"}},
-		{"wrong-secret", udp, wrongSecret, ca, want{natclass.TURNStepAllocate, 400, "rejected the credentials", "shared secret matches"}},
-		{"expired-rest", udp, rest(-time.Hour), ca, want{natclass.TURNStepAllocate, 400, "REST credentials expired", "--turn-credential-lifetime"}},
+		// pion/turn v5.1.3 servers answer 401 (RFC 8656); v5.0.12 answered 400.
+		{"wrong-password-udp", udp, wrong, ca, want{natclass.TURNStepAllocate, 401, "rejected the credentials", "check the user name"}},
+		{"wrong-password-tcp", tcp, wrong, ca, want{natclass.TURNStepAllocate, 401, "rejected the credentials", "check the user name"}},
+		{"wrong-secret", udp, wrongSecret, ca, want{natclass.TURNStepAllocate, 401, "rejected the credentials", "shared secret matches"}},
+		{"expired-rest", udp, rest(-time.Hour), ca, want{natclass.TURNStepAllocate, 401, "REST credentials expired", "--turn-credential-lifetime"}},
 		{"tls-unknown-ca", tls, longTerm(), Options{}, want{natclass.TURNStepTLS, 0, "unknown authority", "--ca-file"}},
 		{"tls-wrong-name", strings.Replace(tls, "127.0.0.1", "localhost", 1) + "", longTerm(), ca, want{}},
 		{"tls-to-plain-port", strings.Replace(tcp, "turn:", "turns:", 1), longTerm(), ca, want{natclass.TURNStepTLS, 0, "closed the connection during the handshake", "turn:HOST:PORT?transport=tcp"}},

@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	"github.com/natcheck/natcheck/natclass"
 )
 
 // proxyDialer dials TURN servers for pion/ice over TCP with a timeout, and
 // does the TLS handshake itself for turns:, so that a private CA and
-// --insecure apply (pion/ice v4.4.1 has no option for either). It
+// --insecure apply (pion/ice has no option for a private CA). It
 // implements golang.org/x/net/proxy.Dialer.
 type proxyDialer struct {
 	ctx     context.Context
@@ -73,12 +73,15 @@ func (d *proxyDialer) err() error {
 }
 
 // agentOptions are the options of an ICE agent gathering only candidates of
-// type typ from the given URLs, quietly, with logs kept in logs.
+// type typ from the given URLs, quietly, with logs kept in logs. Its
+// candidates and its transports to TURN servers are IPv4 (relayOptions
+// changes both).
 func agentOptions(typ ice.CandidateType, urls []*stun.URI, logs *logFactory, o Options) []ice.AgentOption {
 	return []ice.AgentOption{
 		ice.WithUrls(urls),
 		ice.WithCandidateTypes([]ice.CandidateType{typ}),
 		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}),
+		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}),
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
 		ice.WithRelayAcceptanceMinWait(0),
 		ice.WithSTUNGatherTimeout(o.stepTimeout()),
@@ -88,12 +91,39 @@ func agentOptions(typ ice.CandidateType, urls []*stun.URI, logs *logFactory, o O
 	}
 }
 
+// relayOptions are the options that make an agent reach its TURN server
+// over the server's family (IPv6 when server6) and gather relayed
+// candidates of relayFamily (4 or 6; 0 is the server's family). pion/ice
+// asks for the relayed address family (RFC 6156 REQUESTED-ADDRESS-FAMILY)
+// when its candidates are of one family only, as here; pion/turn sends
+// the attribute for IPv6 only, so an IPv4 relay over an IPv6 transport is
+// left to the server (relayOverTURNClients).
+func relayOptions(server6 bool, relayFamily int) []ice.AgentOption {
+	udp, tcp := ice.NetworkTypeUDP4, ice.NetworkTypeTCP4
+	if server6 {
+		udp, tcp = ice.NetworkTypeUDP6, ice.NetworkTypeTCP6
+	}
+	transports := []ice.NetworkType{udp, tcp}
+	switch relayFamily {
+	case 4:
+		udp, tcp = ice.NetworkTypeUDP4, ice.NetworkTypeTCP4
+	case 6:
+		udp, tcp = ice.NetworkTypeUDP6, ice.NetworkTypeTCP6
+	}
+	return []ice.AgentOption{
+		ice.WithNetworkTypes([]ice.NetworkType{udp, tcp}),
+		ice.WithTURNTransportProtocols(transports),
+	}
+}
+
 // EndToEndCheck connects two local ICE agents, restricted to relayed
 // candidates (RFC 8445 section 5.1.1.2) from the same TURN server, to each
 // other, and sends data both ways: the proof that two browsers could relay
-// media through the server. It returns the selected candidate pair. Over
-// an IPv6 transport, or for IPv6 relayed addresses (o.RelayFamily 6), two
-// TURN clients take the agents' place (iceRelaysIPv6).
+// media through the server. It returns the selected candidate pair. The
+// agents reach the server over its family and ask for relayed addresses of
+// o.RelayFamily (default: the server's family); for an IPv4 relay over an
+// IPv6 transport two TURN clients take the agents' place
+// (relayOverTURNClients).
 func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
 	var res natclass.EndToEnd
 	if err := s.Credentials.Validate(); err != nil {
@@ -103,9 +133,11 @@ func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
 	budget := 4 * o.stepTimeout()
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	if server, err := resolveServer(ctx, s.URL, o); err == nil && useTURNClients(server, o) {
+	server, err := resolveServer(ctx, s.URL, o)
+	if err == nil && useTURNClients(server, o) {
 		return endToEndClients(ctx, s, server, o)
 	}
+	server6 := err == nil && server.Addr().Unmap().Is6()
 	start := time.Now()
 
 	user, pw, _ := s.Credentials.Resolve(o.now())
@@ -128,6 +160,7 @@ func EndToEndCheck(ctx context.Context, s Server, o Options) natclass.EndToEnd {
 	uri := iceURL.stunURI(user, pw.Reveal())
 	newAgent := func() (*ice.Agent, *proxyDialer, error) {
 		opts := agentOptions(ice.CandidateTypeRelay, []*stun.URI{uri}, logs, o)
+		opts = append(opts, relayOptions(server6, o.RelayFamily)...)
 		d := &proxyDialer{ctx: ctx, url: s.URL, o: o}
 		if s.URL.Transport != natclass.TURNTransportUDP {
 			opts = append(opts, ice.WithProxyDialer(d))
@@ -345,15 +378,14 @@ func Gather(ctx context.Context, stunServers []string, turnServers []Server, o O
 	)
 	out.Candidates = []natclass.Candidate{}
 	out.Servers = []natclass.CandidateServer{}
-	run := func(label string, typ ice.CandidateType, urls []*stun.URI, d *proxyDialer, secrets ...string) natclass.CandidateServer {
+	run := func(label string, typ ice.CandidateType, urls []*stun.URI, d *proxyDialer, extra []ice.AgentOption, secrets ...string) natclass.CandidateServer {
 		cs := natclass.CandidateServer{URL: label, Want: typ.String()}
 		logs := newLogFactory(secrets...)
-		opts := agentOptions(typ, urls, logs, o)
+		opts := append(agentOptions(typ, urls, logs, o), extra...)
 		if typ != ice.CandidateTypeRelay {
 			// Host and server-reflexive candidates of both families:
-			// pion/ice gathers srflx over UDP only. Relays stay on IPv4
-			// (iceRelaysIPv6).
-			opts[2] = ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6})
+			// pion/ice gathers srflx over UDP only.
+			opts = append(opts, ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}))
 		}
 		if d != nil {
 			opts = append(opts, ice.WithProxyDialer(d))
@@ -407,7 +439,7 @@ func Gather(ctx context.Context, stunServers []string, turnServers []Server, o O
 	}
 	results := make([]natclass.CandidateServer, 1+len(stunServers)+len(turnServers))
 	wg.Go(func() {
-		results[0] = run("", ice.CandidateTypeHost, nil, nil)
+		results[0] = run("", ice.CandidateTypeHost, nil, nil, nil)
 	})
 	for i, s := range stunServers {
 		wg.Go(func() {
@@ -417,7 +449,7 @@ func Gather(ctx context.Context, stunServers []string, turnServers []Server, o O
 				results[1+i] = natclass.CandidateServer{URL: label, Want: "srflx", Error: "bad STUN server: " + err.Error()}
 				return
 			}
-			results[1+i] = run(label, ice.CandidateTypeServerReflexive, []*stun.URI{uri}, nil)
+			results[1+i] = run(label, ice.CandidateTypeServerReflexive, []*stun.URI{uri}, nil, nil)
 		})
 	}
 	for i, s := range turnServers {
@@ -427,18 +459,17 @@ func Gather(ctx context.Context, stunServers []string, turnServers []Server, o O
 				results[k] = natclass.CandidateServer{URL: s.URL.String(), Want: "relay", Error: err.Error()}
 				return
 			}
-			if a, err := netip.ParseAddr(s.URL.Host); err == nil && a.Unmap().Is6() {
-				results[k] = natclass.CandidateServer{URL: s.URL.String(), Want: "relay",
-					Error: iceRelaysIPv6 + " (the TURN check itself runs over IPv6)"}
-				return
-			}
+			// A server named by an IPv6 literal is reached over IPv6 and
+			// gives IPv6 relays; a name, over IPv4 as before.
+			a, err := netip.ParseAddr(s.URL.Host)
+			server6 := err == nil && a.Unmap().Is6()
 			user, pw, _ := s.Credentials.Resolve(o.now())
 			var d *proxyDialer
 			if s.URL.Transport != natclass.TURNTransportUDP {
 				d = &proxyDialer{ctx: ctx, url: s.URL, o: o}
 			}
 			results[k] = run(s.URL.String(), ice.CandidateTypeRelay, []*stun.URI{s.URL.stunURI(user, pw.Reveal())}, d,
-				pw.Reveal(), s.Credentials.SharedSecret.Reveal())
+				relayOptions(server6, 0), pw.Reveal(), s.Credentials.SharedSecret.Reveal())
 		})
 	}
 	wg.Wait()

@@ -42,6 +42,9 @@ func TestCheckIPv6(t *testing.T) {
 			if e == nil || !e.Connected || e.Received != e.Sent || !strings.Contains(e.Local, "[::1]:") || !strings.Contains(e.Remote, "[::1]:") {
 				t.Errorf("end-to-end %+v: want connected between two relays on ::1", e)
 			}
+			if w := strings.Join(res.Warnings, "\n"); strings.Contains(w, "TURN clients") {
+				t.Errorf("warnings %q: want the end-to-end check done by two ICE agents", w)
+			}
 		})
 	}
 }
@@ -76,6 +79,9 @@ func TestCheckRelayFamily(t *testing.T) {
 		if e := res.EndToEnd; e == nil || !e.Connected || !strings.Contains(e.Local, "[::1]:") {
 			t.Errorf("end-to-end %+v: want connected between two relays on ::1", e)
 		}
+		if w := strings.Join(res.Warnings, "\n"); strings.Contains(w, "TURN clients") {
+			t.Errorf("warnings %q: want the end-to-end check done by two ICE agents", w)
+		}
 	})
 	t.Run("ipv6-relay-not-offered", func(t *testing.T) {
 		t.Parallel()
@@ -97,7 +103,8 @@ func TestCheckRelayFamily(t *testing.T) {
 }
 
 // TestGatherIPv6 gathers server-reflexive candidates from a STUN server on
-// [::1], and says why a TURN server on [::1] gives no relay candidate.
+// [::1], and relayed candidates on ::1 from a TURN server on [::1], reached
+// over IPv6 by the ICE agent.
 func TestGatherIPv6(t *testing.T) {
 	t.Parallel()
 	turntest.SkipWithoutIPv6(t)
@@ -106,7 +113,7 @@ func TestGatherIPv6(t *testing.T) {
 	stunAddr := st.Primary()
 	g := Gather(context.Background(), []string{stunAddr.String()}, []Server{{URL: mustURL(t, srv.URLs()[0]), Credentials: longTerm()}}, Options{StepTimeout: 2 * time.Second})
 	t.Logf("%+v", g)
-	srflx6 := 0
+	srflx6, relay6 := 0, 0
 	for _, c := range g.Candidates {
 		if c.Family != Family(c.Address) || c.Family == "" {
 			t.Errorf("candidate %+v: family %q for address %v", c, c.Family, c.Address)
@@ -114,13 +121,19 @@ func TestGatherIPv6(t *testing.T) {
 		if c.Type == "srflx" && c.Family == "ipv6" && c.Server == "stun:"+stunAddr.String() {
 			srflx6++
 		}
+		if c.Type == "relay" && c.Family == "ipv6" && c.Address == loop6 {
+			relay6++
+		}
 	}
 	if srflx6 == 0 {
 		t.Errorf("no IPv6 srflx candidate from stun:%s in %+v", stunAddr, g.Candidates)
 	}
+	if relay6 == 0 {
+		t.Errorf("no IPv6 relay candidate on ::1 in %+v", g.Candidates)
+	}
 	for _, s := range g.Servers {
-		if s.Want == "relay" && (s.Produced != 0 || !strings.Contains(s.Error, "no relay candidates over IPv6")) {
-			t.Errorf("TURN server %+v: want no relay and the reason", s)
+		if s.Want == "relay" && (s.Produced == 0 || s.Error != "") {
+			t.Errorf("TURN server %+v: want a relay candidate and no error", s)
 		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 
 	"github.com/natcheck/natcheck/internal/udpbudget"
 	"github.com/natcheck/natcheck/turnserver"

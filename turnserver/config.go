@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/natcheck/natcheck/internal/udpbudget"
-	"github.com/pion/transport/v4"
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 )
 
 // Defaults of Config.

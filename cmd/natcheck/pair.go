@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/internal/diagnose"
 	"github.com/natcheck/natcheck/internal/progress"

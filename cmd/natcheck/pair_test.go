@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/transport/v5/vnet"
 
 	"github.com/natcheck/natcheck/internal/vnettest"
 	"github.com/natcheck/natcheck/rendezvous"

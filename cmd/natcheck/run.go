@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
-	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/internal/diagnose"
 	"github.com/natcheck/natcheck/internal/progress"

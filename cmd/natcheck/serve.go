@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/transport/v5/stdnet"
 
 	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/internal/udpbudget"

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/internal/connlimit"
 	"github.com/natcheck/natcheck/internal/safefile"

@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/transport/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
 	"github.com/pion/turn/v5"
 
 	"github.com/natcheck/natcheck/internal/syncbuf"
@@ -698,11 +698,11 @@ func TestServeTURN(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		// pion/turn v5.0.12 answers wrong credentials with 400 after the
-		// 401 challenge (coturn with 401): accept either.
+		// pion/turn v5.1.3, like coturn, answers wrong credentials with
+		// 401 (v5.0.12 answered 400 after the 401 challenge).
 		refused := func(err error) bool {
 			var te *stun.TurnError
-			return errors.As(err, &te) && (te.ErrorCodeAttr.Code == stun.CodeUnauthorized || te.ErrorCodeAttr.Code == stun.CodeBadRequest)
+			return errors.As(err, &te) && te.ErrorCodeAttr.Code == stun.CodeUnauthorized
 		}
 		_, err := turntest.AllocateOn(t, listenUDP(t, "127.0.0.1"), tl.UDP[0], "bob", "wrong")
 		if !refused(err) {

@@ -7,7 +7,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/natcheck/natcheck/internal/netspecial"
 )

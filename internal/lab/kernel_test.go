@@ -9,7 +9,7 @@ import (
 	"time"
 
 	natstun "github.com/natcheck/natcheck/stun"
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // filteringSeen is what reached a client socket that had sent only to

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	natstun "github.com/natcheck/natcheck/stun"
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // responseSeen is one STUN response that arrived for a request.

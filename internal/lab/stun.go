@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // BindingResult is what one STUN Binding request saw.

@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/pion/logging"
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/transport/v5/vnet"
 )
 
 // Router is a vnet router under construction: the WAN or a NAT on it.

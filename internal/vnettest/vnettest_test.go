@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/transport/v5/vnet"
 )
 
 // TestNATHost: a host behind a NAT reaches a WAN host, which sees the
