@@ -147,8 +147,10 @@ func TestVnetNATs(t *testing.T) {
 					rb.res.Selected.Remote.Type != "relay" {
 					t.Errorf("selected A %+v, B %+v: want A's relay candidate on 1.2.3.6", ra.res.Selected, rb.res.Selected)
 				}
-				if !strings.Contains(ra.res.Phases[0].Error, "did not connect") {
-					t.Errorf("direct phase error %q", ra.res.Phases[0].Error)
+				// ICE gives up at the phase timeout, or earlier once every
+				// pair failed after end-of-candidates: either says why.
+				if e := ra.res.Phases[0].Error; !strings.Contains(e, "did not connect") && !strings.Contains(e, "failed on every candidate pair") {
+					t.Errorf("direct phase error %q", e)
 				}
 			case report.PairFailed:
 				if ra.res.Selected != nil || ra.res.Phases[0].Error == "" {
