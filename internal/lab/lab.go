@@ -141,6 +141,10 @@ type Options struct {
 	// LossPercent, if positive, makes the router drop that percentage of
 	// forwarded UDP packets in both directions (nft numgen; no netem needed).
 	LossPercent int
+	// Loss6Percent, if positive, makes the router drop that percentage of
+	// forwarded IPv6 UDP packets in both directions, in its forward6
+	// chain (counted as "loss6"), on top of LossPercent; needs a Mode6.
+	Loss6Percent int
 	// Dir holds configuration, certificates and logs. Empty means a new
 	// temporary directory, removed by Close.
 	Dir string
@@ -150,11 +154,12 @@ type Options struct {
 
 // Lab is a running topology. Its fields are read-only.
 type Lab struct {
-	Mode        Mode
-	Mode6       Mode6       // "" when the lab has no IPv6
-	NAT64       bool        // the client is IPv6-only behind NAT64
-	Input       InputPolicy // never "": InputDrop or InputAccept
-	LossPercent int
+	Mode         Mode
+	Mode6        Mode6       // "" when the lab has no IPv6
+	NAT64        bool        // the client is IPv6-only behind NAT64
+	Input        InputPolicy // never "": InputDrop or InputAccept
+	LossPercent  int
+	Loss6Percent int // IPv6 UDP only
 
 	// Network namespace names, for `ip netns exec`.
 	Client, Router, Internet string
@@ -298,6 +303,9 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if opts.LossPercent < 0 || opts.LossPercent > 100 {
 		return nil, fmt.Errorf("loss %d%% out of range", opts.LossPercent)
 	}
+	if opts.Loss6Percent < 0 || opts.Loss6Percent > 100 || (opts.Loss6Percent > 0 && opts.Mode6 == "") {
+		return nil, fmt.Errorf("IPv6 loss %d%% out of range or without a Mode6", opts.Loss6Percent)
+	}
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -307,20 +315,21 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	}
 	prefix := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), randomHex(3))
 	l = &Lab{
-		Mode:        opts.Mode,
-		Mode6:       opts.Mode6,
-		NAT64:       opts.NAT64,
-		Input:       opts.Input,
-		LossPercent: opts.LossPercent,
-		Client:      prefix + "-client",
-		Router:      prefix + "-router",
-		Internet:    prefix + "-inet",
-		STUN:        netip.AddrPortFrom(STUNAddr, STUNPort),
-		STUNAlt:     netip.AddrPortFrom(STUNAltAddr, STUNAltPort),
-		PlainSTUN:   netip.AddrPortFrom(PlainSTUNAddr, STUNPort),
-		Dir:         opts.Dir,
-		prefix:      prefix,
-		logf:        logf,
+		Mode:         opts.Mode,
+		Mode6:        opts.Mode6,
+		NAT64:        opts.NAT64,
+		Input:        opts.Input,
+		LossPercent:  opts.LossPercent,
+		Loss6Percent: opts.Loss6Percent,
+		Client:       prefix + "-client",
+		Router:       prefix + "-router",
+		Internet:     prefix + "-inet",
+		STUN:         netip.AddrPortFrom(STUNAddr, STUNPort),
+		STUNAlt:      netip.AddrPortFrom(STUNAltAddr, STUNAltPort),
+		PlainSTUN:    netip.AddrPortFrom(PlainSTUNAddr, STUNPort),
+		Dir:          opts.Dir,
+		prefix:       prefix,
+		logf:         logf,
 	}
 	if l.Dir == "" {
 		d, err := os.MkdirTemp("", "natcheck-lab-")

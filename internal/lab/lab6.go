@@ -90,41 +90,71 @@ var (
 	PlainSTUNAddr6 = netip.MustParseAddr("2001:2:0:100::4") // the plain STUN server over IPv6
 )
 
-// ClientAddr6For is the client's own IPv6 address behind a router in mode m.
-func ClientAddr6For(m Mode6) netip.Addr {
-	if m.usesULA() {
-		return ClientULA6
-	}
-	return ClientAddr6
+// Site6 is the IPv6 addressing of one site (see Site): what its router's
+// IPv6 rules and routes name. The single-site Lab uses DefaultSite6; a
+// PairLab's site B has SiteB6.
+type Site6 struct {
+	LAN       netip.Prefix // the client's global prefix (NPTv6's outside prefix)
+	Client    netip.Addr   // the client's global address
+	RouterLAN netip.Addr   // the router on the global LAN
+	ULA       netip.Prefix // the LAN behind nptv6 and nat66
+	ClientULA netip.Addr   // the client's ULA address
+	RouterULA netip.Addr   // the router on the ULA LAN
+	RouterWAN netip.Addr   // the router on the WAN (nat66's public address)
 }
+
+// DefaultSite6 is the single-site Lab's IPv6 addressing.
+var DefaultSite6 = Site6{
+	LAN: ClientLAN6, Client: ClientAddr6, RouterLAN: RouterLANAddr6,
+	ULA: ULALAN6, ClientULA: ClientULA6, RouterULA: RouterULA6,
+	RouterWAN: RouterWANAddr6,
+}
+
+// ClientAddr is the client's own IPv6 address behind a router in mode m.
+func (s Site6) ClientAddr(m Mode6) netip.Addr {
+	if m.usesULA() {
+		return s.ClientULA
+	}
+	return s.Client
+}
+
+// PublicAddr is the client's IPv6 address as the internet sees it behind
+// a router in mode m: its own global address without NAT, the translated
+// global address behind NPTv6, the router's behind NAT66.
+func (s Site6) PublicAddr(m Mode6) netip.Addr {
+	if m == NAT66 {
+		return s.RouterWAN
+	}
+	return s.Client
+}
+
+// ClientAddr6For is the client's own IPv6 address behind a router in mode m.
+func ClientAddr6For(m Mode6) netip.Addr { return DefaultSite6.ClientAddr(m) }
 
 // PublicAddr6For is the client's IPv6 address as the internet sees it
 // behind a router in mode m: its own global address without NAT, the
 // translated global address behind NPTv6, the router's behind NAT66.
-func PublicAddr6For(m Mode6) netip.Addr {
-	switch m {
-	case NPTv6:
-		return ClientAddr6
-	case NAT66:
-		return RouterWANAddr6
-	}
-	return ClientAddr6
-}
+func PublicAddr6For(m Mode6) netip.Addr { return DefaultSite6.PublicAddr(m) }
 
 // eif6Timeout is how long the Firewall6EIF router keeps a client port open
 // after the client last sent from it.
 const eif6Timeout = "120s"
 
-// ruleset6 returns the IPv6 parts of the router's ruleset for mode m: the
-// rules of the forward6 chain (which ends in a counted drop), the sets,
-// and the prerouting and postrouting rules of the ip6 nat table.
-func ruleset6(m Mode6) (fwd, sets, pre, post []string) {
+// ruleset6 returns the IPv6 parts of the ruleset of the router of site s
+// for mode m: the rules of the forward6 chain (which ends in a counted
+// drop), the sets, and the prerouting and postrouting rules of the ip6 nat
+// table. loss6, if positive, is the percentage of forwarded IPv6 UDP the
+// chain drops first (counted as "loss6"), in both directions.
+func ruleset6(s Site6, m Mode6, loss6 int) (fwd, sets, pre, post []string) {
 	lanToWan := fmt.Sprintf("iifname %q oifname %q", routerLAN, routerWAN)
 	wanToLan := fmt.Sprintf("iifname %q oifname %q", routerWAN, routerLAN)
 	stateful := []string{
 		"ct state established,related accept",
 		"ct state invalid drop",
 		lanToWan + " accept",
+	}
+	if loss6 > 0 {
+		fwd = append(fwd, fmt.Sprintf("meta l4proto udp numgen random mod 100 < %d counter drop comment \"loss6\"", loss6))
 	}
 	switch m {
 	case Routed6:
@@ -138,8 +168,8 @@ func ruleset6(m Mode6) (fwd, sets, pre, post []string) {
 		fwd = append(fwd, wanToLan+" meta l4proto udp ip6 daddr . udp dport @eif6 accept")
 	case NPTv6:
 		fwd = append(fwd, "accept")
-		pre = append(pre, fmt.Sprintf("iifname %q dnat ip6 prefix to ip6 daddr map { %s : %s }", routerWAN, ClientLAN6, ULALAN6))
-		post = append(post, fmt.Sprintf("oifname %q snat ip6 prefix to ip6 saddr map { %s : %s }", routerWAN, ULALAN6, ClientLAN6))
+		pre = append(pre, fmt.Sprintf("iifname %q dnat ip6 prefix to ip6 daddr map { %s : %s }", routerWAN, s.LAN, s.ULA))
+		post = append(post, fmt.Sprintf("oifname %q snat ip6 prefix to ip6 saddr map { %s : %s }", routerWAN, s.ULA, s.LAN))
 	case NAT66:
 		fwd = append(fwd, stateful...)
 		post = append(post, fmt.Sprintf("oifname %q masquerade", routerWAN))
@@ -152,18 +182,13 @@ func ruleset6(m Mode6) (fwd, sets, pre, post []string) {
 }
 
 // buildIPv6 addresses and routes IPv6 for the lab's Mode6: client, router
-// LAN and WAN, the servers' addresses in the internet namespace. DAD is
-// off (nodad), so the addresses are usable at once.
+// LAN and WAN (buildSite6), the servers' addresses in the internet
+// namespace. DAD is off (nodad), so the addresses are usable at once.
 func (l *Lab) buildIPv6(ctx context.Context) error {
-	client, routerLANAddr := ClientAddr6, RouterLANAddr6
-	if l.Mode6.usesULA() {
-		client, routerLANAddr = ClientULA6, RouterULA6
+	if err := buildSite6(ctx, l.Client, l.Router, DefaultSite6, l.Mode6, netip.Addr{}); err != nil {
+		return err
 	}
 	steps := [][]string{
-		{l.Client, "-6", "addr", "add", client.String() + "/64", "dev", clientIf, "nodad"},
-		{l.Client, "-6", "route", "add", "default", "via", routerLANAddr.String()},
-		{l.Router, "-6", "addr", "add", routerLANAddr.String() + "/64", "dev", routerLAN, "nodad"},
-		{l.Router, "-6", "addr", "add", RouterWANAddr6.String() + "/64", "dev", routerWAN, "nodad"},
 		{l.Internet, "-6", "addr", "add", STUNAddr6.String() + "/64", "dev", internetIf, "nodad"},
 		{l.Internet, "-6", "addr", "add", STUNAltAddr6.String() + "/64", "dev", internetIf, "nodad"},
 		{l.Internet, "-6", "addr", "add", PlainSTUNAddr6.String() + "/64", "dev", internetIf, "nodad"},
@@ -176,10 +201,34 @@ func (l *Lab) buildIPv6(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := nsexec(ctx, l.Router, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"); err != nil {
-		return err
-	}
 	return waitNoTentative(ctx, l.Client, l.Router, l.Internet)
+}
+
+// buildSite6 addresses and routes IPv6 in one site's client and router
+// namespaces (whose veths buildRouter made) for mode m with addressing s,
+// and turns on the router's IPv6 forwarding. defaultVia, if valid, is the
+// router's IPv6 default route (an address in the internet namespace).
+func buildSite6(ctx context.Context, clientNS, routerNS string, s Site6, m Mode6, defaultVia netip.Addr) error {
+	client, routerLANAddr := s.Client, s.RouterLAN
+	if m.usesULA() {
+		client, routerLANAddr = s.ClientULA, s.RouterULA
+	}
+	steps := [][]string{
+		{clientNS, "-6", "addr", "add", client.String() + "/64", "dev", clientIf, "nodad"},
+		{clientNS, "-6", "route", "add", "default", "via", routerLANAddr.String()},
+		{routerNS, "-6", "addr", "add", routerLANAddr.String() + "/64", "dev", routerLAN, "nodad"},
+		{routerNS, "-6", "addr", "add", s.RouterWAN.String() + "/64", "dev", routerWAN, "nodad"},
+	}
+	if defaultVia.IsValid() {
+		steps = append(steps, []string{routerNS, "-6", "route", "add", "default", "via", defaultVia.String()})
+	}
+	for _, st := range steps {
+		if err := ipns(ctx, st[0], st[1:]...); err != nil {
+			return err
+		}
+	}
+	_, err := nsexec(ctx, routerNS, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding")
+	return err
 }
 
 // noDAD turns duplicate address detection off in namespace ns for every

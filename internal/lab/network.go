@@ -29,6 +29,7 @@ type Site struct {
 	RouterWAN  netip.Addr   // the router on the WAN (the public address masquerade uses)
 	OneToOne   netip.Addr   // the client's public address in OneToOne mode
 	Restricted netip.Addr   // the client's public address in Restricted mode
+	V6         Site6        // the site's IPv6 addressing, for a Mode6
 }
 
 // DefaultSite is the single-site Lab's addressing.
@@ -39,6 +40,7 @@ var DefaultSite = Site{
 	RouterWAN:  RouterWANAddr,
 	OneToOne:   OneToOneAddr,
 	Restricted: RestrictedAddr,
+	V6:         DefaultSite6,
 }
 
 // PublicAddr is the client's address as the internet sees it behind a
@@ -67,6 +69,7 @@ type router struct {
 	nat64                    bool  // the rules tayga and dnsmasq need
 	input                    InputPolicy
 	loss                     int
+	loss6                    int // IPv6 UDP only, in forward6
 	// defaultVia, if valid, is the router's default route (an address in
 	// the internet namespace), for a WAN where other sites' LANs lie
 	// behind the internet namespace.
@@ -110,7 +113,7 @@ func buildRouter(ctx context.Context, r router) error {
 	if _, err := nsexec(ctx, r.router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
 		return err
 	}
-	rules := r.site.ruleset(r.mode, r.mode6, r.nat64, r.input, r.loss)
+	rules := r.site.ruleset(r.mode, r.mode6, r.nat64, r.input, r.loss, r.loss6)
 	if err := os.WriteFile(r.rulesFile, []byte(rules), 0o644); err != nil {
 		return err
 	}
@@ -135,7 +138,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	}
 	err := buildRouter(ctx, router{
 		client: l.Client, router: l.Router, internet: l.Internet, inetIf: internetIf,
-		site: DefaultSite, mode: l.Mode, mode6: l.Mode6, nat64: l.NAT64, input: l.Input, loss: l.LossPercent,
+		site: DefaultSite, mode: l.Mode, mode6: l.Mode6, nat64: l.NAT64, input: l.Input, loss: l.LossPercent, loss6: l.Loss6Percent,
 		rulesFile: filepath.Join(l.Dir, "router.nft"),
 	})
 	if err != nil {
@@ -162,14 +165,14 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		}
 		l.logf("lab: %s: IPv6 mode %s", l.prefix, l.Mode6)
 	}
-	l.logf("lab: %s: router mode %s, input %s, loss %d%%, namespaces %s/%s/%s", l.prefix, l.Mode, l.Input, l.LossPercent, l.Client, l.Router, l.Internet)
+	l.logf("lab: %s: router mode %s, input %s, loss %d%% (IPv6 only: %d%%), namespaces %s/%s/%s", l.prefix, l.Mode, l.Input, l.LossPercent, l.Loss6Percent, l.Client, l.Router, l.Internet)
 	return nil
 }
 
 // Ruleset returns the router's nftables ruleset for the lab's mode, input
 // policy and loss.
 func (l *Lab) Ruleset() string {
-	return DefaultSite.ruleset(l.Mode, l.Mode6, l.NAT64, l.Input, l.LossPercent)
+	return DefaultSite.ruleset(l.Mode, l.Mode6, l.NAT64, l.Input, l.LossPercent, l.Loss6Percent)
 }
 
 // restrictedTimeout is how long the Restricted router remembers an address
@@ -187,7 +190,7 @@ func Ruleset(mode Mode, input InputPolicy, loss int) string {
 // Ruleset returns the nftables ruleset of the site's router for mode,
 // input policy and loss (see the function Ruleset).
 func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
-	return s.ruleset(mode, "", false, input, loss)
+	return s.ruleset(mode, "", false, input, loss, 0)
 }
 
 // ruleset is Ruleset with the IPv6 behaviour mode6 beside: "" gives the
@@ -195,8 +198,9 @@ func (s Site) Ruleset(mode Mode, input InputPolicy, loss int) string {
 // its own chain forward6 (after the loss rule, which applies to both
 // families), the input chain accepts ICMPv6 (neighbour discovery), and
 // NPTv6 and NAT66 get an ip6 nat table; nat64 adds the rules of
-// nat64Rules.
-func (s Site) ruleset(mode Mode, mode6 Mode6, nat64 bool, input InputPolicy, loss int) string {
+// nat64Rules; loss6 is the percentage of IPv6 UDP forward6 drops (see
+// ruleset6).
+func (s Site) ruleset(mode Mode, mode6 Mode6, nat64 bool, input InputPolicy, loss, loss6 int) string {
 	if input == "" {
 		input = InputDrop
 	}
@@ -206,7 +210,7 @@ func (s Site) ruleset(mode Mode, mode6 Mode6, nat64 bool, input InputPolicy, los
 	}
 	var fwd6, sets6, pre6, post6 []string
 	if mode6 != "" {
-		fwd6, sets6, pre6, post6 = ruleset6(mode6)
+		fwd6, sets6, pre6, post6 = ruleset6(s.V6, mode6, loss6)
 		fwd = append(fwd, "meta nfproto ipv6 jump forward6")
 	}
 	var input64 []string
@@ -270,6 +274,9 @@ func (s Site) ruleset(mode Mode, mode6 Mode6, nat64 bool, input InputPolicy, los
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# natcheck lab router, mode %s, input %s, loss %d%%\n", mode, input, loss)
+	if loss6 > 0 {
+		fmt.Fprintf(&b, "# IPv6 UDP loss %d%%\n", loss6)
+	}
 	b.WriteString("flush ruleset\n")
 	b.WriteString("table inet lab {\n")
 	for _, set := range append(sets, sets6...) {
@@ -347,7 +354,8 @@ func (s Site) ruleset(mode Mode, mode6 Mode6, nat64 bool, input InputPolicy, los
 // "unsolicited" (packets addressed to the router itself that belong to no
 // connection: dropped, or accepted with InputAccept), "filtered" (inbound
 // packets the Restricted router's address-dependent filter dropped), "loss"
-// (UDP dropped by the loss variant), "udp blocked" and "tcp blocked" (TCP
+// (UDP dropped by the loss variant), "loss6" (IPv6 UDP dropped by
+// Loss6Percent), "udp blocked" and "tcp blocked" (TCP
 // dropped by tls443only: SYNs to ports other than 443).
 func (l *Lab) Counters(ctx context.Context) (map[string]int64, error) {
 	return routerCounters(ctx, l.Router)

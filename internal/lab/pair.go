@@ -33,6 +33,15 @@ import (
 // routers' public addresses share 198.19.0.0/24, so packets between them
 // cross the bridge directly, as between two hosts on the internet.
 //
+// A site with a Mode6 gets IPv6 beside IPv4, as a Lab with that Mode6 and
+// the same rules (ruleset6): site A DefaultSite6 (2001:2:0:1::/64, ULA
+// fd00:0:0:1::/64, router 2001:2:0:100::1), site B SiteB6
+// (2001:2:0:2::/64, ULA fd00:0:0:2::/64, router 2001:2:0:100::21). The
+// internet namespace then holds coturn's and the plain server's IPv6
+// addresses as in a Lab (2001:2:0:100::2-4) and natcheck serve's (::5,
+// ::6) on br0, routes each site's global prefix to its router, and is
+// each router's IPv6 default route, as for IPv4.
+//
 // Every PairLab has its own namespaces (nclab-<pid>-<hex>-{a-client,
 // a-router,b-client,b-router,inet}), so PairLabs and Labs run side by side.
 type PairLab struct {
@@ -43,7 +52,10 @@ type PairLab struct {
 
 	// STUN, STUNAlt, PlainSTUN and TURN are as in a Lab.
 	STUN, STUNAlt, PlainSTUN netip.AddrPort
-	TURN                     TURNServer
+	// STUN6, STUN6Alt and PlainSTUN6 are their IPv6 endpoints when a
+	// site has a Mode6; invalid otherwise.
+	STUN6, STUN6Alt, PlainSTUN6 netip.AddrPort
+	TURN                        TURNServer
 	// TURNPasswordFile holds TURN.Password, for --turn-password-file.
 	TURNPasswordFile string
 
@@ -60,6 +72,7 @@ type PairLab struct {
 type PairSite struct {
 	Name        string // "A" or "B"
 	Mode        Mode
+	Mode6       Mode6       // "": no IPv6 at this site
 	Input       InputPolicy // never ""
 	LossPercent int
 
@@ -70,14 +83,20 @@ type PairSite struct {
 	// the internet sees it (Addr.PublicAddr(Mode)).
 	Addr       Site
 	PublicAddr netip.Addr
+	// With a Mode6: the client's own IPv6 address and its IPv6 address as
+	// the internet sees it (Addr.V6.ClientAddr and PublicAddr); invalid
+	// otherwise.
+	ClientAddr6, PublicAddr6 netip.Addr
 
 	rulesFile string
 }
 
-// SiteOptions is one site's router: Mode ("" means Masquerade), Input
-// ("" means InputDrop) and LossPercent, as in Options.
+// SiteOptions is one site's router: Mode ("" means Masquerade), Mode6 (""
+// means no IPv6), Input ("" means InputDrop) and LossPercent, as in
+// Options.
 type SiteOptions struct {
 	Mode        Mode
+	Mode6       Mode6
 	Input       InputPolicy
 	LossPercent int
 }
@@ -86,6 +105,9 @@ func (o SiteOptions) String() string {
 	s := string(o.Mode)
 	if s == "" {
 		s = string(Masquerade)
+	}
+	if o.Mode6 != "" {
+		s += "+" + string(o.Mode6)
 	}
 	if o.Input != "" {
 		s += "/" + string(o.Input)
@@ -114,6 +136,17 @@ var (
 		RouterWAN:  netip.MustParseAddr("198.19.0.21"),
 		OneToOne:   netip.MustParseAddr("198.19.0.30"),
 		Restricted: netip.MustParseAddr("198.19.0.31"),
+		V6:         SiteB6,
+	}
+	// SiteB6 is site B's IPv6 addressing, in 2001:2::/48 as DefaultSite6.
+	SiteB6 = Site6{
+		LAN:       netip.MustParsePrefix("2001:2:0:2::/64"),
+		Client:    netip.MustParseAddr("2001:2:0:2::2"),
+		RouterLAN: netip.MustParseAddr("2001:2:0:2::1"),
+		ULA:       netip.MustParsePrefix("fd00:0:0:2::/64"),
+		ClientULA: netip.MustParseAddr("fd00:0:0:2::2"),
+		RouterULA: netip.MustParseAddr("fd00:0:0:2::1"),
+		RouterWAN: netip.MustParseAddr("2001:2:0:100::21"),
 	}
 	// RendezvousAddr and RendezvousAltAddr are natcheck serve's primary
 	// and alternate addresses in a PairLab.
@@ -182,6 +215,9 @@ func StartPair(ctx context.Context, opts PairOptions) (p *PairLab, err error) {
 		if !validMode(o.Mode) {
 			return nil, fmt.Errorf("site %c: unknown mode %q", 'A'+i, o.Mode)
 		}
+		if !validMode6(o.Mode6) {
+			return nil, fmt.Errorf("site %c: unknown IPv6 mode %q", 'A'+i, o.Mode6)
+		}
 		if !validInput(o.Input) {
 			return nil, fmt.Errorf("site %c: unknown input policy %q", 'A'+i, o.Input)
 		}
@@ -191,7 +227,7 @@ func StartPair(ctx context.Context, opts PairOptions) (p *PairLab, err error) {
 		if o.LossPercent < 0 || o.LossPercent > 100 {
 			return nil, fmt.Errorf("site %c: loss %d%% out of range", 'A'+i, o.LossPercent)
 		}
-		sites[i] = &PairSite{Name: string(rune('A' + i)), Mode: o.Mode, Input: o.Input, LossPercent: o.LossPercent}
+		sites[i] = &PairSite{Name: string(rune('A' + i)), Mode: o.Mode, Mode6: o.Mode6, Input: o.Input, LossPercent: o.LossPercent}
 	}
 	logf := opts.Logf
 	if logf == nil {
@@ -210,6 +246,16 @@ func StartPair(ctx context.Context, opts PairOptions) (p *PairLab, err error) {
 		prefix:    prefix,
 		logf:      logf,
 	}
+	for _, s := range sites {
+		if s.Mode6 != "" {
+			// coturn and the plain server listen on IPv6 too (any Mode6
+			// will do: the servers only ask whether there is one).
+			core.Mode6 = s.Mode6
+			core.STUN6 = netip.AddrPortFrom(STUNAddr6, STUNPort)
+			core.STUN6Alt = netip.AddrPortFrom(STUNAltAddr6, STUNAltPort)
+			core.PlainSTUN6 = netip.AddrPortFrom(PlainSTUNAddr6, STUNPort)
+		}
+	}
 	if core.Dir == "" {
 		d, err := os.MkdirTemp("", "natcheck-pairlab-")
 		if err != nil {
@@ -217,7 +263,8 @@ func StartPair(ctx context.Context, opts PairOptions) (p *PairLab, err error) {
 		}
 		core.Dir, core.ownDir = d, true
 	}
-	p = &PairLab{A: sites[0], B: sites[1], Internet: core.Internet, STUN: core.STUN, STUNAlt: core.STUNAlt, PlainSTUN: core.PlainSTUN, Dir: core.Dir, core: core}
+	p = &PairLab{A: sites[0], B: sites[1], Internet: core.Internet, STUN: core.STUN, STUNAlt: core.STUNAlt, PlainSTUN: core.PlainSTUN,
+		STUN6: core.STUN6, STUN6Alt: core.STUN6Alt, PlainSTUN6: core.PlainSTUN6, Dir: core.Dir, core: core}
 	for _, s := range []*PairSite{p.A, p.B} {
 		low := strings.ToLower(s.Name)
 		s.Client = prefix + "-" + low + "-client"
@@ -227,6 +274,9 @@ func StartPair(ctx context.Context, opts PairOptions) (p *PairLab, err error) {
 			s.Addr = SiteB
 		}
 		s.PublicAddr = s.Addr.PublicAddr(s.Mode)
+		if s.Mode6 != "" {
+			s.ClientAddr6, s.PublicAddr6 = s.Addr.V6.ClientAddr(s.Mode6), s.Addr.V6.PublicAddr(s.Mode6)
+		}
 		s.rulesFile = core.path("router-" + low + ".nft")
 	}
 	defer func() {
@@ -256,6 +306,12 @@ func (p *PairLab) buildNetwork(ctx context.Context) error {
 		if err := c.addNetns(ctx, ns); err != nil {
 			return err
 		}
+		if c.Mode6 != "" {
+			// Before any interface exists (see noDAD).
+			if err := noDAD(ctx, ns); err != nil {
+				return err
+			}
+		}
 	}
 	if err := ipns(ctx, p.Internet, "link", "add", inetBridge, "type", "bridge"); err != nil {
 		return err
@@ -267,7 +323,7 @@ func (p *PairLab) buildNetwork(ctx context.Context) error {
 		}
 		err := buildRouter(ctx, router{
 			client: s.Client, router: s.Router, internet: p.Internet, inetIf: inetIf,
-			site: s.Addr, mode: s.Mode, input: s.Input, loss: s.LossPercent,
+			site: s.Addr, mode: s.Mode, mode6: s.Mode6, input: s.Input, loss: s.LossPercent,
 			defaultVia: STUNAddr,
 			rulesFile:  s.rulesFile,
 		})
@@ -277,12 +333,29 @@ func (p *PairLab) buildNetwork(ctx context.Context) error {
 		if err := ipns(ctx, p.Internet, "link", "set", inetIf, "master", inetBridge, "up"); err != nil {
 			return err
 		}
+		if s.Mode6 != "" {
+			if err := buildSite6(ctx, s.Client, s.Router, s.Addr.V6, s.Mode6, STUNAddr6); err != nil {
+				return fmt.Errorf("site %s: %w", s.Name, err)
+			}
+		}
 	}
 	var steps [][]string
 	for _, a := range []netip.Addr{STUNAddr, STUNAltAddr, PlainSTUNAddr, RendezvousAddr, RendezvousAltAddr} {
 		steps = append(steps, []string{p.Internet, "addr", "add", a.String() + "/24", "dev", inetBridge})
 	}
 	steps = append(steps, []string{p.Internet, "link", "set", inetBridge, "up"})
+	if c.Mode6 != "" {
+		for _, a := range []netip.Addr{STUNAddr6, STUNAltAddr6, PlainSTUNAddr6, ServeAddr6, ServeAltAddr6} {
+			steps = append(steps, []string{p.Internet, "-6", "addr", "add", a.String() + "/64", "dev", inetBridge, "nodad"})
+		}
+		for _, s := range []*PairSite{p.A, p.B} {
+			if s.Mode6 != "" {
+				// The site's global prefix (its own, or NPTv6's outside
+				// prefix) lies behind its router.
+				steps = append(steps, []string{p.Internet, "-6", "route", "add", s.Addr.V6.LAN.String(), "via", s.Addr.V6.RouterWAN.String()})
+			}
+		}
+	}
 	for _, s := range []*PairSite{p.A, p.B} {
 		if s.PublicAddr == s.Addr.Client {
 			// Without NAT the internet must route the client's LAN back.
@@ -299,6 +372,15 @@ func (p *PairLab) buildNetwork(ctx context.Context) error {
 	if _, err := nsexec(ctx, p.Internet, "sh", "-c",
 		"echo 1 > /proc/sys/net/ipv4/ip_forward && echo 0 > /proc/sys/net/ipv4/conf/all/send_redirects && echo 0 > /proc/sys/net/ipv4/conf/"+inetBridge+"/send_redirects"); err != nil {
 		return err
+	}
+	if c.Mode6 != "" {
+		if _, err := nsexec(ctx, p.Internet, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"); err != nil {
+			return err
+		}
+		if err := waitNoTentative(ctx, p.A.Client, p.A.Router, p.B.Client, p.B.Router, p.Internet); err != nil {
+			return err
+		}
+		c.logf("lab: %s: IPv6: site A %q (public %v), site B %q (public %v)", c.prefix, p.A.Mode6, p.A.PublicAddr6, p.B.Mode6, p.B.PublicAddr6)
 	}
 	c.logf("lab: %s: pair lab, site A %s/%s loss %d%% (public %v), site B %s/%s loss %d%% (public %v), internet %s",
 		c.prefix, p.A.Mode, p.A.Input, p.A.LossPercent, p.A.PublicAddr, p.B.Mode, p.B.Input, p.B.LossPercent, p.B.PublicAddr, p.Internet)
@@ -317,7 +399,9 @@ func (p *PairLab) Peer(s *PairSite) *PairSite {
 }
 
 // Ruleset returns the site's router ruleset.
-func (s *PairSite) Ruleset() string { return s.Addr.Ruleset(s.Mode, s.Input, s.LossPercent) }
+func (s *PairSite) Ruleset() string {
+	return s.Addr.ruleset(s.Mode, s.Mode6, false, s.Input, s.LossPercent, 0)
+}
 
 // Command returns a command that runs name with args in namespace ns, as
 // Lab.Command.
@@ -368,7 +452,8 @@ var RendezvousICE = netip.AddrPortFrom(RendezvousAddr, RendezvousICEPort)
 // 198.19.0.6 --http 198.19.0.5:8080 [extra]` in the internet namespace
 // (extra is typically "--pair-ice", RendezvousICE.String()), waits (at
 // most 15 s) until its HTTP port accepts, and sets and returns Rendezvous
-// (ws://198.19.0.5:8080/pair). When a site is TLS443Only the HTTP port is
+// (ws://198.19.0.5:8080/pair). When a site has a Mode6, serve also gets
+// --primary 2001:2:0:100::5 --alternate 2001:2:0:100::6. When a site is TLS443Only the HTTP port is
 // 443 instead: the only one its router lets out.
 func (p *PairLab) StartRendezvous(ctx context.Context, binary string, extra ...string) (string, error) {
 	port := uint16(RendezvousHTTPPort)
@@ -381,6 +466,9 @@ func (p *PairLab) StartRendezvous(ctx context.Context, binary string, extra ...s
 		"--alternate", RendezvousAltAddr.String(),
 		"--http", httpAddr.String(),
 	}, extra...)
+	if p.core.Mode6 != "" {
+		args = append(args, "--primary", ServeAddr6.String(), "--alternate", ServeAltAddr6.String())
+	}
 	if err := p.core.startProc("rendezvous", p.Internet, nil, binary, args...); err != nil {
 		return "", err
 	}
@@ -416,7 +504,8 @@ func (p *PairLab) StartRendezvous(ctx context.Context, binary string, extra ...s
 // PairArgs are the arguments the lab gives `natcheck pair` for room: the
 // rendezvous, coturn as STUN server and as TURN server over each URL in
 // turn (with the lab's credentials, the password from a file), JSON
-// output and the phase timeout.
+// output and the phase timeout. When a site has a Mode6, coturn's IPv6
+// address is a second --stun.
 func (p *PairLab) PairArgs(room string, phaseTimeout time.Duration, turn ...string) []string {
 	args := []string{"pair", "--json",
 		"--rendezvous", p.Rendezvous,
@@ -424,6 +513,9 @@ func (p *PairLab) PairArgs(room string, phaseTimeout time.Duration, turn ...stri
 		"--stun", p.STUN.String(),
 		"--phase-timeout", phaseTimeout.String(),
 		"--wait", "60s",
+	}
+	if p.STUN6.IsValid() {
+		args = append(args, "--stun", p.STUN6.String())
 	}
 	for _, u := range turn {
 		args = append(args, "--turn", u)
@@ -448,9 +540,11 @@ type PairResult struct {
 		Room              string `json:"room"`
 		Role              string `json:"role"`
 		Predicted         string `json:"predicted"`
+		PredictedFamily   string `json:"predicted_family"`
 		PredictionCertain bool   `json:"prediction_certain"`
 		PredictionRule    string `json:"prediction_rule"`
 		Outcome           string `json:"outcome"`
+		OutcomeFamily     string `json:"outcome_family"`
 		Matched           bool   `json:"matched"`
 		Selected          *struct {
 			Local  PairCandidate `json:"local"`
