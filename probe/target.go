@@ -142,14 +142,32 @@ func (p targetParser) parseURI(scheme, rest string) (Target, error) {
 	return t, nil
 }
 
+// checkIPv6 refuses IPv6 literals that cannot be a STUN server's address,
+// saying what to give instead (an IPv4 literal passes unchecked).
+func (p targetParser) checkIPv6(a netip.Addr) error {
+	switch {
+	case !a.Is6():
+		return nil
+	case a.Zone() != "":
+		return p.errorf("zoned IPv6 addresses are not supported: a zone names a link on this host only; give the server's global IPv6 address or its name")
+	case a.Is4In6():
+		return p.errorf("%s is an IPv4-mapped IPv6 address: give the IPv4 address %s itself", a, a.Unmap())
+	case a.IsLinkLocalUnicast():
+		return p.errorf("%s is link-local: it reaches one link only; give the server's global IPv6 address or its name", a)
+	case a.IsUnspecified() || a.IsMulticast():
+		return p.errorf("%s is not a server's address", a)
+	}
+	return nil
+}
+
 func (p targetParser) parseHostPort(s string, defPort uint16) (Target, error) {
 	if s == "" {
 		return Target{}, p.errorf("missing host")
 	}
 	// A bare IPv6 literal: no brackets, several colons, no port.
 	if a, err := netip.ParseAddr(s); err == nil {
-		if a.Zone() != "" {
-			return Target{}, p.errorf("zoned IPv6 addresses are not supported")
+		if err := p.checkIPv6(a); err != nil {
+			return Target{}, err
 		}
 		return Target{Host: a.String(), Port: defPort}, nil
 	}
@@ -166,8 +184,8 @@ func (p targetParser) parseHostPort(s string, defPort uint16) (Target, error) {
 		if err != nil || !a.Is6() {
 			return Target{}, p.errorf("%q is not an IPv6 address", h)
 		}
-		if a.Zone() != "" {
-			return Target{}, p.errorf("zoned IPv6 addresses are not supported")
+		if err := p.checkIPv6(a); err != nil {
+			return Target{}, err
 		}
 		host, isIP = h, true
 		if rest != "" {

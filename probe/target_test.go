@@ -70,6 +70,13 @@ func TestParseTarget(t *testing.T) {
 		"stun:example.com?transport=%zz":  "bad query",
 		"[fe80::1%eth0]:3478":             "zoned",
 		"fe80::1%eth0":                    "zoned",
+		"[fe80::1]:3478":                  "link-local",
+		"fe80::1":                         "link-local",
+		"stun:[fe80::1]":                  "link-local",
+		"[::ffff:192.0.2.1]:3478":         "give the IPv4 address 192.0.2.1 itself",
+		"::ffff:192.0.2.1":                "IPv4-mapped",
+		"[::]:3478":                       "not a server's address",
+		"[ff02::1]:3478":                  "not a server's address",
 	}
 	for in, want := range bad {
 		_, err := ParseTarget(in)
