@@ -11,6 +11,10 @@ const (
 	// ipv4only.arpa, and the prefix is where 192.0.0.170 or 192.0.0.171
 	// sits in the synthesized addresses.
 	NAT64SourceDNS64 = "dns64"
+	// NAT64SourceWellKnown: no DNS64 answer, but a STUN server given as
+	// an IPv4 literal answered at its address in the well-known prefix
+	// 64:ff9b::/96 (RFC 6052 section 2.1).
+	NAT64SourceWellKnown = "well-known"
 )
 
 // NAT64WellKnownPrefix is the well-known NAT64 prefix of RFC 6052 section
@@ -27,9 +31,8 @@ type NAT64 struct {
 	// Prefix is the NAT64 prefix (Pref64::/n), the first one found.
 	Prefix netip.Prefix `json:"prefix,omitzero"`
 	// Source is how the prefix was found: "dns64", the AAAA records of
-	// ipv4only.arpa (RFC 7050).
-	//
-	// It is NAT64SourceDNS64.
+	// ipv4only.arpa (RFC 7050); or "well-known", no DNS64 but a STUN
+	// server answered at its address in 64:ff9b::/96.
 	Source string `json:"source,omitempty"`
 	// Synthesized are the IPv6 addresses, made with the prefix (RFC 6052),
 	// through which IPv4-only STUN servers given as IPv4 literals were

@@ -4,13 +4,16 @@ package probe
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os/exec"
 	"runtime"
 	"slices"
 	"syscall"
 	"testing"
 
 	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/stunserver"
 )
 
 // TestLookForNAT64NoIPv4Route runs in a network namespace of its own with
@@ -52,5 +55,72 @@ func TestLookForNAT64NoIPv4Route(t *testing.T) {
 	}
 	if o.res[IPv6][0].addr != want {
 		t.Errorf("IPv6 resolution %+v", o.res[IPv6][0])
+	}
+}
+
+// TestLookForNAT64WellKnown: with no IPv4 route and no DNS64 answer, the
+// well-known prefix counts only when a server answers through it. A STUN
+// server on the synthesized address 64:ff9b::c000:221 (of 192.0.2.33,
+// RFC 6052 section 2.4) stands for the NAT64 in a network namespace of
+// the test's own; without it, nothing is detected and the IPv6 run keeps
+// no server it cannot reach.
+func TestLookForNAT64WellKnown(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip command (iproute2)")
+	}
+	type out struct {
+		with, without *natclass.NAT64
+		res           map[Family][]resolved
+		err           error
+	}
+	done := make(chan out, 1)
+	go func() {
+		// The thread enters a new network namespace and is never unlocked.
+		runtime.LockOSThread()
+		if err := syscall.Unshare(syscall.CLONE_NEWNET); err != nil {
+			done <- out{err: err}
+			return
+		}
+		var o out
+		ctx := context.Background()
+		target := Target{Host: "192.0.2.33", Port: 3478}
+		fresh := func() map[Family][]resolved {
+			res := resolvedFor(target)
+			res[IPv4] = []resolved{{target: target, addr: netip.MustParseAddr("192.0.2.33")}}
+			return res
+		}
+		// No server yet, and no route anywhere: not detected.
+		o.without = lookForNAT64(ctx, Config{Resolver: &dns64{none: true}}, fresh())
+		// The child inherits this thread's namespace.
+		for _, args := range [][]string{{"link", "set", "lo", "up"}, {"addr", "add", "64:ff9b::c000:221/128", "dev", "lo", "nodad"}} {
+			if b, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				done <- out{err: fmt.Errorf("ip %v: %v: %s", args, err, b)}
+				return
+			}
+		}
+		s, err := stunserver.Start(ctx, stunserver.Config{Primary: netip.MustParseAddrPort("[64:ff9b::c000:221]:3478")})
+		if err != nil {
+			done <- out{err: err}
+			return
+		}
+		defer s.Close()
+		o.res = fresh()
+		o.with = lookForNAT64(ctx, Config{Resolver: &dns64{none: true}}, o.res)
+		done <- o
+	}()
+	o := <-done
+	if o.err != nil {
+		t.Skipf("cannot set up the network namespace (needs root): %v", o.err)
+	}
+	if o.without == nil || o.without.Detected {
+		t.Errorf("no server answering through the well-known prefix: nat64 %+v, want not detected", o.without)
+	}
+	want := netip.MustParseAddr("64:ff9b::c000:221")
+	if o.with == nil || !o.with.Detected || o.with.Prefix != natclass.NAT64WellKnownPrefix || o.with.Source != natclass.NAT64SourceWellKnown ||
+		!slices.Equal(o.with.Synthesized, []netip.Addr{want}) {
+		t.Fatalf("a server answering through the well-known prefix: nat64 %+v", o.with)
+	}
+	if o.res[IPv6][0].addr != want {
+		t.Errorf("IPv6 resolution %+v, want %v", o.res[IPv6][0], want)
 	}
 }

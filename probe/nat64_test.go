@@ -29,7 +29,7 @@ func TestSynthesizeTargets(t *testing.T) {
 	v4 := Target{Host: "192.0.2.33", Port: 3478}
 	v6 := Target{Host: "2001:db8::7", Port: 3479}
 	res := resolvedFor(v4, v6)
-	n := synthesize([]netip.Prefix{netip.MustParsePrefix("2001:db8:122:344::/64"), natclass.NAT64WellKnownPrefix}, res)
+	n := synthesize([]netip.Prefix{netip.MustParsePrefix("2001:db8:122:344::/64"), natclass.NAT64WellKnownPrefix}, natclass.NAT64SourceDNS64, res)
 	// RFC 6052 section 2.4: 192.0.2.33 under 2001:db8:122:344::/64.
 	want := netip.MustParseAddr("2001:db8:122:344:c0:2:2100:0")
 	if !n.Detected || n.Prefix != netip.MustParsePrefix("2001:db8:122:344::/64") || n.Source != "dns64" || !slices.Equal(n.Synthesized, []netip.Addr{want}) {
@@ -44,18 +44,23 @@ func TestSynthesizeTargets(t *testing.T) {
 
 	// No prefix: not detected, nothing changed.
 	res = resolvedFor(v4)
-	if n := synthesize(nil, res); n == nil || n.Detected || res[IPv6][0].addr.IsValid() {
+	if n := synthesize(nil, natclass.NAT64SourceDNS64, res); n == nil || n.Detected || res[IPv6][0].addr.IsValid() {
 		t.Errorf("without a prefix: nat64 %+v, resolution %+v", n, res[IPv6][0])
 	}
 }
 
 // dns64 answers ipv4only.arpa as a DNS64 resolver with the well-known
 // prefix does, and nothing else.
-type dns64 struct{ asked []string }
+// dns64 is a DNS64 resolver for tests; with none set, a resolver that
+// knows no ipv4only.arpa (no DNS64).
+type dns64 struct {
+	asked []string
+	none  bool
+}
 
 func (d *dns64) LookupNetIP(_ context.Context, network, host string) ([]netip.Addr, error) {
 	d.asked = append(d.asked, network+" "+host)
-	if host != "ipv4only.arpa" {
+	if host != "ipv4only.arpa" || d.none {
 		return nil, &netErr{}
 	}
 	return []netip.Addr{netip.MustParseAddr("64:ff9b::c000:aa"), netip.MustParseAddr("64:ff9b::c000:ab")}, nil

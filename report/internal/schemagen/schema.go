@@ -204,7 +204,7 @@ var vocabularies = map[reflect.Type]map[string][]string{
 	},
 	reflect.TypeFor[natclass.PeerRoute](): {"Peer": {natclass.PeerOpen, natclass.PeerFullCone, natclass.PeerRestrictedCone,
 		natclass.PeerPortRestrictedCone, natclass.PeerSymmetric, natclass.PeerUDPBlocked}, "Family": families},
-	reflect.TypeFor[natclass.NAT64]():   {"Source": {natclass.NAT64SourceDNS64}},
+	reflect.TypeFor[natclass.NAT64]():   {"Source": {natclass.NAT64SourceDNS64, natclass.NAT64SourceWellKnown}},
 	reflect.TypeFor[natclass.Verdict](): {"Relay": relays, "RelayVerified": relays},
 	reflect.TypeFor[natclass.WayOut](): {"Via": {natclass.WayDirectUDP, natclass.WayTURNUDP, natclass.WayTURNTCP,
 		natclass.WayTURNTLS, natclass.WayNone, natclass.WayUnknown, ""}, "Family": families},
