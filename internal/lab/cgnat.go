@@ -2,13 +2,11 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // A CGNATLab is a Lab with a second NAT, a carrier-grade NAT, between the
@@ -73,31 +71,7 @@ const (
 // NewCGNAT starts a CGNATLab for a test, as New does a Lab.
 func NewCGNAT(t testing.TB, opts CGNATOptions) *CGNATLab {
 	t.Helper()
-	SkipIfUnavailable(t)
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
-	}
-	if opts.Logf == nil {
-		opts.Logf = t.Logf
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := StartCGNAT(ctx, opts)
-	if errors.Is(err, errNoNetns) {
-		t.Skip("lab: needs root and ip/nft/turnserver: " + err.Error())
-	}
-	if err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			c.DumpLogs(t.Logf)
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("lab: close: %v", err)
-		}
-	})
-	return c
+	return startForTest(t, &opts.Dir, &opts.Logf, func(ctx context.Context) (*CGNATLab, error) { return StartCGNAT(ctx, opts) })
 }
 
 // StartCGNAT builds a CGNATLab and starts the servers. The caller must

@@ -241,16 +241,32 @@ func Available() error {
 // failed.
 func New(t testing.TB, opts Options) *Lab {
 	t.Helper()
+	return startForTest(t, &opts.Dir, &opts.Logf, func(ctx context.Context) (*Lab, error) { return Start(ctx, opts) })
+}
+
+// testLab is what startForTest needs of a lab of any shape.
+type testLab interface {
+	DumpLogs(logf func(string, ...any))
+	Close() error
+}
+
+// startForTest starts a lab for a test with start: it skips the test with
+// one line when the machine cannot build labs, fails it when the lab does
+// not come up, and closes the lab when the test ends, printing the logs if
+// the test failed. An empty *dir becomes a temporary directory of the
+// test, a nil *logf the test's log, before start runs.
+func startForTest[L testLab](t testing.TB, dir *string, logf *func(string, ...any), start func(context.Context) (L, error)) L {
+	t.Helper()
 	SkipIfUnavailable(t)
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
+	if *dir == "" {
+		*dir = t.TempDir()
 	}
-	if opts.Logf == nil {
-		opts.Logf = t.Logf
+	if *logf == nil {
+		*logf = t.Logf
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := Start(ctx, opts)
+	l, err := start(ctx)
 	if errors.Is(err, errNoNetns) {
 		t.Skip("lab: needs root and ip/nft/turnserver: " + err.Error())
 	}

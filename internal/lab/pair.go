@@ -176,31 +176,7 @@ const (
 // the logs if the test failed.
 func NewPair(t testing.TB, opts PairOptions) *PairLab {
 	t.Helper()
-	SkipIfUnavailable(t)
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
-	}
-	if opts.Logf == nil {
-		opts.Logf = t.Logf
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := StartPair(ctx, opts)
-	if errors.Is(err, errNoNetns) {
-		t.Skip("lab: needs root and ip/nft/turnserver: " + err.Error())
-	}
-	if err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			p.DumpLogs(t.Logf)
-		}
-		if err := p.Close(); err != nil {
-			t.Errorf("lab: close: %v", err)
-		}
-	})
-	return p
+	return startForTest(t, &opts.Dir, &opts.Logf, func(ctx context.Context) (*PairLab, error) { return StartPair(ctx, opts) })
 }
 
 // StartPair builds a PairLab and starts coturn and the plain STUN server
