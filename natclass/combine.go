@@ -33,8 +33,9 @@ type Overall struct {
 
 // Combine picks the leading family and the run's overall facts from each
 // family's Result (a skipped family has Skipped set). A family that
-// measured something over UDP beats one that did not; between equals, IPv4
-// leads. The verdict is CombineVerdicts over the families tested, with the
+// measured something over UDP beats one that did not, then one that
+// measured anything (UDP blocked, a TCP answer) beats one that measured
+// nothing; between equals, IPv4 leads. The verdict is CombineVerdicts over the families tested, with the
 // NAT64 sentence added to its summary when NAT64 was detected.
 func Combine(results []Result) Overall {
 	o := Overall{Lead: -1}
@@ -53,7 +54,8 @@ func Combine(results []Result) Overall {
 			continue
 		}
 		lead := results[o.Lead]
-		if (!lead.UDP && r.UDP) || (lead.UDP == r.UDP && r.Family == FamilyIPv4 && lead.Family != FamilyIPv4) {
+		if (!lead.UDP && r.UDP) || (lead.UDP == r.UDP && !measuredAny(lead) && measuredAny(r)) ||
+			(lead.UDP == r.UDP && measuredAny(lead) == measuredAny(r) && r.Family == FamilyIPv4 && lead.Family != FamilyIPv4) {
 			other, o.Lead = o.Lead, i
 		} else if other < 0 {
 			other = i

@@ -135,3 +135,20 @@ func TestCombineNAT64(t *testing.T) {
 		t.Error("an undetected NAT64 has a summary")
 	}
 }
+
+// IPv4 asked for but nothing sent (no IPv4 route), IPv6 measured: UDP
+// blocked there, TCP to 443 gets out. The family that measured nothing
+// must not lead nor be combined into the verdict, whichever family it is.
+func TestCombineUnmeasuredIPv4(t *testing.T) {
+	v4unsent := Classify(Observations{Family: "ipv4", Servers: []Server{{Name: "192.0.2.1:3478",
+		Binding: Transaction{Error: "connect: network is unreachable"}}}})
+	v6blocked := blocked("ipv6", []int{443})
+	o := Combine([]Result{v4unsent, v6blocked})
+	if o.Lead != 1 {
+		t.Errorf("lead %d; want 1 (ipv6, the family that measured something)", o.Lead)
+	}
+	want := "UDP is blocked here; TURN over TCP on port 443 gets out"
+	if o.Verdict.Summary != want || o.Verdict.WayOut.Family != "" {
+		t.Errorf("summary %q, way out family %q; want %q and no family named", o.Verdict.Summary, o.Verdict.WayOut.Family, want)
+	}
+}
