@@ -46,6 +46,46 @@ func lookForNAT64(ctx context.Context, cfg Config, res map[Family][]resolved) *n
 	return &natclass.NAT64{}
 }
 
+// FindNAT64 looks for the NAT64 prefix through which this host reaches
+// cfg.Servers (for example TURN servers, which natcheck turn checks on its
+// own), with what lookForNAT64 does: nothing unless a server is an IPv4
+// literal or a name with IPv4 addresses only (no AAAA, not even from
+// DNS64) and the host has no IPv4 route; then the DNS64 answer for
+// ipv4only.arpa (RFC 7050), else the well-known prefix if a UDP server
+// given as an IPv4 literal answers a Binding request through it. It
+// returns nil when no server needs NAT64 or the host has an IPv4 route,
+// and a NAT64 that is not Detected when none was found. Synthesized lists
+// the servers given as IPv4 literals, in the prefix.
+func FindNAT64(ctx context.Context, cfg Config) *natclass.NAT64 {
+	// Cheap checks first: no server with a chance of IPv4 (IPv6
+	// literals only), or a route to the first IPv4 literal (else to
+	// ipv4only.arpa's address), need no DNS.
+	var literals []resolved
+	maybe := false
+	for _, t := range cfg.Servers {
+		a, err := netip.ParseAddr(t.Host)
+		switch {
+		case err != nil:
+			maybe = true // a name: resolved below
+		case a.Unmap().Is4():
+			maybe = true
+			literals = append(literals, resolved{target: t, addr: a.Unmap()})
+		}
+	}
+	if !maybe || hasIPv4Route(cfg, literals) {
+		return nil
+	}
+	res := resolveAll(ctx, cfg, []Family{IPv4, IPv6})
+	need := false
+	for i := range cfg.Servers {
+		need = need || (res[IPv4][i].addr.IsValid() && !res[IPv6][i].addr.IsValid())
+	}
+	if !need {
+		return nil
+	}
+	return lookForNAT64(ctx, cfg, res)
+}
+
 // wellKnownAnswers sends a Binding request to the first UDP server given
 // as an IPv4 literal, at its address in the well-known NAT64 prefix, twice
 // at most, and reports whether a response came back (about 0.6 s at most,

@@ -124,3 +124,78 @@ func TestLookForNAT64WellKnown(t *testing.T) {
 		t.Errorf("IPv6 resolution %+v, want %v", o.res[IPv6][0], want)
 	}
 }
+
+// names64 is dns64 with A and AAAA records for a few names.
+type names64 struct {
+	dns64
+	names map[string][]netip.Addr
+}
+
+func (d *names64) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if a, ok := d.names[host]; ok {
+		d.asked = append(d.asked, network+" "+host)
+		return a, nil
+	}
+	return d.dns64.LookupNetIP(ctx, network, host)
+}
+
+// TestFindNAT64 (natcheck turn's servers): in a network namespace with no
+// IPv4 route, a name with IPv4 addresses only, or an IPv4 literal, gets
+// the DNS64 prefix; a name with an AAAA record, or IPv6 literals only,
+// need no NAT64 and nothing is asked about ipv4only.arpa. With an IPv4
+// route (loopback, outside the namespace) nothing is looked up.
+func TestFindNAT64(t *testing.T) {
+	names := map[string][]netip.Addr{
+		"turn4.example":  {netip.MustParseAddr("192.0.2.40")},
+		"turn46.example": {netip.MustParseAddr("192.0.2.41"), netip.MustParseAddr("2001:db8::41")},
+	}
+	wk := netip.MustParsePrefix("64:ff9b::/96")
+	cases := []struct {
+		name    string
+		servers []Target
+		found   bool // a Detected NAT64 with the well-known prefix
+		asked   []string
+	}{
+		{"ipv4-only name", []Target{{Host: "turn4.example", Port: 3478}}, true, []string{"ip turn4.example", "ip6 ipv4only.arpa"}},
+		{"ipv4 literal", []Target{{Host: "2001:db8::9", Port: 3478}, {Host: "192.0.2.33", Port: 3478, Transport: TransportTCP}}, true, []string{"ip6 ipv4only.arpa"}},
+		{"dual-stack name", []Target{{Host: "turn46.example", Port: 3478}}, false, []string{"ip turn46.example"}},
+		{"ipv6 literal", []Target{{Host: "2001:db8::9", Port: 3478}}, false, nil},
+	}
+	type out struct {
+		n     *natclass.NAT64
+		asked []string
+	}
+	outs := make(chan []out, 1)
+	errs := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := syscall.Unshare(syscall.CLONE_NEWNET); err != nil {
+			errs <- err
+			return
+		}
+		var o []out
+		for _, c := range cases {
+			d := &names64{names: names}
+			n := FindNAT64(context.Background(), Config{Servers: c.servers, Resolver: d})
+			o = append(o, out{n, d.asked})
+		}
+		outs <- o
+	}()
+	var got []out
+	select {
+	case err := <-errs:
+		t.Skipf("cannot make a network namespace (needs root): %v", err)
+	case got = <-outs:
+	}
+	for i, c := range cases {
+		n := got[i].n
+		ok := n != nil && n.Detected && n.Prefix == wk
+		if ok != c.found || (!c.found && n != nil) || !slices.Equal(got[i].asked, c.asked) {
+			t.Errorf("%s: nat64 %+v, asked %q; want found %v, asked %q", c.name, n, got[i].asked, c.found, c.asked)
+		}
+	}
+	d := &names64{names: names}
+	if n := FindNAT64(context.Background(), Config{Servers: []Target{{Host: "127.0.0.1", Port: 3478}, {Host: "turn4.example", Port: 3478}}, Resolver: d}); n != nil || d.asked != nil {
+		t.Errorf("with an IPv4 route: nat64 %+v, asked %q; want nothing", n, d.asked)
+	}
+}
