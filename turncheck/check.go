@@ -91,6 +91,9 @@ type checker struct {
 	cut atomic.Value
 	// gotHello: the peer socket's first packet came through the relay.
 	gotHello bool
+	// relayedDest is where local peer sockets send to reach the relayed
+	// address: itself, or through NAT64 its synthesized address.
+	relayedDest netip.AddrPort
 }
 
 func (c *checker) fail(step string, err error) {
@@ -122,6 +125,10 @@ func (c *checker) run(ctx context.Context) {
 	}
 	c.res.Server = server
 	c.res.Family = Family(server.Addr())
+	if c.o.viaNAT64(server) {
+		v4, _ := natclass.ExtractNAT64(c.o.NAT64, server.Addr())
+		c.warn("reached through NAT64 (prefix %s): this host has no IPv4 route, so the IPv4 server %s was reached at %s, and an IPv4 relayed address was asked for", c.o.NAT64, v4, server.Addr())
+	}
 
 	token := make([]byte, 8)
 	rand.Read(token)
@@ -141,7 +148,7 @@ func (c *checker) run(ctx context.Context) {
 		LoggerFactory:  newLogFactory(c.password.Reveal()),
 		// RFC 6156: IPv6 sends REQUESTED-ADDRESS-FAMILY; 0 lets pion
 		// infer the family of the connection (IPv6 over IPv6).
-		RequestedAddressFamily: requestedFamily(c.o.RelayFamily),
+		RequestedAddressFamily: requestedFamily(c.o.relayFamily(server)),
 
 		PermissionRefreshInterval: c.o.Soak.permissionRefresh(),
 	})
@@ -186,7 +193,7 @@ func (c *checker) run(ctx context.Context) {
 		c.res.Relayed = natstun.AddrPortOf(ua)
 	}
 	c.res.RelayedFamily = Family(c.res.Relayed.Addr())
-	if want := familyName(c.o.RelayFamily); want != "" && c.res.RelayedFamily != "" && want != c.res.RelayedFamily {
+	if want := familyName(c.o.relayFamily(server)); want != "" && c.res.RelayedFamily != "" && want != c.res.RelayedFamily {
 		c.warn("asked for an %s relayed address, the server gave %s %s (RFC 6156: the server may not relay %s)", want, c.res.RelayedFamily, c.res.Relayed.Addr(), want)
 	}
 	c.checkRelayedAddress(server)
@@ -236,13 +243,15 @@ func resolveServer(ctx context.Context, u URL, o Options) (netip.AddrPort, error
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
+	// IPv4 first, but with a NAT64 prefix (no IPv4 route) IPv6 first.
+	prefer4 := !o.NAT64.IsValid()
 	var ip netip.Addr
 	for _, a := range addrs {
 		a = a.Unmap()
 		switch {
 		case o.Family == 6 && !a.Is6(), o.Family == 4 && !a.Is4():
 			continue
-		case !ip.IsValid(), a.Is4() && !ip.Is4():
+		case !ip.IsValid(), a.Is4() == prefer4 && ip.Is4() != prefer4:
 			ip = a
 		}
 	}
@@ -251,6 +260,13 @@ func resolveServer(ctx context.Context, u URL, o Options) (netip.AddrPort, error
 			return netip.AddrPort{}, fmt.Errorf("no %s address", name)
 		}
 		return netip.AddrPort{}, errors.New("no address")
+	}
+	if ip.Is4() && o.NAT64.IsValid() {
+		s, err := natclass.SynthesizeNAT64(o.NAT64, ip)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%s through the NAT64 prefix: %w", ip, err)
+		}
+		ip = s
 	}
 	return netip.AddrPortFrom(ip, uint16(u.Port)), nil
 }

@@ -24,7 +24,7 @@ const relayOverTURNClients = "pion/turn asks for no IPv4 relayed address over IP
 // TURN clients instead of two ICE agents: for IPv4 relayed addresses over
 // an IPv6 transport.
 func useTURNClients(server netip.AddrPort, o Options) bool {
-	return server.Addr().Unmap().Is6() && o.RelayFamily == 4
+	return server.Addr().Unmap().Is6() && o.relayFamily(server) == 4
 }
 
 // endToEndClients is the end-to-end check done by two TURN clients, each
@@ -69,7 +69,7 @@ func endToEndClients(ctx context.Context, s Server, server netip.AddrPort, o Opt
 			TURNServerAddr: server.String(), Conn: c.rec,
 			Username: user, Password: pw.Reveal(), Software: "natcheck",
 			LoggerFactory:          newLogFactory(pw.Reveal(), s.Credentials.SharedSecret.Reveal()),
-			RequestedAddressFamily: requestedFamily(o.RelayFamily),
+			RequestedAddressFamily: requestedFamily(o.relayFamily(server)),
 		})
 		if err != nil {
 			return sd, err

@@ -39,6 +39,14 @@ type Options struct {
 	// transport to the server. A relayed address of another family than
 	// asked is a warning.
 	RelayFamily int
+	// NAT64 is the NAT64 prefix (RFC 6052) of a host with no IPv4 route
+	// (probe.FindNAT64), or the zero Prefix. When set, a server name's
+	// IPv6 address is preferred, and a server with IPv4 addresses only is
+	// reached at its IPv4 address synthesized into the prefix; such an
+	// allocation asks for an IPv4 relayed address whatever RelayFamily
+	// says (the server sees an IPv4 client), and the relay checks reach
+	// that IPv4 relayed address through the prefix too.
+	NAT64 netip.Prefix
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Trace, if set, is called for every STUN/TURN message of every check,
@@ -110,4 +118,20 @@ func (o Options) tlsConfig(serverName string) *tls.Config {
 		InsecureSkipVerify: o.Insecure, //nolint:gosec // the user asked, and is warned
 		MinVersion:         tls.VersionTLS12,
 	}
+}
+
+// viaNAT64 reports whether server is an address in the NAT64 prefix: an
+// IPv4 server reached through NAT64 (synthesized here or by DNS64).
+func (o Options) viaNAT64(server netip.AddrPort) bool {
+	return o.NAT64.IsValid() && o.NAT64.Contains(server.Addr())
+}
+
+// relayFamily is the family of the relayed address to ask server for:
+// IPv4 through NAT64, since an IPv4 server sees an IPv4 client and pion
+// would infer IPv6 from the transport; else RelayFamily.
+func (o Options) relayFamily(server netip.AddrPort) int {
+	if o.viaNAT64(server) {
+		return 4
+	}
+	return o.RelayFamily
 }

@@ -23,7 +23,24 @@ func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
 	// address this host sends to the relayed address from.
 	local := c.res.Local.Addr()
 	sameFamily := Family(local) == Family(c.res.Relayed.Addr())
-	if !sameFamily {
+	// Through NAT64 the peer socket is on our IPv6 end too, and sends to
+	// the IPv4 relayed address synthesized into the prefix; the relay
+	// sees it at the NAT64's public IPv4 address (XOR-MAPPED-ADDRESS).
+	relayedDest := c.res.Relayed
+	nat64 := c.o.viaNAT64(c.res.Server) && c.res.Relayed.Addr().Is4()
+	if nat64 {
+		s, err := natclass.SynthesizeNAT64(c.o.NAT64, c.res.Relayed.Addr())
+		if err == nil && !c.res.Mapped.Addr().Unmap().Is4() {
+			err = fmt.Errorf("the server named no IPv4 address for us (XOR-MAPPED-ADDRESS %v) to permit", c.res.Mapped)
+		}
+		if err != nil {
+			c.fail(natclass.TURNStepPermission, fmt.Errorf("reaching the relayed address %s through NAT64: %w", c.res.Relayed, err))
+			return false
+		}
+		relayedDest = netip.AddrPortFrom(s, c.res.Relayed.Port())
+	}
+	c.relayedDest = relayedDest
+	if !sameFamily && !nat64 {
 		var err error
 		if local, err = sourceFor(c.res.Relayed); err != nil {
 			c.fail(natclass.TURNStepPermission, fmt.Errorf("opening the local peer socket: no %s route to the relayed address %s: %w", Family(c.res.Relayed.Addr()), c.res.Relayed, err))
@@ -40,8 +57,8 @@ func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
 	// Permissions are per IP address (RFC 8656 section 9): our address as
 	// the server sees it (XOR-MAPPED-ADDRESS is of the transport's family).
 	permIP := local
-	if c.res.Mapped.IsValid() && sameFamily {
-		permIP = c.res.Mapped.Addr()
+	if c.res.Mapped.IsValid() && (sameFamily || nat64) {
+		permIP = c.res.Mapped.Addr().Unmap()
 	}
 	t0 := time.Now()
 	err = c.step(ctx, func() error {
@@ -119,7 +136,7 @@ func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
 	}
 
 	// Hello from the peer: up to three, 100 ms apart.
-	relayed := net.UDPAddrFromAddrPort(c.res.Relayed)
+	relayed := net.UDPAddrFromAddrPort(relayedDest)
 	peerAddr := netip.AddrPortFrom(permIP, peerLocal.Port())
 	gotHello := false
 	hello := packet(helloSeq)
@@ -127,7 +144,7 @@ func (c *checker) relayData(ctx context.Context, relay net.PacketConn) bool {
 	tick := time.NewTicker(100 * time.Millisecond)
 	skipHello := false
 	if c.o.Allow != nil {
-		if err := c.o.Allow(c.res.Relayed); err != nil {
+		if err := c.o.Allow(relayedDest); err != nil {
 			c.warn("the local peer socket sent nothing to the relayed address directly: %v", err)
 			skipHello = true
 		}

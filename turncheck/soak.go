@@ -176,10 +176,14 @@ func (c *checker) soak(ctx context.Context, relay net.PacketConn) bool {
 	if c.res.Data != nil && c.res.Data.Peer.IsValid() {
 		base = c.res.Data.Peer.Addr()
 	}
-	relayed := net.UDPAddrFromAddrPort(c.res.Relayed)
+	dest := c.res.Relayed
+	if c.relayedDest.IsValid() {
+		dest = c.relayedDest // through NAT64
+	}
+	relayed := net.UDPAddrFromAddrPort(dest)
 	for i, p := range peers {
 		peerAddrs[i] = netip.AddrPortFrom(base, p.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-		if c.o.Allow == nil || c.o.Allow(c.res.Relayed) == nil {
+		if c.o.Allow == nil || c.o.Allow(dest) == nil {
 			p.WriteTo(packet(byte(i), helloSeq), relayed)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/natcheck/natcheck/internal/progress"
 	"github.com/natcheck/natcheck/internal/safefile"
 	"github.com/natcheck/natcheck/natclass"
+	"github.com/natcheck/natcheck/probe"
 	"github.com/natcheck/natcheck/report"
 	"github.com/natcheck/natcheck/turncheck"
 )
@@ -214,13 +216,36 @@ func startTURN(ctx context.Context, o options, stderr io.Writer) func(*report.Re
 		g      natclass.Gathering
 		wg     sync.WaitGroup
 	)
-	wg.Go(func() { checks = turncheck.CheckAll(ctx, c.servers, opts) })
+	wg.Go(func() {
+		opts.NAT64 = turnNAT64(ctx, c.servers)
+		checks = turncheck.CheckAll(ctx, c.servers, opts)
+	})
 	wg.Go(func() { g = turncheck.Gather(ctx, stun, c.servers, c.opts) })
 	return func(r *report.Report) {
 		wg.Wait()
 		turncheck.ExplainGathering(&g, checks)
 		diagnose.AddTURN(r, checks, &g)
 	}
+}
+
+// turnNAT64 is the NAT64 prefix through which to reach TURN servers
+// given as IPv4 literals or as names with IPv4 addresses only, on a host
+// with no IPv4 route (probe.FindNAT64: DNS64, else the well-known prefix
+// if a UDP server answers through it); the zero Prefix when no server
+// needs it, the host has an IPv4 route, or no NAT64 was found.
+func turnNAT64(ctx context.Context, servers []turncheck.Server) netip.Prefix {
+	targets := make([]probe.Target, 0, len(servers))
+	for _, s := range servers {
+		t := probe.Target{Host: s.URL.Host, Port: uint16(s.URL.Port)}
+		if s.URL.Transport != natclass.TURNTransportUDP {
+			t.Transport = probe.TransportTCP // no Binding request to it
+		}
+		targets = append(targets, t)
+	}
+	if n := probe.FindNAT64(ctx, probe.Config{Servers: targets}); n != nil && n.Detected {
+		return n.Prefix
+	}
+	return netip.Prefix{}
 }
 
 const turnUsageText = `Usage: natcheck turn [flags] URL...
@@ -416,6 +441,7 @@ func runTurn(ctx context.Context, args []string, stdout, stderr io.Writer, e env
 		opts.Soak = &turncheck.SoakOptions{Duration: o.duration, MaxLoss: o.maxLoss, Progress: soakProgress(prog, o.turn.servers)}
 	}
 	start := time.Now()
+	opts.NAT64 = turnNAT64(ctx, o.turn.servers)
 	checks := turncheck.CheckAll(ctx, o.turn.servers, opts)
 	if prog != nil {
 		prog.Done(soakResult(checks, ctx.Err() != nil))
