@@ -59,7 +59,10 @@ func Check(ctx context.Context, s Server, o Options) natclass.TURNCheck {
 	if (c.res.OK || peerCutOff) && o.EndToEnd && ctx.Err() == nil {
 		e2e := EndToEndCheck(ctx, s, o)
 		c.res.EndToEnd = &e2e
-		if useTURNClients(c.res.Server, o) {
+		switch {
+		case useTURNClients(c.res.Server, o) && o.viaNAT64(c.res.Server):
+			c.warn("the end-to-end check ran between two TURN clients' relayed addresses, not two ICE agents: through NAT64 the server is reached over IPv6 but relays on IPv4, and pion/ice announces relayed candidates of its transport's family only")
+		case useTURNClients(c.res.Server, o):
 			c.warn("the end-to-end check ran between two TURN clients' relayed addresses, not two ICE agents: %s", relayOverTURNClients)
 		}
 		switch {

@@ -573,4 +573,78 @@ func TestNAT64(t *testing.T) {
 	if bad != nil {
 		t.Errorf("natcheck on an IPv6-only client behind NAT64 is wrong: %q\nstdout: %s\nstderr: %s", bad, r.Stdout, r.Stderr)
 	}
+	turnThroughNAT64(t, l, bin)
+}
+
+// turnThroughNAT64: natcheck turn on the IPv6-only client against coturn
+// at its IPv4 address, over UDP and TCP, must reach it through NAT64, get
+// an IPv4 relayed address, and pass data through the relay to its local
+// peer socket and back, and between two relayed addresses.
+func turnThroughNAT64(t *testing.T, l *Lab, bin string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := []string{"NATCHECK_TURN_PASSWORD=" + l.TURN.Password}
+	u := l.TURN.UDP.String()
+	r, err := l.RunNatcheckWith(ctx, env, bin, "turn", "--json", "--turn-user", l.TURN.User,
+		"turn:"+u+"?transport=udp", "turn:"+u+"?transport=tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		OK   bool `json:"ok"`
+		TURN []struct {
+			URL           string `json:"url"`
+			OK            bool   `json:"ok"`
+			Server        string `json:"address"`
+			Relayed       string `json:"relayed_address"`
+			RelayedFamily string `json:"relayed_family"`
+			Mapped        string `json:"mapped_address"`
+			Data          *struct {
+				Peer     string `json:"peer"`
+				Sent     int    `json:"sent"`
+				Received int    `json:"received"`
+			} `json:"data"`
+			EndToEnd *struct {
+				Connected bool `json:"connected"`
+			} `json:"end_to_end"`
+			Error    string   `json:"error"`
+			Warnings []string `json:"warnings"`
+		} `json:"turn"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("decoding natcheck turn's report: %v\n%s", err, r.Stdout)
+	}
+	var bad []string
+	if r.ExitCode != 0 || !rep.OK || len(rep.TURN) != 2 {
+		bad = append(bad, fmt.Sprintf("exit code %d, ok %v, %d checks; want 0, true, 2", r.ExitCode, rep.OK, len(rep.TURN)))
+	}
+	// By hand: coturn's 198.19.0.2 in the prefix; it relays on its own
+	// IPv4 address and sees us, and our peer socket, at the router's WAN
+	// address (tayga, then masquerade).
+	wantServer := "[2001:2:0:6464::c613:2]:3478"
+	for _, c := range rep.TURN {
+		relayed, _ := netip.ParseAddrPort(c.Relayed)
+		mapped, _ := netip.ParseAddrPort(c.Mapped)
+		switch {
+		case !c.OK:
+			bad = append(bad, fmt.Sprintf("%s: failed: %s", c.URL, c.Error))
+		case c.Server != wantServer:
+			bad = append(bad, fmt.Sprintf("%s: server %s, want %s", c.URL, c.Server, wantServer))
+		case c.RelayedFamily != "ipv4" || relayed.Addr() != l.TURN.RelayAddr:
+			bad = append(bad, fmt.Sprintf("%s: relayed %s (%s), want on %s", c.URL, c.Relayed, c.RelayedFamily, l.TURN.RelayAddr))
+		case mapped.Addr() != RouterWANAddr:
+			bad = append(bad, fmt.Sprintf("%s: mapped %s, want on %s", c.URL, c.Mapped, RouterWANAddr))
+		case c.Data == nil || c.Data.Received != c.Data.Sent || c.Data.Sent == 0 || !strings.HasPrefix(c.Data.Peer, RouterWANAddr.String()+":"):
+			bad = append(bad, fmt.Sprintf("%s: data through the relay %+v, want all back from a peer on %s", c.URL, c.Data, RouterWANAddr))
+		case c.EndToEnd == nil || !c.EndToEnd.Connected:
+			bad = append(bad, fmt.Sprintf("%s: end-to-end %+v, want connected", c.URL, c.EndToEnd))
+		case !slices.ContainsFunc(c.Warnings, func(w string) bool { return strings.HasPrefix(w, "reached through NAT64 (prefix 2001:2:0:6464::/96)") }):
+			bad = append(bad, fmt.Sprintf("%s: warnings %q do not say NAT64", c.URL, c.Warnings))
+		}
+		t.Logf("natcheck turn %s: server %s relayed %s mapped %s data %+v", c.URL, c.Server, c.Relayed, c.Mapped, c.Data)
+	}
+	if bad != nil {
+		t.Errorf("natcheck turn on an IPv6-only client behind NAT64 is wrong: %q\nstdout: %s\nstderr: %s", bad, r.Stdout, r.Stderr)
+	}
 }
