@@ -577,22 +577,35 @@ func TestNAT64(t *testing.T) {
 }
 
 // turnThroughNAT64: natcheck turn on the IPv6-only client against coturn
-// at its IPv4 address, over UDP and TCP, must reach it through NAT64, get
-// an IPv4 relayed address, and pass data through the relay to its local
-// peer socket and back, and between two relayed addresses.
+// at its IPv4 address, over UDP and TCP, and plain natcheck with --turn
+// over UDP, must reach it through NAT64, get an IPv4 relayed address, and
+// pass data through the relay to the local peer socket and back, and
+// between two relayed addresses.
 func turnThroughNAT64(t *testing.T, l *Lab, bin string) {
+	t.Helper()
+	env := []string{"NATCHECK_TURN_PASSWORD=" + l.TURN.Password}
+	u := l.TURN.UDP.String()
+	for _, run := range []struct {
+		name string
+		args []string
+	}{
+		{"natcheck turn", []string{"turn", "--json", "--turn-user", l.TURN.User, "turn:" + u + "?transport=udp", "turn:" + u + "?transport=tcp"}},
+		{"natcheck --turn", append(l.NatcheckArgs(), "--turn-user", l.TURN.User, "--turn", "turn:"+u)},
+	} {
+		turnRunThroughNAT64(t, l, bin, run.name, env, run.args)
+	}
+}
+
+func turnRunThroughNAT64(t *testing.T, l *Lab, bin, name string, env, args []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	env := []string{"NATCHECK_TURN_PASSWORD=" + l.TURN.Password}
-	u := l.TURN.UDP.String()
-	r, err := l.RunNatcheckWith(ctx, env, bin, "turn", "--json", "--turn-user", l.TURN.User,
-		"turn:"+u+"?transport=udp", "turn:"+u+"?transport=tcp")
+	r, err := l.RunNatcheckWith(ctx, env, bin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rep struct {
-		OK   bool `json:"ok"`
+		OK   *bool `json:"ok"` // natcheck turn's only
 		TURN []struct {
 			URL           string `json:"url"`
 			OK            bool   `json:"ok"`
@@ -613,11 +626,11 @@ func turnThroughNAT64(t *testing.T, l *Lab, bin string) {
 		} `json:"turn"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
-		t.Fatalf("decoding natcheck turn's report: %v\n%s", err, r.Stdout)
+		t.Fatalf("decoding %s's report: %v\n%s", name, err, r.Stdout)
 	}
 	var bad []string
-	if r.ExitCode != 0 || !rep.OK || len(rep.TURN) != 2 {
-		bad = append(bad, fmt.Sprintf("exit code %d, ok %v, %d checks; want 0, true, 2", r.ExitCode, rep.OK, len(rep.TURN)))
+	if want := strings.Count(strings.Join(args, " "), "turn:"); r.ExitCode != 0 || (rep.OK != nil && !*rep.OK) || len(rep.TURN) != want {
+		bad = append(bad, fmt.Sprintf("exit code %d, ok %v, %d checks; want 0, true, %d", r.ExitCode, deref(rep.OK), len(rep.TURN), want))
 	}
 	// By hand: coturn's 198.19.0.2 in the prefix; it relays on its own
 	// IPv4 address and sees us, and our peer socket, at the router's WAN
@@ -642,9 +655,9 @@ func turnThroughNAT64(t *testing.T, l *Lab, bin string) {
 		case !slices.ContainsFunc(c.Warnings, func(w string) bool { return strings.HasPrefix(w, "reached through NAT64 (prefix 2001:2:0:6464::/96)") }):
 			bad = append(bad, fmt.Sprintf("%s: warnings %q do not say NAT64", c.URL, c.Warnings))
 		}
-		t.Logf("natcheck turn %s: server %s relayed %s mapped %s data %+v", c.URL, c.Server, c.Relayed, c.Mapped, c.Data)
+		t.Logf("%s %s: server %s relayed %s mapped %s data %+v", name, c.URL, c.Server, c.Relayed, c.Mapped, c.Data)
 	}
 	if bad != nil {
-		t.Errorf("natcheck turn on an IPv6-only client behind NAT64 is wrong: %q\nstdout: %s\nstderr: %s", bad, r.Stdout, r.Stderr)
+		t.Errorf("%s on an IPv6-only client behind NAT64 is wrong: %q\nstdout: %s\nstderr: %s", name, bad, r.Stdout, r.Stderr)
 	}
 }
