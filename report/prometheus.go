@@ -257,7 +257,9 @@ func RegisterMetrics(reg prometheus.Registerer, r Report) error {
 		}
 	}
 	m.turn.set(r.TURN)
-	return register(reg, append(m.collectors(), append(lifetimeCollectors(r.Lifetime), portMappingCollectors(r.PortMapping)...)...))
+	cs := append(m.collectors(), lifetimeCollectors(r.Lifetime)...)
+	cs = append(cs, portMappingCollectors(r.PortMapping)...)
+	return register(reg, append(cs, nat64Collectors(r.NAT64)...))
 }
 
 // RegisterTURNMetrics registers the metrics of the report of natcheck turn
@@ -420,4 +422,20 @@ func writeGathered(w io.Writer, g prometheus.Gatherer) error {
 		}
 	}
 	return nil
+}
+
+// nat64Collectors is natcheck_nat64_detected: 1 with the prefix when the
+// run found NAT64 on an IPv6-only network, 0 (prefix "") when it looked
+// and found none; none when it did not look (the host has an IPv4 route).
+func nat64Collectors(n *natclass.NAT64) []prometheus.Collector {
+	if n == nil {
+		return nil
+	}
+	g := gauge("nat64_detected", "1 when this IPv6-only network has NAT64 (prefix from DNS64, RFC 7050, or the well-known prefix a server answered through), 0 when natcheck looked and found none; absent when the host has an IPv4 route.", "prefix", "source")
+	prefix := ""
+	if n.Detected {
+		prefix = n.Prefix.String()
+	}
+	g.WithLabelValues(prefix, n.Source).Set(b2f(n.Detected))
+	return []prometheus.Collector{g}
 }

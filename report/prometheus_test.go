@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -289,6 +290,30 @@ func TestPrometheusDocs(t *testing.T) {
 	for name := range parseExposition(t, b.Bytes()) {
 		if !bytes.Contains(doc, []byte("`"+name+"`")) {
 			t.Errorf("%s is not in docs/prometheus.md", name)
+		}
+	}
+}
+
+// TestPrometheusNAT64: the NAT64 finding is a gauge with its prefix, 0
+// when natcheck looked and found none, absent when it did not look.
+func TestPrometheusNAT64(t *testing.T) {
+	for _, c := range []struct {
+		n    *natclass.NAT64
+		want string
+	}{
+		{&natclass.NAT64{Detected: true, Prefix: netip.MustParsePrefix("64:ff9b::/96"), Source: "dns64"}, `natcheck_nat64_detected{prefix="64:ff9b::/96",source="dns64"} 1`},
+		{&natclass.NAT64{}, `natcheck_nat64_detected{prefix="",source=""} 0`},
+		{nil, ""},
+	} {
+		r := build(in(fullConeCGNAT()))
+		r.NAT64 = c.n
+		var b bytes.Buffer
+		if err := WritePrometheus(&b, r); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Contains(b.String(), "natcheck_nat64_detected")
+		if c.want == "" && got || c.want != "" && !strings.Contains(b.String(), c.want) {
+			t.Errorf("nat64 %+v: want %q in:\n%s", c.n, c.want, b.String())
 		}
 	}
 }
