@@ -700,8 +700,7 @@ func (s *session) newAgent(ctx context.Context, phase string) (*ice.Agent, error
 		return cfg.server.newAgent(opts)
 	}
 	// Both families: a pair symmetric over IPv4 may connect directly over
-	// IPv6. Relays stay on IPv4: the TURN servers are reached over IPv4
-	// only, as before pion/ice v4.4.9 (which can also relay over IPv6).
+	// IPv6, and relays of either family pair up with the peer's.
 	networks := []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}
 	if cfg.ActiveTCP && phase == report.PhaseDirect {
 		networks = append(networks, ice.NetworkTypeTCP4, ice.NetworkTypeTCP6)
@@ -710,14 +709,18 @@ func (s *session) newAgent(ctx context.Context, phase string) (*ice.Agent, error
 		// only where UDP does not get through (as a browser would).
 		opts = append(opts, ice.WithHostAcceptanceMinWait(iceTCPWait))
 	}
-	opts = append(opts, ice.WithNetworkTypes(networks),
-		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}))
+	opts = append(opts, ice.WithNetworkTypes(networks))
 	if phase == report.PhaseRelay && len(cfg.TURN) > 0 {
 		urls, dialer, err := turncheck.ICERelay(ctx, cfg.TURN, cfg.TURNOptions)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeRelay}), ice.WithUrls(urls))
+		// TURN servers are reached over IPv4 as before, and over IPv6 when
+		// named by an IPv6 literal or a name with IPv6 addresses only;
+		// with both families in the candidates, each allocation's relayed
+		// address is of its transport's family.
+		opts = append(opts, ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeRelay}), ice.WithUrls(urls),
+			ice.WithTURNTransportProtocols(turncheck.ICERelayTransports(ctx, cfg.TURN, cfg.TURNOptions)))
 		if dialer != nil {
 			opts = append(opts, ice.WithProxyDialer(dialer))
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/natcheck/natcheck/rendezvous"
 	"github.com/natcheck/natcheck/report"
+	"github.com/natcheck/natcheck/turncheck"
+	"github.com/natcheck/natcheck/turncheck/turntest"
 )
 
 // own6 returns an IPv6 address of this host that pion/ice offers as a
@@ -128,5 +130,60 @@ func TestListenPeerAddresses(t *testing.T) {
 	defer ps.Close()
 	if a := ps.UDPAddr().Addr(); a != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("IPv4-mapped ::ffff:127.0.0.1 listens on %v, want 127.0.0.1", a)
+	}
+}
+
+// TestRelayIPv6: two engines whose only local address is an IPv6 address
+// of this host, with an in-process TURN server on [::1] (relays on ::1),
+// and a signalling that drops the direct phase's candidates, so the
+// direct phase cannot connect: the relay phase reaches the server over
+// IPv6 and connects relay to relay over IPv6.
+func TestRelayIPv6(t *testing.T) {
+	ip := own6(t)
+	srv := turntest.NewServer(t, turntest.Options{IPv6: true})
+	u, err := turncheck.ParseURL("turn:" + srv.UDP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(role string) Config {
+		c := own6Config(role, ip)
+		c.TURN = []turncheck.Server{{URL: u, Credentials: turncheck.Credentials{User: turntest.User, Password: turncheck.NewSecret(turntest.Password)}}}
+		c.Summary.HasTURN = true
+		c.PhaseTimeout = 3 * time.Second
+		return c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pa, pb := newPipe()
+	defer pa.Close()
+	noDirect := func(m rendezvous.Message) []rendezvous.Message {
+		if m.Type == rendezvous.TypeCandidate && m.Phase == report.PhaseDirect {
+			return nil
+		}
+		return []rendezvous.Message{m}
+	}
+	pa.setFilter(noDirect)
+	pb.setFilter(noDirect)
+	ra, rb := runPair(t, ctx, cfg(rendezvous.RoleFirst), cfg(rendezvous.RoleSecond), pa, pb)
+	for _, r := range []runResult{ra, rb} {
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.res.Role, r.err)
+		}
+		if len(r.res.Phases) != 2 || r.res.Phases[0].Connected {
+			t.Fatalf("%s: phases %+v, want a direct phase that did not connect and a relay phase", r.res.Role, r.res.Phases)
+		}
+		if r.res.Outcome != report.PairRelay || r.res.OutcomeFamily != "ipv6" {
+			t.Fatalf("%s: outcome %q over %q, want relay over ipv6; phases %+v", r.res.Role, r.res.Outcome, r.res.OutcomeFamily, r.res.Phases)
+		}
+		sel := r.res.Selected
+		for _, c := range []report.PairCandidate{sel.Local, sel.Remote} {
+			ap, err := netip.ParseAddrPort(c.Address)
+			if c.Type != "relay" || err != nil || ap.Addr() != netip.IPv6Loopback() {
+				t.Errorf("%s: selected %+v, want relay candidates on the server's relays at ::1 both ends", r.res.Role, sel)
+			}
+		}
+	}
+	if ra.res.Selected.Local.Address != rb.res.Selected.Remote.Address {
+		t.Errorf("first's local %s is not second's remote %s", ra.res.Selected.Local.Address, rb.res.Selected.Remote.Address)
 	}
 }

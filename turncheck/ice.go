@@ -578,3 +578,36 @@ func ICERelay(ctx context.Context, servers []Server, o Options) ([]*stun.URI, Pr
 	}
 	return urls, d, nil
 }
+
+// ICERelayTransports are the transports an ICE agent reaches servers over
+// (ice.WithTURNTransportProtocols): UDP and TCP over IPv4, as before, and
+// over IPv6 for a server named by an IPv6 literal or by a name whose
+// resolved address (as the TURN checks pick it: IPv4 first, NAT64 aside)
+// is IPv6. Only IPv6 when every server is IPv6. pion/ice tries each server over every
+// transport given, so with both families a dual-stack name is also
+// reached over IPv6; an IPv4 literal is not (it does not resolve as udp6).
+func ICERelayTransports(ctx context.Context, servers []Server, o Options) []ice.NetworkType {
+	o.NAT64 = netip.Prefix{} // a name with an IPv4 address stays IPv4, as before
+	var v4, v6 bool
+	for _, s := range servers {
+		six := false
+		if a, err := netip.ParseAddr(s.URL.Host); err == nil {
+			six = a.Unmap().Is6()
+		} else if ap, err := resolveServer(ctx, s.URL, o); err == nil {
+			six = ap.Addr().Unmap().Is6()
+		}
+		if six {
+			v6 = true
+		} else {
+			v4 = true
+		}
+	}
+	var out []ice.NetworkType
+	if v4 || !v6 {
+		out = append(out, ice.NetworkTypeUDP4, ice.NetworkTypeTCP4)
+	}
+	if v6 {
+		out = append(out, ice.NetworkTypeUDP6, ice.NetworkTypeTCP6)
+	}
+	return out
+}

@@ -167,3 +167,54 @@ func TestCheckCoturnIPv6(t *testing.T) {
 		})
 	}
 }
+
+// TestICERelayTransports: the pair's relay agents reach a server over
+// IPv6 only when it is named by an IPv6 literal or by a name with IPv6
+// addresses only; IPv4 servers, dual-stack names and names that do not
+// resolve stay on IPv4 as before, also with a NAT64 prefix.
+func TestICERelayTransports(t *testing.T) {
+	r := hostsResolver{
+		"turn4.example":  {netip.MustParseAddr("198.19.0.2")},
+		"turn46.example": {netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.19.0.2")},
+		"turn6.example":  {netip.MustParseAddr("2001:db8::2")},
+	}
+	const v4, v6, both = "udp4 tcp4", "udp6 tcp6", "udp4 tcp4 udp6 tcp6"
+	cases := []struct {
+		hosts []string
+		nat64 bool
+		want  string
+	}{
+		{[]string{"198.19.0.2"}, false, v4},
+		{[]string{"turn4.example"}, false, v4},
+		{[]string{"turn46.example"}, false, v4},
+		{[]string{"nowhere.example"}, false, v4},
+		{[]string{"::ffff:198.19.0.2"}, false, v4},
+		{[]string{"turn4.example"}, true, v4},
+		{[]string{"2001:db8::2"}, false, v6},
+		{[]string{"turn6.example"}, false, v6},
+		{[]string{"turn6.example", "2001:db8::3"}, false, v6},
+		{[]string{"198.19.0.2", "2001:db8::2"}, false, both},
+		{[]string{"turn6.example", "turn46.example"}, false, both},
+	}
+	for _, c := range cases {
+		var servers []Server
+		for _, h := range c.hosts {
+			u, err := ParseURL("turn:" + bracket(h) + ":3478")
+			if err != nil {
+				t.Fatal(err)
+			}
+			servers = append(servers, Server{URL: u})
+		}
+		o := Options{Resolver: r}
+		if c.nat64 {
+			o.NAT64 = netip.MustParsePrefix("64:ff9b::/96")
+		}
+		var got []string
+		for _, n := range ICERelayTransports(context.Background(), servers, o) {
+			got = append(got, n.String())
+		}
+		if g := strings.Join(got, " "); g != c.want {
+			t.Errorf("%v (NAT64 %v): %s, want %s", c.hosts, c.nat64, g, c.want)
+		}
+	}
+}
