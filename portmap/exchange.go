@@ -20,20 +20,41 @@ var retransmit = []time.Duration{0, 100 * time.Millisecond, 300 * time.Milliseco
 // exchange as the gateway's answer. answered reports whether a reply that
 // was not skipped arrived.
 func exchange(ctx context.Context, conn *net.UDPConn, gw netip.AddrPort, req []byte, parse func([]byte) error) (answered bool, err error) {
+	send := func() error {
+		if _, err := conn.Write(req); err != nil {
+			return fmt.Errorf("sending to %s: %w", gw, err)
+		}
+		return nil
+	}
+	accept := func(b []byte, from netip.AddrPort) error {
+		if !sameAddr(from.Addr(), gw.Addr()) || from.Port() != gw.Port() {
+			return skip("a reply from %s, not the gateway %s", from, gw)
+		}
+		return parse(b)
+	}
+	return await(ctx, conn, send, accept, "answer", gw.String())
+}
+
+// await calls send on the retransmit schedule and reads replies on conn
+// until accept takes one or ctx ends. accept returns nil for an answer, an
+// errSkip to keep waiting, or another error that ends the wait as the
+// answer. answered reports whether a reply that was not skipped arrived;
+// when none did, the error says how long it waited for what ("no answer
+// from GW within ...") and why replies were ignored. A read error other
+// than a timeout (ICMP port unreachable on a connected socket: nothing
+// listens) ends the wait with that error, prefixed with peer.
+func await(ctx context.Context, conn *net.UDPConn, send func() error, accept func(b []byte, from netip.AddrPort) error, what, peer string) (answered bool, err error) {
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	start := time.Now()
 	next := 0
 	var skipped int
 	var lastSkip string
-	buf := make([]byte, pcpMaxLen+4)
-	for {
-		if ctx.Err() != nil {
-			break
-		}
+	buf := make([]byte, 2048)
+	for ctx.Err() == nil {
 		if next < len(retransmit) && time.Since(start) >= retransmit[next] {
-			if _, err := conn.Write(req); err != nil {
-				return false, fmt.Errorf("sending to %s: %w", gw, err)
+			if err := send(); err != nil {
+				return false, err
 			}
 			next++
 		}
@@ -54,15 +75,9 @@ func exchange(ctx context.Context, conn *net.UDPConn, gw netip.AddrPort, req []b
 			if ctx.Err() != nil {
 				break
 			}
-			// ICMP port unreachable on a connected socket: nothing listens.
-			return false, fmt.Errorf("%s: %w", gw, err)
+			return false, fmt.Errorf("%s: %w", peer, err)
 		}
-		if !sameAddr(from.Addr(), gw.Addr()) || from.Port() != gw.Port() {
-			skipped++
-			lastSkip = fmt.Sprintf("a reply from %s, not the gateway %s", from, gw)
-			continue
-		}
-		err = parse(buf[:n])
+		err = accept(buf[:n], from)
 		var s errSkip
 		if errors.As(err, &s) {
 			skipped++
@@ -71,7 +86,7 @@ func exchange(ctx context.Context, conn *net.UDPConn, gw netip.AddrPort, req []b
 		}
 		return true, err
 	}
-	msg := fmt.Sprintf("no answer from %s within %v", gw, time.Since(start).Round(time.Millisecond))
+	msg := fmt.Sprintf("no %s from %s within %v", what, peer, time.Since(start).Round(time.Millisecond))
 	if skipped > 0 {
 		msg += fmt.Sprintf(" (ignored %d unusable replies, the last: %s)", skipped, lastSkip)
 	}

@@ -192,18 +192,7 @@ func detectNATPMP(ctx context.Context, cfg Config, gw netip.Addr) ProtocolResult
 		}
 		return err
 	})
-	res.Answered = answered
-	if errors.Is(err, errOtherVersion) {
-		res.Answered = false
-		err = errors.New("the gateway answered in PCP: it speaks PCP, not NAT-PMP")
-	}
-	if err != nil {
-		res.Error = err.Error()
-		var re *ResultError
-		if errors.As(err, &re) {
-			res.ResultCode = re.Code
-		}
-	}
+	res.record(answered, err, "the gateway answered in PCP: it speaks PCP, not NAT-PMP")
 	return res
 }
 
@@ -244,10 +233,18 @@ func announcePCP(ctx context.Context, cfg Config, gw netip.Addr) ProtocolResult 
 		_, err := parsePCP(b, pcpOpAnnounce, [12]byte{}, 0)
 		return err
 	})
+	res.record(answered, err, "the gateway answered in NAT-PMP: it speaks NAT-PMP, not PCP")
+	return res
+}
+
+// record sets what a detection exchange found: answered, and the error
+// with the refusal's result code; a reply in the other protocol's version
+// is no answer in this one, and otherVersion says so.
+func (res *ProtocolResult) record(answered bool, err error, otherVersion string) {
 	res.Answered = answered
 	if errors.Is(err, errOtherVersion) {
 		res.Answered = false
-		err = errors.New("the gateway answered in NAT-PMP: it speaks NAT-PMP, not PCP")
+		err = errors.New(otherVersion)
 	}
 	if err != nil {
 		res.Error = err.Error()
@@ -256,7 +253,6 @@ func announcePCP(ctx context.Context, cfg Config, gw netip.Addr) ProtocolResult 
 			res.ResultCode = re.Code
 		}
 	}
-	return res
 }
 
 // Mapping is a UDP port mapping on the gateway. Delete removes it.

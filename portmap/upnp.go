@@ -71,8 +71,6 @@ func discoverIGD(ctx context.Context, cfg Config, gw netip.Addr) (*url.URL, erro
 		return nil, err
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
 	dests := []netip.AddrPort{netip.AddrPortFrom(gw, cfg.ssdpPort())}
 	if !cfg.NoMulticast {
 		dests = append(dests, netip.MustParseAddrPort(ssdpMulticast))
@@ -91,55 +89,28 @@ func discoverIGD(ctx context.Context, cfg Config, gw netip.Addr) (*url.URL, erro
 		}
 		return nil
 	}
-	start := time.Now()
-	next := 0
-	var lastSkip string
-	skipped := 0
-	buf := make([]byte, 2048)
-	for ctx.Err() == nil {
-		if next < len(retransmit) && time.Since(start) >= retransmit[next] {
-			if err := send(); err != nil {
-				return nil, fmt.Errorf("sending the SSDP search: %w", err)
-			}
-			next++
-		}
-		deadline := time.Time{}
-		if next < len(retransmit) {
-			deadline = start.Add(retransmit[next])
-		}
-		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-			deadline = d
-		}
-		conn.SetReadDeadline(deadline)
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			return nil, err
-		}
+	var found *url.URL
+	accept := func(b []byte, from netip.AddrPort) error {
 		if !sameAddr(from.Addr(), gw) {
-			skipped++
-			lastSkip = fmt.Sprintf("a reply from %s, not the gateway %s", from, gw)
-			continue
+			return skip("a reply from %s, not the gateway %s", from, gw)
 		}
-		u, err := parseSSDP(buf[:n], from.Addr())
+		u, err := parseSSDP(b, from.Addr())
 		if err != nil {
-			skipped++
-			lastSkip = err.Error()
-			continue
+			return skip("%s", err)
 		}
-		return u, nil
+		found = u
+		return nil
 	}
-	msg := fmt.Sprintf("no SSDP answer from %s within %v", gw, time.Since(start).Round(time.Millisecond))
-	if skipped > 0 {
-		msg += fmt.Sprintf(" (ignored %d unusable replies, the last: %s)", skipped, lastSkip)
+	wrapped := func() error {
+		if err := send(); err != nil {
+			return fmt.Errorf("sending the SSDP search: %w", err)
+		}
+		return nil
 	}
-	return nil, errors.New(msg)
+	if _, err := await(ctx, conn, wrapped, accept, "SSDP answer", gw.String()); err != nil {
+		return nil, err
+	}
+	return found, nil
 }
 
 // maxUPnPBody bounds a device description or SOAP answer: real ones are a
